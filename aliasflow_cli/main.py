@@ -1,0 +1,47 @@
+"""The `aliasflow` command: one entry point whose subcommands call into the packages.
+
+Heavy imports (MLflow, FastAPI, scikit-learn) happen inside each command so that
+`aliasflow --help` and `aliasflow validate` stay fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    name="aliasflow",
+    help="GitOps for MLflow: move an alias, the controller deploys it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+def train(
+    config: Path | None = typer.Option(None, "--config", help="Training config (YAML)."),
+    summary_file: Path | None = typer.Option(
+        None, "--summary-file", help="Also write the JSON summary to this file."
+    ),
+) -> None:
+    """Train, evaluate, log to MLflow and register when the metric gate passes."""
+    from training.cli import run_train
+
+    raise typer.Exit(run_train(config, summary_file))
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", envvar="ALIASFLOW_SERVER_HOST"),
+    port: int = typer.Option(8080, "--port", envvar="ALIASFLOW_SERVER_PORT"),
+) -> None:
+    """Serve the model version named by MODEL_URI (the model-server image runs this)."""
+    from model_server.cli import run_serve
+
+    raise typer.Exit(run_serve(host, port))
+
+
+if __name__ == "__main__":
+    app()
