@@ -1,0 +1,172 @@
+"""The `ModelDeployment` v1 manifest, as platform engineers write it in git.
+
+Every model forbids unknown keys: a typo such as `healthTimeoutSecond` must be an error,
+not a silently ignored field that leaves a deployment on a default nobody chose.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$")
+# The controller sets these on every workload; a manifest must not override them.
+RESERVED_ENV = frozenset({"MODEL_URI", "ALIASFLOW_ADMIN_TOKEN"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+
+
+def _dns_label(value: str) -> str:
+    if not DNS_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not a DNS label: lowercase letters, digits and '-', "
+            "1-63 characters, starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _env_name(value: str) -> str:
+    if not ENV_NAME.match(value):
+        raise ValueError(f"{value!r} is not a valid environment variable name")
+    return value
+
+
+DnsLabel = Annotated[str, Field(min_length=1, max_length=63)]
+
+
+class Metadata(_Strict):
+    name: DnsLabel
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    _check_name = field_validator("name")(_dns_label)
+
+
+class ModelRef(_Strict):
+    name: str = Field(min_length=1, description="Registered model name in MLflow.")
+    alias: str | None = Field(default=None, description="Follow this alias (e.g. champion).")
+    version: int | None = Field(default=None, ge=1, description="Or pin this version.")
+
+    @field_validator("alias")
+    @classmethod
+    def _alias_not_reserved(cls, value: str | None) -> str | None:
+        if value is not None and RESERVED_ALIAS.match(value):
+            raise ValueError(f"alias {value!r} is reserved by MLflow (latest, v<number>)")
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one_selector(self) -> ModelRef:
+        if (self.alias is None) == (self.version is None):
+            raise ValueError("set exactly one of 'alias' or 'version'")
+        return self
+
+    @property
+    def selector(self) -> str:
+        return f"@{self.alias}" if self.alias else f"v{self.version}"
+
+
+class AciTarget(_Strict):
+    subscription_id: str = Field(alias="subscriptionId", min_length=1)
+    resource_group: str = Field(alias="resourceGroup", min_length=1)
+    location: str = Field(min_length=1)
+    dns_name_label: str | None = Field(
+        default=None, alias="dnsNameLabel", description="Defaults to metadata.name."
+    )
+
+    @field_validator("dns_name_label")
+    @classmethod
+    def _label(cls, value: str | None) -> str | None:
+        return None if value is None else _dns_label(value)
+
+
+class DockerTarget(_Strict):
+    network: str | None = None
+
+
+class Target(_Strict):
+    kind: Literal["local", "aci", "docker"] = "local"
+    aci: AciTarget | None = None
+    docker: DockerTarget | None = None
+
+    @model_validator(mode="after")
+    def _settings_match_kind(self) -> Target:
+        if self.kind == "aci" and self.aci is None:
+            raise ValueError("target.kind 'aci' needs an 'aci' block")
+        if self.kind != "aci" and self.aci is not None:
+            raise ValueError(f"an 'aci' block does not apply to target.kind {self.kind!r}")
+        if self.kind != "docker" and self.docker is not None:
+            raise ValueError(f"a 'docker' block does not apply to target.kind {self.kind!r}")
+        return self
+
+
+class Resources(_Strict):
+    cpu: float = Field(default=1.0, gt=0, le=4)
+    memory_gb: float = Field(default=1.5, alias="memoryGB", gt=0, le=16)
+
+
+class SecretRef(_Strict):
+    from_env: str = Field(alias="fromEnv", description="Controller environment variable.")
+
+    _check_name = field_validator("from_env")(_env_name)
+
+
+class Rollout(_Strict):
+    strategy: Literal["hotswap", "recreate"] = "hotswap"
+    health_timeout_seconds: int = Field(default=120, alias="healthTimeoutSeconds", ge=1, le=3600)
+
+
+class SyncPolicy(_Strict):
+    automated: bool = True
+    self_heal: bool = Field(default=True, alias="selfHeal")
+    prune: bool = True
+
+
+class Spec(_Strict):
+    model: ModelRef
+    target: Target = Field(default_factory=Target)
+    image: str = Field(default="aliasflow-server:latest", min_length=1)
+    resources: Resources = Field(default_factory=Resources)
+    port: int = Field(default=8080, ge=1, le=65535)
+    env: dict[str, str] = Field(default_factory=dict)
+    secret_env: dict[str, SecretRef] = Field(default_factory=dict, alias="secretEnv")
+    rollout: Rollout = Field(default_factory=Rollout)
+    sync_policy: SyncPolicy = Field(default_factory=SyncPolicy, alias="syncPolicy")
+
+    @model_validator(mode="after")
+    def _env_names(self) -> Spec:
+        for name in [*self.env, *self.secret_env]:
+            _env_name(name)
+            if name in RESERVED_ENV:
+                raise ValueError(f"env {name!r} is set by the controller and cannot be overridden")
+        both = set(self.env) & set(self.secret_env)
+        if both:
+            raise ValueError(f"{sorted(both)} set in both env and secretEnv")
+        return self
+
+
+class ModelDeployment(_Strict):
+    api_version: Literal["aliasflow/v1"] = Field(alias="apiVersion")
+    kind: Literal["ModelDeployment"]
+    metadata: Metadata
+    spec: Spec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def dns_name_label(self) -> str | None:
+        aci = self.spec.target.aci
+        return (aci.dns_name_label or self.name) if aci else None
+
+
+def json_schema() -> dict[str, object]:
+    schema = ModelDeployment.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "aliasflow ModelDeployment v1"
+    return schema

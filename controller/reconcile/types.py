@@ -1,0 +1,78 @@
+"""Value types the planner works on: what should run, what does run, what to do.
+
+They are plain frozen dataclasses so that `plan()` stays a pure function that tests
+can drive with literal tables, without MLflow, a runtime or a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Operation(StrEnum):
+    CREATE = "create"
+    RECREATE = "recreate"
+    HOTSWAP = "hotswap"
+    DELETE = "delete"
+    NOOP = "noop"
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """A manifest with its alias resolved to one model version."""
+
+    name: str
+    target_kind: str
+    model_name: str
+    model_version: str
+    run_id: str | None
+    image: str
+    port: int
+    cpu: float
+    memory_gb: float
+    env: tuple[tuple[str, str], ...]
+    strategy: str
+    health_timeout_seconds: int
+    self_heal: bool = True
+    automated: bool = True
+    alias: str | None = None
+    # Resolved secret values: only ever passed to the runtime, never shown or stored.
+    secret_env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # A digest of everything that shapes the workload except the model version, so a
+    # version change can hot swap while any other change must recreate.
+    spec_hash: str = ""
+    target_settings: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.model_name}/{self.model_version}"
+
+
+@dataclass(frozen=True)
+class ActualState:
+    """What a runtime reports for one owned workload."""
+
+    name: str
+    spec_hash: str
+    # The version the workload was last set to by the controller (state file / tag).
+    model_version: str | None
+    running: bool
+    endpoint: str | None = None
+    # What the server itself says it serves (/metadata); None when it did not answer.
+    served_version: str | None = None
+    ready: bool = False
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Action:
+    operation: Operation
+    name: str
+    reason: str
+    desired: DesiredState | None = None
+    actual: ActualState | None = None
+
+    @property
+    def changes_anything(self) -> bool:
+        return self.operation is not Operation.NOOP

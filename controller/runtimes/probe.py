@@ -1,0 +1,29 @@
+"""Asks a running model server what it serves: the served half of `ActualState`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+
+@dataclass(frozen=True)
+class ServerProbe:
+    ready: bool
+    served_version: str | None
+    run_id: str | None = None
+
+
+def probe_server(endpoint: str, timeout: float = 2.0) -> ServerProbe:
+    try:
+        with httpx.Client(timeout=timeout, trust_env=False) as client:
+            ready = client.get(f"{endpoint}/readyz").is_success
+            response = client.get(f"{endpoint}/metadata")
+            if not response.is_success:
+                return ServerProbe(ready, None)
+            body = response.json()
+    except (httpx.HTTPError, ValueError):
+        return ServerProbe(False, None)
+    version = body.get("version") if isinstance(body, dict) else None
+    run_id = body.get("run_id") if isinstance(body, dict) else None
+    return ServerProbe(ready, None if version is None else str(version), run_id)
