@@ -1,0 +1,134 @@
+"""The planner is a pure function: tables in, actions out, no fixtures."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from controller.reconcile.plan import plan, plan_deployment, plan_prune
+from controller.reconcile.types import ActualState, DesiredState, Operation
+
+DESIRED = DesiredState(
+    name="iris",
+    target_kind="local",
+    model_name="iris-classifier",
+    model_version="2",
+    run_id="r2",
+    image="aliasflow-server:latest",
+    port=8080,
+    cpu=1.0,
+    memory_gb=1.5,
+    env=(),
+    strategy="hotswap",
+    health_timeout_seconds=30,
+    spec_hash="spec-a",
+)
+IN_SYNC = ActualState(
+    name="iris",
+    spec_hash="spec-a",
+    model_version="2",
+    running=True,
+    endpoint="http://127.0.0.1:9000",
+    served_version="2",
+    ready=True,
+)
+
+
+@pytest.mark.parametrize(
+    ("desired", "actual", "expected"),
+    [
+        pytest.param(DESIRED, None, Operation.CREATE, id="nothing-running"),
+        pytest.param(DESIRED, IN_SYNC, Operation.NOOP, id="in-sync"),
+        pytest.param(
+            DESIRED,
+            replace(IN_SYNC, model_version="1", served_version="1"),
+            Operation.HOTSWAP,
+            id="promotion-hotswap",
+        ),
+        pytest.param(
+            replace(DESIRED, strategy="recreate"),
+            replace(IN_SYNC, model_version="1", served_version="1"),
+            Operation.RECREATE,
+            id="promotion-recreate-strategy",
+        ),
+        pytest.param(
+            DESIRED,
+            replace(IN_SYNC, model_version="1", ready=False),
+            Operation.RECREATE,
+            id="promotion-but-server-not-ready",
+        ),
+        pytest.param(
+            DESIRED,
+            replace(IN_SYNC, spec_hash="spec-b"),
+            Operation.RECREATE,
+            id="spec-changed",
+        ),
+        pytest.param(
+            DESIRED,
+            replace(IN_SYNC, running=False),
+            Operation.RECREATE,
+            id="killed-self-heal",
+        ),
+        pytest.param(
+            replace(DESIRED, self_heal=False),
+            replace(IN_SYNC, running=False),
+            Operation.NOOP,
+            id="killed-no-self-heal",
+        ),
+        pytest.param(
+            DESIRED,
+            replace(IN_SYNC, served_version="1"),
+            Operation.HOTSWAP,
+            id="drift-restarted-on-boot-version",
+        ),
+        pytest.param(
+            replace(DESIRED, self_heal=False),
+            replace(IN_SYNC, served_version="1"),
+            Operation.NOOP,
+            id="drift-no-self-heal",
+        ),
+        pytest.param(
+            DESIRED,
+            replace(IN_SYNC, served_version=None, ready=False),
+            Operation.NOOP,
+            id="server-not-answering-but-recorded-in-sync",
+        ),
+        pytest.param(
+            replace(DESIRED, self_heal=False),
+            replace(IN_SYNC, model_version="1"),
+            Operation.HOTSWAP,
+            id="promotion-applies-without-self-heal",
+        ),
+    ],
+)
+def test_plan_deployment(
+    desired: DesiredState, actual: ActualState | None, expected: Operation
+) -> None:
+    action = plan_deployment(desired, actual)
+    assert action.operation is expected
+    assert action.name == "iris"
+    assert action.reason
+
+
+def test_prune_deletes_only_owned_workloads_without_manifest() -> None:
+    other = replace(IN_SYNC, name="old")
+    actions = plan_prune({"iris"}, [IN_SYNC, other], prune_allowed=True)
+    assert [(a.operation, a.name) for a in actions] == [(Operation.DELETE, "old")]
+
+
+def test_prune_never_runs_on_incomplete_knowledge() -> None:
+    assert plan_prune(set(), [IN_SYNC], prune_allowed=False) == []
+
+
+def test_second_pass_after_convergence_is_all_noops() -> None:
+    first = plan({"iris": DESIRED}, {}, prune_allowed=True)
+    assert [a.operation for a in first] == [Operation.CREATE]
+    converged = {"iris": IN_SYNC}
+    second = plan({"iris": DESIRED}, converged, prune_allowed=True)
+    assert all(not a.changes_anything for a in second)
+
+
+def test_plan_is_deterministic_in_name_order() -> None:
+    desired = {n: replace(DESIRED, name=n) for n in ("b", "a", "c")}
+    assert [a.name for a in plan(desired, {}, prune_allowed=True)] == ["a", "b", "c"]
