@@ -1,0 +1,106 @@
+"""Controller settings: environment (`ALIASFLOW_*`) first, flags of `aliasflow controller` on top.
+
+Built by a factory, never at import. A bad value stops start-up with a message that
+names the setting (see `load_settings`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message names it."""
+
+
+class ControllerSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ALIASFLOW_", extra="ignore", populate_by_name=True
+    )
+
+    manifests_dir: Path = Field(
+        Path("manifests"), description="Directory of ModelDeployment manifests."
+    )
+    host: str = Field("127.0.0.1", description="Address the controller's HTTP server binds.")
+    port: int = Field(8000, ge=1, le=65535, description="Port of the controller's HTTP server.")
+    mlflow_tracking_uri: str = Field(
+        "http://127.0.0.1:5000",
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "ALIASFLOW_MLFLOW_TRACKING_URI"),
+        description="MLflow tracking server (read from MLFLOW_TRACKING_URI).",
+    )
+    mlflow_ui_url: str | None = Field(None, description="Base URL for links to the MLflow UI.")
+    data_dir: Path = Field(
+        Path(".aliasflow"), description="State of the local runtime, sqlite history."
+    )
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the history store; sqlite in the data dir if unset."
+    )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="Secret MLflow signs webhook deliveries with; webhooks are refused without it.",
+    )
+    public_url: str | None = Field(
+        None, description="Address MLflow should call the controller at."
+    )
+    register_webhook: bool = Field(False, description="Create/update the MLflow webhook on start.")
+    poll_interval_seconds: float = Field(
+        30.0, gt=0, le=3600, description="How often to poll MLflow's aliases (the safety net)."
+    )
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token for state-changing endpoints; unset disables them."
+    )
+    server_admin_token: SecretStr | None = Field(
+        None,
+        description="Token for model servers' /admin/model; generated in the data dir if unset.",
+    )
+    git_url: str | None = Field(
+        None, description="Git remote holding the manifests; pulled on an interval."
+    )
+    git_branch: str = Field("main", description="Branch of the git remote to follow.")
+    git_interval_seconds: float = Field(60.0, gt=0, le=86400, description="Git pull interval.")
+    git_webhook_secret: SecretStr | None = Field(
+        None, description="Secret for GitHub push webhooks."
+    )
+    allow_empty: bool = Field(
+        False, description="Allow pruning everything when no manifests exist."
+    )
+    prune: bool = Field(True, description="Delete owned workloads that have no manifest any more.")
+    webhook_max_bytes: int = Field(1_000_000, ge=1024, description="Largest webhook body accepted.")
+    webhook_max_age_seconds: int = Field(
+        300, ge=1, description="Oldest webhook timestamp accepted."
+    )
+    log_format: Literal["json", "human"] = Field("human", description="Log line format.")
+    workers: int = Field(4, ge=1, le=64, description="Reconciles that may run at once.")
+
+    @field_validator("mlflow_tracking_uri", "public_url", "mlflow_ui_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://", "file:", "sqlite:")):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/") if value else value
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'aliasflow.db'}"
+
+
+def load_settings(**overrides: Any) -> ControllerSettings:
+    """Build settings from env plus CLI flags; turn validation errors into one clear message."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return ControllerSettings(**given)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(p) for p in error["loc"]) or "settings"
+            env = (
+                f"ALIASFLOW_{field.upper()}"
+                if field != "mlflow_tracking_uri"
+                else "MLFLOW_TRACKING_URI"
+            )
+            problems.append(f"{env}: {error['msg'].removeprefix('Value error, ')}")
+        raise SettingsError("invalid setting(s): " + "; ".join(problems)) from None

@@ -1,0 +1,271 @@
+"""History store on SQLAlchemy Core: sqlite in the data dir by default, PostgreSQL in production.
+
+Every write is one short transaction, so a controller killed mid-rollout leaves at worst
+a `Running` history row, which `mark_interrupted()` turns into `Interrupted` on start-up.
+Database errors are wrapped into `StoreUnavailableError`: the controller reports them and
+keeps serving rather than crashing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, fields, replace
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from controller.errors import TemporaryError
+from controller.store.records import DeploymentStatus, Health, Result, Sync, SyncRecord
+
+metadata = MetaData()
+
+status_table = Table(
+    "aliasflow_status",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("sync", String(16), nullable=False),
+    Column("health", String(16), nullable=False),
+    Column("message", Text, nullable=False, default=""),
+    Column("model_name", String(256)),
+    Column("alias", String(256)),
+    Column("desired_version", String(32)),
+    Column("served_version", String(32)),
+    Column("run_id", String(64)),
+    Column("target_kind", String(16)),
+    Column("endpoint", String(512)),
+    Column("image", String(512)),
+    Column("manifest_revision", String(64)),
+    Column("last_sync_id", Integer),
+    Column("updated_at", Float, nullable=False),
+)
+
+history_table = Table(
+    "aliasflow_sync_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment", String(63), nullable=False, index=True),
+    Column("trigger", String(16), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("result", String(16), nullable=False),
+    Column("action", String(16)),
+    Column("manifest_revision", String(64)),
+    Column("model_name", String(256)),
+    Column("model_version", String(32)),
+    Column("run_id", String(64)),
+    Column("image", String(512)),
+    Column("image_digest", String(128)),
+    Column("message", Text, nullable=False, default=""),
+)
+
+deliveries_table = Table(
+    "aliasflow_webhook_deliveries",
+    metadata,
+    Column("delivery_id", String(128), primary_key=True),
+    Column("received_at", Float, nullable=False, index=True),
+    Column("outcome", String(32), nullable=False),
+)
+
+
+class StoreUnavailableError(TemporaryError):
+    """The history database cannot be read or written (down, disk full, read-only)."""
+
+
+class HistoryStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        connect_args: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            # The reconcile workers, the poller and the API share one file.
+            connect_args = {"check_same_thread": False, "timeout": 30}
+        self.engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        with self._connection() as connection:
+            metadata.create_all(connection)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except IntegrityError:
+            raise
+        except SQLAlchemyError as exc:
+            raise StoreUnavailableError(f"history store unavailable: {_short(exc)}") from exc
+
+    # --- sync history -------------------------------------------------------------
+
+    def begin_sync(self, record: SyncRecord) -> SyncRecord:
+        values = _row(record)
+        values.pop("id")
+        with self._connection() as connection:
+            new_id = connection.execute(insert(history_table).values(**values)).inserted_primary_key
+        return replace(record, id=int(new_id[0]))  # type: ignore[index]
+
+    def finish_sync(self, record: SyncRecord) -> None:
+        if record.id is None:
+            raise ValueError("finish_sync needs a record returned by begin_sync")
+        values = _row(record)
+        values.pop("id")
+        with self._connection() as connection:
+            connection.execute(
+                update(history_table).where(history_table.c.id == record.id).values(**values)
+            )
+
+    def mark_interrupted(self, now: float | None = None) -> int:
+        """Close rows a killed controller left `Running`, so the history tells the truth."""
+        with self._connection() as connection:
+            result = connection.execute(
+                update(history_table)
+                .where(history_table.c.result == Result.RUNNING.value)
+                .values(
+                    result=Result.INTERRUPTED.value,
+                    finished_at=now or time.time(),
+                    message="controller stopped during this sync",
+                )
+            )
+            return int(result.rowcount)
+
+    def history(self, deployment: str, limit: int = 50) -> list[SyncRecord]:
+        query = (
+            select(history_table)
+            .where(history_table.c.deployment == deployment)
+            .order_by(history_table.c.id.desc())
+            .limit(limit)
+        )
+        with self._connection() as connection:
+            return [_sync_record(row._mapping) for row in connection.execute(query)]
+
+    def last_succeeded(self, deployment: str) -> list[SyncRecord]:
+        query = (
+            select(history_table)
+            .where(
+                history_table.c.deployment == deployment,
+                history_table.c.result == Result.SUCCEEDED.value,
+            )
+            .order_by(history_table.c.id.desc())
+            .limit(20)
+        )
+        with self._connection() as connection:
+            return [_sync_record(row._mapping) for row in connection.execute(query)]
+
+    # --- status ---------------------------------------------------------------------
+
+    def put_status(self, status: DeploymentStatus) -> None:
+        values = asdict(status)
+        values["sync"] = status.sync.value
+        values["health"] = status.health.value
+        values["updated_at"] = status.updated_at or time.time()
+        with self._connection() as connection:
+            exists = connection.execute(
+                select(status_table.c.name).where(status_table.c.name == status.name)
+            ).first()
+            if exists:
+                connection.execute(
+                    update(status_table).where(status_table.c.name == status.name).values(**values)
+                )
+            else:
+                connection.execute(insert(status_table).values(**values))
+
+    def get_status(self, name: str) -> DeploymentStatus | None:
+        with self._connection() as connection:
+            row = connection.execute(
+                select(status_table).where(status_table.c.name == name)
+            ).first()
+        return None if row is None else _status(row._mapping)
+
+    def list_status(self) -> list[DeploymentStatus]:
+        with self._connection() as connection:
+            rows = connection.execute(select(status_table).order_by(status_table.c.name))
+            return [_status(row._mapping) for row in rows]
+
+    def delete_status(self, name: str) -> None:
+        with self._connection() as connection:
+            connection.execute(delete(status_table).where(status_table.c.name == name))
+
+    # --- webhook deliveries -------------------------------------------------------
+
+    def remember_delivery(self, delivery_id: str, outcome: str, now: float | None = None) -> bool:
+        """Record a delivery id; False when it was seen before (a replay)."""
+        try:
+            with self._connection() as connection:
+                connection.execute(
+                    insert(deliveries_table).values(
+                        delivery_id=delivery_id, received_at=now or time.time(), outcome=outcome
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    def forget_deliveries_before(self, cutoff: float) -> int:
+        """Ids older than the signature's max age cannot be replayed anyway."""
+        with self._connection() as connection:
+            result = connection.execute(
+                delete(deliveries_table).where(deliveries_table.c.received_at < cutoff)
+            )
+            return int(result.rowcount)
+
+    def delivery_counts(self) -> dict[str, int]:
+        query = select(deliveries_table.c.outcome, func.count()).group_by(
+            deliveries_table.c.outcome
+        )
+        with self._connection() as connection:
+            return {outcome: int(count) for outcome, count in connection.execute(query)}
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the dashboard read while a reconcile writes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _row(record: SyncRecord) -> dict[str, Any]:
+    values = asdict(record)
+    values["result"] = record.result.value
+    return values
+
+
+def _sync_record(row: Any) -> SyncRecord:
+    names = {f.name for f in fields(SyncRecord)}
+    values = {key: row[key] for key in names}
+    values["result"] = Result(values["result"])
+    values["message"] = values["message"] or ""
+    return SyncRecord(**values)
+
+
+def _status(row: Any) -> DeploymentStatus:
+    names = {f.name for f in fields(DeploymentStatus)}
+    values = {key: row[key] for key in names}
+    values["sync"] = Sync(values["sync"])
+    values["health"] = Health(values["health"])
+    return DeploymentStatus(**values)
+
+
+def _short(exc: SQLAlchemyError) -> str:
+    return str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0][:300]
