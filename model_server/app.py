@@ -1,0 +1,233 @@
+"""The FastAPI app of the model server, built by `create_app(settings)`.
+
+Routes stay thin: they read the served model once from the slot, hand the work to the
+parser, the batcher or the slot, and raise domain errors that `errors.py` maps to HTTP.
+Nothing happens at import; the model loads in the lifespan, in the background, so
+`/livez` answers at once and `/readyz` turns 200 only after warm-up and output checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from model_server.batching import MicroBatcher
+from model_server.errors import (
+    AdminDisabledError,
+    BodyTooLargeError,
+    InputError,
+    NotReadyError,
+    ServerError,
+    UnauthorizedError,
+    install_error_handlers,
+)
+from model_server.inputs import decode_json, parse_predict_body
+from model_server.loading import LoadedModel, load_model
+from model_server.metrics import CONTENT_TYPE, MetricsMiddleware, ServerMetrics
+from model_server.responses import JSONBytesResponse
+from model_server.schemas import (
+    ErrorResponse,
+    HealthResponse,
+    MetadataResponse,
+    PredictResponse,
+    ReadyResponse,
+    SwapRequest,
+    SwapResponse,
+)
+from model_server.settings import ServerSettings
+from model_server.slot import Loader, ModelSlot
+
+log = logging.getLogger("model_server")
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 409, 413, 422, 503)
+}
+
+
+def create_app(
+    settings: ServerSettings,
+    *,
+    loader: Loader = load_model,
+    on_boot_failure: Callable[[str], None] | None = None,
+) -> FastAPI:
+    """Build the server for `settings`; `on_boot_failure` lets `run_serve` exit non-zero."""
+    metrics = ServerMetrics()
+    slot = ModelSlot(settings, loader, metrics)
+    batcher = MicroBatcher(
+        max_rows=settings.batch_max_rows,
+        max_wait_s=settings.batch_max_wait_ms / 1000.0,
+        on_batch=metrics.batch_rows.observe,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        batcher.start()
+        boot = asyncio.create_task(_boot(slot, on_boot_failure), name="model-boot")
+        try:
+            yield
+        finally:
+            boot.cancel()
+            await batcher.stop()
+
+    app = FastAPI(
+        title="aliasflow model server",
+        summary="Serves one MLflow model version and can hot-swap it.",
+        lifespan=lifespan,
+        responses=_ERRORS,
+    )
+    app.state.settings = settings
+    app.state.slot = slot
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    def served() -> LoadedModel:
+        model = slot.current
+        if model is None:
+            if slot.boot_error:
+                raise NotReadyError(f"model failed to load: {slot.boot_error}")
+            raise NotReadyError(f"model {settings.model_uri} is still loading")
+        return model
+
+    @app.get("/livez", tags=["probes"])
+    async def livez() -> dict[str, str]:
+        """The process is alive (always 200 while it runs)."""
+        return {"status": "alive"}
+
+    @app.get("/readyz", tags=["probes"], response_model=ReadyResponse)
+    async def readyz() -> JSONBytesResponse:
+        """200 once the model is loaded, warmed up and checked; 503 before."""
+        model = served()
+        return JSONBytesResponse({"status": "ready", "model": model.summary()})
+
+    @app.get("/health", tags=["probes"], response_model=HealthResponse)
+    async def health() -> JSONBytesResponse:
+        model = served()
+        return JSONBytesResponse({"status": "ok", "model": model.summary()})
+
+    @app.post(
+        "/predict",
+        tags=["model"],
+        response_model=PredictResponse,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        },
+    )
+    async def predict(request: Request) -> Response:
+        """Predict for `instances`, `records`, `dataframe_split`, `dataframe_records` or
+        `inputs`; the input is checked against the model signature first."""
+        model = served()
+        body = await _read_body(request, settings.max_body_bytes)
+        batch = parse_predict_body(body, model.spec, settings.max_batch_rows)
+        predictions = await batcher.predict(model, batch)
+        content = orjson.dumps(
+            {"predictions": predictions, "model": {"name": model.name, "version": model.version}}
+        )
+        return Response(content, media_type="application/json")
+
+    @app.get("/metadata", tags=["model"], response_model=MetadataResponse)
+    async def metadata() -> JSONBytesResponse:
+        return JSONBytesResponse(_metadata(served()))
+
+    @app.get("/metrics", tags=["probes"])
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.post("/admin/model", tags=["admin"], response_model=SwapResponse)
+    async def admin_model(request: Request) -> JSONBytesResponse:
+        """Hot swap (bearer token): `{"model_uri": "models:/name/N", "force": false}`."""
+        _authorize(request, settings)
+        body = await _read_body(request, settings.max_body_bytes)
+        try:
+            swap = SwapRequest.model_validate(decode_json(body))
+        except ValidationError as exc:
+            raise InputError(_describe(exc)) from None
+        new, old = await slot.swap(swap.model_uri, swap.force)
+        return JSONBytesResponse(
+            {
+                "status": "swapped",
+                "model": _metadata(new),
+                "previous": old.summary() if old else None,
+            }
+        )
+
+    return app
+
+
+async def _boot(slot: ModelSlot, on_failure: Callable[[str], None] | None) -> None:
+    try:
+        await slot.boot()
+    except ServerError as exc:
+        log.error("boot failed: %s", exc)
+        if on_failure is not None:
+            on_failure(str(exc))
+    except Exception as exc:  # a bug of ours; still a clear line, not a hung unready server
+        log.exception("boot failed unexpectedly")
+        slot.boot_error = f"{type(exc).__name__}: {exc}"
+        if on_failure is not None:
+            on_failure(slot.boot_error)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing (413) as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLargeError(f"body of {declared} bytes is over the limit of {limit} bytes")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError(f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _authorize(request: Request, settings: ServerSettings) -> None:
+    if settings.admin_token is None:
+        raise AdminDisabledError(
+            "admin endpoint disabled: ALIASFLOW_ADMIN_TOKEN is not set on this server"
+        )
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise UnauthorizedError("missing bearer token: send 'Authorization: Bearer <token>'")
+    expected = settings.admin_token.get_secret_value().encode()
+    if not hmac.compare_digest(token.strip().encode(), expected):
+        raise UnauthorizedError("invalid admin token")
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        location = ".".join(str(p) for p in error.get("loc", ())) or "body"
+        parts.append(f"{location}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+def _metadata(model: LoadedModel) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "version": model.version,
+        "run_id": model.run_id,
+        "model_uri": model.model_uri,
+        "source": model.source,
+        "flavor": model.predictor.flavor,
+        "signature": model.signature,
+        "input_columns": model.spec.to_json() if model.spec else None,
+        "metrics": model.metrics,
+        "git_sha": model.git_sha,
+        "loaded_at": model.loaded_at.isoformat(),
+    }

@@ -1,0 +1,353 @@
+"""Load one MLflow model version, describe it, warm it up and check its output.
+
+Used at boot and by every hot swap, always off the event loop (it blocks: downloads,
+unpickling). A model that fails here never serves: the caller keeps what it had.
+
+Where a model comes from (`LoadedModel.source`):
+- "registry": `models:/name/N` (or `models:/name@alias`) through the MLflow tracking URI;
+- "baked": a local directory holding an MLflow model plus `aliasflow-model.json`
+  (`{"name", "version", "run_id", "metrics", "git_sha"}`), as the Docker image ships it:
+  no MLflow server needed;
+- "local": any other local MLflow model directory or URI MLflow can download.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from model_server.errors import ModelCheckError, ModelLoadError
+from model_server.inputs import Batch, parse_payload
+from model_server.predictors import (
+    OutputError,
+    Predictor,
+    PyfuncPredictor,
+    SklearnPredictor,
+    check_output,
+    normalize_output,
+)
+from model_server.settings import ServerSettings
+from model_server.signature import ColumnKind, InputSpec, spec_from_signature
+
+log = logging.getLogger("model_server")
+
+BAKED_METADATA_FILE = "aliasflow-model.json"
+GIT_SHA_TAGS = ("git_commit", "git_sha", "mlflow.source.git.commit")
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
+
+
+@dataclass
+class LoadedModel:
+    """A loaded, warmed and checked model; immutable once it serves."""
+
+    name: str | None
+    version: str | None
+    run_id: str | None
+    model_uri: str
+    source: str
+    predictor: Predictor
+    spec: InputSpec | None
+    signature: dict[str, Any] | None
+    metrics: dict[str, float]
+    git_sha: str | None
+    loaded_at: datetime
+    example: Batch
+    local_dir: Path | None = None  # a download of ours, removed when swapped out
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def identity(self) -> dict[str, str | None]:
+        return {"name": self.name, "version": self.version}
+
+    def summary(self) -> dict[str, str | None]:
+        return {"name": self.name, "version": self.version, "run_id": self.run_id}
+
+    def dispose(self) -> None:
+        if self.local_dir is not None:
+            shutil.rmtree(self.local_dir, ignore_errors=True)
+
+
+def load_model(model_uri: str, settings: ServerSettings) -> LoadedModel:
+    """Resolve, download, load, warm up and check; `ModelLoadError`/`ModelCheckError`."""
+    download_dir: Path | None = None
+    try:
+        path, name, version, source, download_dir = _fetch(model_uri, settings)
+        model = _load_from_dir(path, model_uri, name, version, source, settings)
+    except (ModelLoadError, ModelCheckError):
+        if download_dir is not None:
+            shutil.rmtree(download_dir, ignore_errors=True)
+        raise
+    except Exception as exc:
+        if download_dir is not None:
+            shutil.rmtree(download_dir, ignore_errors=True)
+        raise ModelLoadError(f"could not load {model_uri}: {_short(exc)}") from exc
+    model.local_dir = download_dir
+    return model
+
+
+def _fetch(
+    model_uri: str, settings: ServerSettings
+) -> tuple[Path, str | None, str | None, str, Path | None]:
+    local = _local_dir(model_uri)
+    if local is not None:
+        if not (local / "MLmodel").is_file():
+            raise ModelLoadError(f"{local} is not an MLflow model directory (no MLmodel file)")
+        source = "baked" if (local / BAKED_METADATA_FILE).is_file() else "local"
+        return local, settings.model_name, settings.model_version, source, None
+
+    import mlflow.artifacts
+
+    name, version = settings.model_name, settings.model_version
+    uri = model_uri
+    match = _MODELS_URI.match(model_uri)
+    if match:
+        name, version = match["name"], match["version"]
+        if match["alias"]:
+            version = _resolve_alias(name, match["alias"], settings)
+            uri = f"models:/{name}/{version}"
+    elif model_uri.startswith("models:/"):
+        raise ModelLoadError(
+            f"unsupported model URI {model_uri!r}: use models:/<name>/<version> or "
+            "models:/<name>@<alias>"
+        )
+    target = Path(tempfile.mkdtemp(prefix="aliasflow-model-"))
+    try:
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=uri,
+            dst_path=str(target),
+            tracking_uri=settings.tracking_uri,
+            registry_uri=settings.tracking_uri,
+        )
+    except Exception as exc:
+        shutil.rmtree(target, ignore_errors=True)
+        raise ModelLoadError(f"could not download {model_uri}: {_short(exc)}") from exc
+    return Path(path), name, version, "registry", target
+
+
+def _resolve_alias(name: str, alias: str, settings: ServerSettings) -> str:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot resolve alias models:/{name}@{alias}: {_short(exc)}") from exc
+
+
+def _local_dir(model_uri: str) -> Path | None:
+    if model_uri.startswith("file://"):
+        return Path(model_uri.removeprefix("file://"))
+    if "://" in model_uri or model_uri.startswith(("models:", "runs:")):
+        return None
+    return Path(model_uri)
+
+
+def _load_from_dir(
+    path: Path,
+    model_uri: str,
+    name: str | None,
+    version: str | None,
+    source: str,
+    settings: ServerSettings,
+) -> LoadedModel:
+    from mlflow.models import Model
+
+    mlmodel = Model.load(str(path))
+    try:
+        spec = spec_from_signature(mlmodel.signature)
+    except ValueError as exc:
+        raise ModelLoadError(f"{model_uri}: {exc}") from exc
+    predictor, spec = _make_predictor(mlmodel, path, spec, model_uri)
+
+    run_id = mlmodel.run_id
+    metrics: dict[str, float] = {}
+    git_sha: str | None = None
+    extra: dict[str, Any] = {}
+    if source == "baked":
+        baked = _read_baked(path)
+        name = str(baked.get("name") or name or "") or None
+        version = str(baked["version"]) if baked.get("version") is not None else version
+        run_id = baked.get("run_id") or run_id
+        metrics = {k: float(v) for k, v in (baked.get("metrics") or {}).items()}
+        git_sha = baked.get("git_sha") or baked.get("git_commit")
+        extra = {k: v for k, v in baked.items() if k not in {"name", "version", "run_id"}}
+    elif source == "registry" and run_id:
+        metrics, git_sha = _run_details(run_id, settings)
+
+    example = _warm_up_batch(mlmodel, path, spec, settings)
+    _check(predictor, example, model_uri)
+    return LoadedModel(
+        name=name,
+        version=version,
+        run_id=run_id,
+        model_uri=model_uri,
+        source=source,
+        predictor=predictor,
+        spec=spec,
+        signature=_signature_json(mlmodel.signature),
+        metrics=metrics,
+        git_sha=git_sha,
+        loaded_at=datetime.now(UTC),
+        example=example,
+        extra=extra,
+    )
+
+
+def _make_predictor(
+    mlmodel: Any, path: Path, spec: InputSpec | None, model_uri: str
+) -> tuple[Predictor, InputSpec | None]:
+    if "sklearn" in mlmodel.flavors and spec is not None and spec.numeric:
+        import mlflow.sklearn
+
+        try:
+            estimator = mlflow.sklearn.load_model(str(path))
+        except Exception as exc:
+            raise ModelLoadError(f"could not load {model_uri}: {_short(exc)}") from exc
+        fitted = getattr(estimator, "feature_names_in_", None)
+        if fitted is not None:
+            fitted_names = [str(n) for n in fitted]
+            if set(fitted_names) == spec.name_set and len(fitted_names) == spec.width:
+                # Build the matrix in the estimator's own column order, then tell sklearn
+                # not to warn that a matrix has no names: we matched them by name already.
+                spec = spec.reordered(fitted_names)
+                warnings.filterwarnings(
+                    "ignore",
+                    message="X does not have valid feature names",
+                    category=UserWarning,
+                )
+            else:
+                raise ModelLoadError(
+                    f"{model_uri}: the estimator was fitted on columns {fitted_names}, "
+                    f"but its signature lists {list(spec.names)}"
+                )
+        return SklearnPredictor(estimator), spec
+
+    import mlflow.pyfunc
+
+    try:
+        model = mlflow.pyfunc.load_model(str(path))
+    except Exception as exc:
+        raise ModelLoadError(f"could not load {model_uri}: {_short(exc)}") from exc
+    dtypes = _pandas_dtypes(spec)
+    return PyfuncPredictor(model, dtypes), spec
+
+
+def _pandas_dtypes(spec: InputSpec | None) -> dict[str, str]:
+    if spec is None:
+        return {}
+    by_kind = {
+        ColumnKind.FLOAT: "float64",
+        ColumnKind.INT: "int64",
+        ColumnKind.BOOL: "bool",
+    }
+    dtypes = {}
+    for c in spec.columns:
+        if c.kind in by_kind:
+            dtypes[c.name] = "float32" if c.mlflow_type == "float" else by_kind[c.kind]
+            if c.mlflow_type == "integer":
+                dtypes[c.name] = "int32"
+    return dtypes
+
+
+def _read_baked(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((path / BAKED_METADATA_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path / BAKED_METADATA_FILE} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path / BAKED_METADATA_FILE} must hold a JSON object")
+    return data
+
+
+def _run_details(run_id: str, settings: ServerSettings) -> tuple[dict[str, float], str | None]:
+    """Training metrics and git sha from the run; missing ones are not worth a failed load."""
+    from mlflow import MlflowClient
+
+    try:
+        run = MlflowClient(tracking_uri=settings.tracking_uri).get_run(run_id)
+    except Exception as exc:
+        log.warning("run %s: could not read metrics (%s)", run_id, _short(exc))
+        return {}, None
+    tags = run.data.tags
+    git_sha = next((tags[t] for t in GIT_SHA_TAGS if tags.get(t)), None)
+    return dict(run.data.metrics), git_sha
+
+
+def _warm_up_batch(
+    mlmodel: Any, path: Path, spec: InputSpec | None, settings: ServerSettings
+) -> Batch:
+    """The model's own input example through our parser; a synthetic row if it has none."""
+    example: Any = None
+    try:
+        example = mlmodel.load_input_example(str(path))
+    except Exception as exc:
+        log.warning("input example unreadable (%s); warming up on a synthetic row", _short(exc))
+    payload: dict[str, Any] | None = None
+    if example is not None and hasattr(example, "to_dict") and hasattr(example, "columns"):
+        payload = {
+            "dataframe_split": {
+                "columns": [str(c) for c in example.columns],
+                "data": example.to_numpy().tolist(),
+            }
+        }
+    elif isinstance(example, dict):
+        payload = {
+            "inputs": {k: list(v) if isinstance(v, list) else [v] for k, v in example.items()}
+        }
+    elif example is not None and spec is None and hasattr(example, "tolist"):
+        payload = {"inputs": example.tolist()}
+    if payload is None:
+        if spec is None:
+            raise ModelCheckError(
+                "model has neither a signature nor an input example to warm up on"
+            )
+        synthetic = {
+            ColumnKind.FLOAT: 0.0,
+            ColumnKind.INT: 0,
+            ColumnKind.BOOL: False,
+            ColumnKind.STR: "",
+            ColumnKind.ANY: "",
+        }
+        payload = {"records": [{c.name: synthetic[c.kind] for c in spec.columns}]}
+    try:
+        return parse_payload(payload, spec, settings.max_batch_rows)
+    except Exception as exc:
+        raise ModelCheckError(
+            f"the model's input example does not fit its signature: {exc}"
+        ) from exc
+
+
+def _check(predictor: Predictor, example: Batch, model_uri: str) -> None:
+    for _ in range(3):  # first call pays lazy imports and caches; the rest warm them
+        try:
+            output = normalize_output(predictor.predict(example))
+            check_output(output, example.n_rows)
+        except OutputError as exc:
+            raise ModelCheckError(f"{model_uri} failed its output check: {exc}") from exc
+        except Exception as exc:
+            raise ModelCheckError(
+                f"{model_uri} failed on its input example: {_short(exc)}"
+            ) from exc
+
+
+def _signature_json(signature: Any) -> dict[str, Any] | None:
+    """MLflow stores each part as a JSON string; callers want objects."""
+    if signature is None:
+        return None
+    return {
+        k: json.loads(v) if isinstance(v, str) else v for k, v in signature.to_dict().items()
+    }
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    detail = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return detail[:500]
