@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from aliasflow_cli import controller_commands
+
 app = typer.Typer(
     name="aliasflow",
     help="GitOps for MLflow: move an alias, the controller deploys it.",
@@ -42,6 +44,8 @@ def serve(
 
     raise typer.Exit(run_serve(host, port))
 
+
+controller_commands.register(app)
 
 if __name__ == "__main__":
     app()

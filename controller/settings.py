@@ -65,6 +65,9 @@ class ControllerSettings(BaseSettings):
     git_webhook_secret: SecretStr | None = Field(
         None, description="Secret for GitHub push webhooks."
     )
+    dashboard_auth: bool = Field(
+        False, description="Require the API token for the dashboard and read-only API too."
+    )
     allow_empty: bool = Field(
         False, description="Allow pruning everything when no manifests exist."
     )

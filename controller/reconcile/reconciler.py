@@ -286,15 +286,25 @@ class Reconciler:
 
     # --- the full pass ------------------------------------------------------------
 
-    def sync_all(self, trigger: str, enqueue: Callable[[str, str], None]) -> list[Action]:
-        """Plan every deployment cheaply; enqueue the ones that need work; prune when safe."""
+    def sync_all(
+        self,
+        trigger: str,
+        enqueue: Callable[[str, str], None],
+        alias_maps: AliasMaps | None = None,
+    ) -> list[Action]:
+        """Plan every deployment cheaply; enqueue the ones that need work; prune when safe.
+
+        `alias_maps` lets the poller pass the search it just made, so a poll costs one
+        MLflow call per 1000 models, not two.
+        """
         manifests = self._load_manifests()
         try:
-            alias_maps = self.registry.alias_maps()
+            if alias_maps is None:
+                alias_maps = self.registry.alias_maps()
             self.metrics.registry_up.set(1)
         except RegistryUnavailableError as exc:
             self.metrics.registry_up.set(0)
-            self._mark_unknown(manifests, f"{Reason.REGISTRY_UNAVAILABLE}: {exc}")
+            self.report_registry_outage(str(exc), manifests)
             log.warning("MLflow unavailable, nothing pruned: %s", exc)
             return []
         inventories, inventory_complete = self._inventories()
@@ -403,7 +413,10 @@ class Reconciler:
             or (actual is not None and status.served_version != actual.served_version)
         )
 
-    def _mark_unknown(self, manifests: ManifestSet, message: str) -> None:
+    def report_registry_outage(self, error: str, manifests: ManifestSet | None = None) -> None:
+        """Sync becomes Unknown with the reason; nothing is touched while MLflow is away."""
+        manifests = manifests or self._load_manifests()
+        message = f"{Reason.REGISTRY_UNAVAILABLE}: {error}"
         for name in manifests.deployments:
             status = self.store.get_status(name)
             if status is not None and status.sync is not Sync.UNKNOWN:
