@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from aliasflow_cli import controller_commands
+from aliasflow_cli import controller_commands, stack_commands
 
 app = typer.Typer(
     name="aliasflow",
@@ -46,6 +46,7 @@ def serve(
 
 
 controller_commands.register(app)
+stack_commands.register(app)
 
 if __name__ == "__main__":
     app()

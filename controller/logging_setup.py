@@ -46,3 +46,4 @@ def configure_logging(log_format: str = "human", level: int = logging.INFO) -> N
     # Per-request access lines drown the events on-call needs.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
