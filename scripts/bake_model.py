@@ -32,9 +32,7 @@ def bake(model_uri: str, output: Path) -> dict[str, object]:
 
     match = MODELS_URI.match(model_uri)
     if not match:
-        raise ValueError(
-            f"{model_uri!r}: use models:/<name>/<version> or models:/<name>@<alias>"
-        )
+        raise ValueError(f"{model_uri!r}: use models:/<name>/<version> or models:/<name>@<alias>")
     client = MlflowClient()
     name = match["name"]
     if match["alias"]:
