@@ -100,10 +100,14 @@ class AliasEvent(BaseModel):
         return self.data.alias
 
 
+def _mlflow_digest(secret: str, delivery_id: str, timestamp: str, raw_body: bytes) -> bytes:
+    signed = f"{delivery_id}.{timestamp}.".encode() + raw_body
+    return hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).digest()
+
+
 def sign_mlflow_payload(secret: str, delivery_id: str, timestamp: str, raw_body: bytes) -> str:
     """The `X-MLflow-Signature` value MLflow would send; for tests and `aliasflow` tooling."""
-    signed = f"{delivery_id}.{timestamp}.".encode() + raw_body
-    digest = hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).digest()
+    digest = _mlflow_digest(secret, delivery_id, timestamp, raw_body)
     return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode('ascii')}"
 
 
@@ -144,7 +148,7 @@ def verify_mlflow_signature(
             RejectReason.FUTURE_TIMESTAMP, 401, f"timestamp is {int(sent_at - now)} s ahead"
         )
 
-    expected = base64.b64decode(sign_mlflow_payload(secret, delivery_id, timestamp, raw_body)[3:])
+    expected = _mlflow_digest(secret, delivery_id, timestamp, raw_body)
     candidates = _v1_signatures(signature_header)
     # Compare against every candidate without short-circuiting on the first mismatch.
     matched = False
