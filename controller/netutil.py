@@ -6,6 +6,9 @@ are only considered up once they answer HTTP, never after a fixed sleep.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -50,12 +53,33 @@ def wait_until_ready(
 
 
 def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """Terminate politely, then kill: a test or `make up` must never leave strays."""
+    """Terminate politely, then kill: a test or `make up` must never leave strays.
+
+    A process started in its own session (`start_new_session=True`) leads a process
+    group; `mlflow server` forks its web server workers into it, so the whole group is
+    signalled, not just the leader.
+    """
     if process.poll() is not None:
         return
-    process.terminate()
+    _signal(process, signal.SIGTERM)
     try:
         process.wait(timeout=grace)
     except subprocess.TimeoutExpired:
-        process.kill()
+        _signal(process, signal.SIGKILL)
         process.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        # Workers that outlived their leader.
+        if os.getpgid(process.pid) == process.pid:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _signal(process: subprocess.Popen[bytes], signum: int) -> None:
+    try:
+        leads_group = os.getpgid(process.pid) == process.pid
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        if leads_group:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
