@@ -35,6 +35,38 @@ def train(
 
 
 @app.command()
+def promote(
+    model: str = typer.Argument(..., help="Registered model name."),
+    to: str = typer.Option("champion", "--to", help="Alias to move."),
+    version: int | None = typer.Option(None, "--version", help="Version to promote."),
+    from_alias: str | None = typer.Option(
+        None, "--from", help="Promote the version this alias points at (e.g. challenger)."
+    ),
+    require: list[str] = typer.Option(
+        [],
+        "--require",
+        help="Gate, repeatable: METRIC>=ALIAS (e.g. accuracy>=champion), METRIC>=0.9, METRIC<=0.3.",
+    ),
+    tracking_uri: str | None = typer.Option(
+        None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI."
+    ),
+) -> None:
+    """Move an alias (champion by default) onto a version, if the requirements hold."""
+    from training.promote import run_promote
+
+    raise typer.Exit(
+        run_promote(
+            model,
+            to=to,
+            version=version,
+            from_alias=from_alias,
+            requirements=require,
+            tracking_uri=tracking_uri,
+        )
+    )
+
+
+@app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", envvar="ALIASFLOW_SERVER_HOST"),
     port: int = typer.Option(8080, "--port", envvar="ALIASFLOW_SERVER_PORT"),
