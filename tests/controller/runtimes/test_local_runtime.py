@@ -1,0 +1,420 @@
+"""The local runtime against real `aliasflow serve` processes and a real MLflow server.
+
+Every server a test starts is stopped by the `runtime` fixture's finalizer (`stop_all`),
+so a failing test never leaves strays behind on the shared cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from aliasflow_cli.devstack import MlflowServer
+from controller.errors import (
+    HealthTimeoutError,
+    InvalidSpecError,
+    RolloutRejectedError,
+    RuntimeUnavailableError,
+)
+from controller.reconcile.plan import plan_deployment
+from controller.reconcile.types import Action, ActualState, DesiredState, Operation
+from controller.runtimes.base import Runtime
+from controller.runtimes.local import LocalRuntime
+from controller.runtimes.local.process import is_our_server, serve_command
+
+ADMIN_TOKEN = "test-admin-token"
+SECRET = "s3cr3t-value-never-on-disk"
+FEATURES = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
+ROW = dict(zip(FEATURES, [5.1, 3.5, 1.4, 0.2], strict=True))
+
+
+@pytest.fixture(scope="module")
+def iris_model(mlflow_server: MlflowServer) -> str:
+    """A registered model with two good versions (1, 2) and one that fails to load (3)."""
+    import mlflow
+    import mlflow.pyfunc
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    mlflow.set_tracking_uri(mlflow_server.url)
+    name = f"iris-local-{os.urandom(4).hex()}"
+    data = load_iris()
+    features = pd.DataFrame(data.data, columns=FEATURES)
+    for max_iter in (200, 300):
+        model = LogisticRegression(max_iter=max_iter).fit(features, data.target)
+        with mlflow.start_run():
+            info = mlflow.sklearn.log_model(
+                sk_model=model,
+                name="model",
+                signature=infer_signature(features, model.predict(features)),
+                input_example=features.head(3),
+                # Explicit requirements skip MLflow's slow inference subprocess.
+                pip_requirements=["mlflow", "scikit-learn"],
+            )
+        mlflow.register_model(info.model_uri, name)
+
+    class FailsToLoad(mlflow.pyfunc.PythonModel):  # a local class: pickled by value
+        def load_context(self, context: object) -> None:
+            raise RuntimeError("this version is broken on purpose")
+
+        def predict(self, context, model_input):  # untyped: MLflow infers nothing from it
+            return model_input
+
+    with mlflow.start_run():
+        broken = mlflow.pyfunc.log_model(
+            name="model", python_model=FailsToLoad(), pip_requirements=["mlflow"]
+        )
+    mlflow.register_model(broken.model_uri, name)
+    return name
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def runtime(data_dir: Path, mlflow_server: MlflowServer) -> Iterator[LocalRuntime]:
+    local = LocalRuntime(data_dir, ADMIN_TOKEN, mlflow_server.url, stop_grace_seconds=5)
+    try:
+        yield local
+    finally:
+        local.stop_all()
+
+
+def desired(
+    model: str,
+    version: str,
+    *,
+    name: str = "iris",
+    spec: str = "spec-a",
+    timeout: int = 90,
+    secret_env: tuple[tuple[str, str], ...] = (),
+    env: tuple[tuple[str, str], ...] = (("LOG_LEVEL", "info"),),
+) -> DesiredState:
+    return DesiredState(
+        name=name,
+        target_kind="local",
+        model_name=model,
+        model_version=version,
+        run_id=None,
+        image="aliasflow-server:latest",
+        port=8080,
+        cpu=1.0,
+        memory_gb=1.0,
+        env=env,
+        strategy="hotswap",
+        health_timeout_seconds=timeout,
+        secret_env=secret_env,
+        spec_hash=spec,
+    )
+
+
+def run(runtime: LocalRuntime, operation: Operation, state: DesiredState) -> ActualState:
+    result = runtime.apply(Action(operation, state.name, "test", state))
+    assert result is not None
+    return result
+
+
+def served_version(endpoint: str) -> str:
+    return str(httpx.get(f"{endpoint}/metadata", timeout=5).json()["version"])
+
+
+def predict(endpoint: str) -> httpx.Response:
+    return httpx.post(f"{endpoint}/predict", json={"records": [ROW]}, timeout=10)
+
+
+def pid_of(runtime: LocalRuntime, name: str) -> int:
+    state = json.loads(runtime.state_file.read_text())
+    return int(state["servers"][name]["pid"])
+
+
+def wait_dead(pid: int, port: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_our_server(pid, port):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_is_a_runtime(runtime: LocalRuntime) -> None:
+    as_protocol: Runtime = runtime
+    assert as_protocol.kind == "local"
+    assert runtime.list_owned() == []
+
+
+def test_create_serves_v1_with_secrets_only_in_the_child_env_then_hot_swaps(
+    runtime: LocalRuntime, iris_model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One server for the whole story: a cold start costs seconds on two shared cores.
+    monkeypatch.setenv("ALIASFLOW_API_TOKEN", "controller-only")  # must not leak to servers
+    state = desired(iris_model, "1", secret_env=(("MLFLOW_TRACKING_TOKEN", SECRET),))
+
+    actual = run(runtime, Operation.CREATE, state)
+
+    assert actual.running
+    assert actual.ready
+    assert (actual.model_version, actual.served_version, actual.spec_hash) == ("1", "1", "spec-a")
+    endpoint = actual.endpoint or ""
+    response = predict(endpoint)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["predictions"]) == 1
+    assert runtime.observe("iris") == actual
+    assert plan_deployment(state, runtime.observe("iris")).operation is Operation.NOOP
+
+    pid = pid_of(runtime, "iris")
+    child_env = dict(
+        item.split("=", 1)
+        for item in Path(f"/proc/{pid}/environ").read_text().split("\0")
+        if "=" in item
+    )
+    assert child_env["MLFLOW_TRACKING_TOKEN"] == SECRET
+    assert child_env["MODEL_URI"] == f"models:/{iris_model}/1"
+    assert child_env["ALIASFLOW_ADMIN_TOKEN"] == ADMIN_TOKEN
+    assert child_env["LOG_LEVEL"] == "info"
+    assert "ALIASFLOW_API_TOKEN" not in child_env
+    for path in runtime.root.rglob("*"):
+        if path.is_file():
+            assert SECRET not in path.read_text(errors="replace"), path
+
+    # Hot swap to v2: same process, state and /metadata move to v2.
+    swapped = run(runtime, Operation.HOTSWAP, desired(iris_model, "2"))
+
+    assert (swapped.model_version, swapped.served_version) == ("2", "2")
+    assert swapped.endpoint == endpoint
+    assert pid_of(runtime, "iris") == pid
+    assert served_version(endpoint) == "2"
+    recorded = json.loads(runtime.state_file.read_text())["servers"]["iris"]
+    assert recorded["model_version"] == "2"
+
+    # A version that fails to load is refused; v2 keeps serving and stays recorded.
+    with pytest.raises(RolloutRejectedError, match="refused") as refused:
+        runtime.apply(Action(Operation.HOTSWAP, "iris", "test", desired(iris_model, "3")))
+
+    assert "keeps serving" in str(refused.value)
+    assert served_version(endpoint) == "2"
+    assert predict(endpoint).status_code == 200
+    after = runtime.observe("iris")
+    assert after is not None
+    assert (after.model_version, after.served_version, after.running) == ("2", "2", True)
+
+
+def test_restarted_controller_adopts_live_servers_and_sees_a_killed_one(
+    runtime: LocalRuntime, iris_model: str, data_dir: Path, mlflow_server: MlflowServer
+) -> None:
+    state = desired(iris_model, "1")
+    first = run(runtime, Operation.CREATE, state)
+    pid = pid_of(runtime, "iris")
+
+    restarted = LocalRuntime(data_dir, ADMIN_TOKEN, mlflow_server.url)
+    adopted = restarted.observe("iris")
+
+    assert adopted == first
+    assert restarted.list_owned() == [first]
+    assert plan_deployment(state, adopted).operation is Operation.NOOP  # nothing to start
+    assert _serve_processes_for(data_dir) == [pid]
+
+    # A restarted controller with another admin token cannot hot swap; it says why.
+    other_token = LocalRuntime(data_dir, "a-new-token", mlflow_server.url)
+    with pytest.raises(RolloutRejectedError, match="ALIASFLOW_ADMIN_TOKEN"):
+        other_token.apply(Action(Operation.HOTSWAP, "iris", "test", desired(iris_model, "2")))
+
+    os.kill(pid, signal.SIGKILL)
+    port = int((first.endpoint or "").rsplit(":", 1)[1])
+    assert wait_dead(pid, port)
+    dead = restarted.observe("iris")
+
+    assert dead is not None
+    assert not dead.running
+    assert not dead.ready
+    assert "gone" in dead.detail
+    assert plan_deployment(state, dead).operation is Operation.RECREATE
+
+
+def test_recreate_is_blue_green_keeps_the_old_server_on_failure_and_delete_stops_it(
+    runtime: LocalRuntime, iris_model: str
+) -> None:
+    old = run(runtime, Operation.CREATE, desired(iris_model, "1"))
+    old_pid = pid_of(runtime, "iris")
+    old_port = int((old.endpoint or "").rsplit(":", 1)[1])
+
+    # The new server cannot load its version: it is stopped, the old one keeps serving.
+    with pytest.raises(RolloutRejectedError, match="exited") as failed:
+        runtime.apply(
+            Action(Operation.RECREATE, "iris", "test", desired(iris_model, "3", spec="spec-b"))
+        )
+
+    assert "broken on purpose" in str(failed.value)  # the tail of the new server's log
+    assert runtime.observe("iris") == old
+    assert pid_of(runtime, "iris") == old_pid
+    assert predict(old.endpoint or "").status_code == 200
+    assert json.loads(runtime.state_file.read_text())["pending"] == {}
+    assert _serve_processes_for(runtime.root.parent) == [old_pid]
+
+    # A good recreate: new port, new spec and version, then the old process is gone.
+    new = run(runtime, Operation.RECREATE, desired(iris_model, "2", spec="spec-b"))
+
+    assert new.endpoint != old.endpoint
+    assert (new.spec_hash, new.model_version, new.served_version) == ("spec-b", "2", "2")
+    assert predict(new.endpoint or "").status_code == 200
+    assert wait_dead(old_pid, old_port)
+    assert [w.name for w in runtime.list_owned()] == ["iris"]
+
+    # Delete stops the process and forgets it; a second delete is a no-op.
+    new_pid = pid_of(runtime, "iris")
+    new_port = int((new.endpoint or "").rsplit(":", 1)[1])
+    assert runtime.apply(Action(Operation.DELETE, "iris", "prune", None, new)) is None
+    assert wait_dead(new_pid, new_port, timeout=1)
+    assert runtime.observe("iris") is None
+    assert runtime.list_owned() == []
+    runtime.delete("iris")
+
+
+def _serve_processes_for(data_dir: Path) -> list[int]:
+    """Pids of live serve processes whose log lives in this data dir (ours only)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            fd_target = os.readlink(proc / "fd" / "1")
+        except OSError:
+            continue
+        if b"aliasflow_cli.main" in cmdline and fd_target.startswith(str(data_dir)):
+            pids.append(int(proc.name))
+    return sorted(pids)
+
+
+# -- no model server needed ---------------------------------------------------------------
+
+
+def test_corrupt_state_file_is_reported_and_treated_as_empty(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state_file = data_dir / "local" / "state.json"
+    state_file.parent.mkdir(parents=True)
+    state_file.write_text("{not json")
+    runtime = LocalRuntime(data_dir, ADMIN_TOKEN, "http://127.0.0.1:1")
+
+    assert runtime.observe("iris") is None
+    assert runtime.list_owned() == []
+    assert runtime.state_error is not None
+    assert "corrupt" in runtime.state_error
+    assert "corrupt" in caplog.text
+    assert (data_dir / "local" / "state.json.corrupt").read_text() == "{not json"
+    runtime.delete("iris")  # writes a fresh, valid file
+    assert json.loads(state_file.read_text())["servers"] == {}
+
+
+def test_a_wrong_shape_state_file_is_also_corrupt(data_dir: Path) -> None:
+    state_file = data_dir / "local" / "state.json"
+    state_file.parent.mkdir(parents=True)
+    state_file.write_text(json.dumps({"format": 1, "servers": {"iris": {"pid": "x"}}}))
+    runtime = LocalRuntime(data_dir, ADMIN_TOKEN, "http://127.0.0.1:1")
+    assert runtime.list_owned() == []
+    assert runtime.state_error is not None
+
+
+def test_a_reused_pid_is_not_ours_and_is_never_signalled(data_dir: Path) -> None:
+    stranger = subprocess.Popen(["sleep", "30"])
+    try:
+        record = {
+            "pid": stranger.pid,
+            "port": 45678,
+            "endpoint": "http://127.0.0.1:45678",
+            "spec_hash": "spec-a",
+            "model_version": "1",
+            "started_at": "2024-01-01T00:00:00+00:00",
+            "log_file": str(data_dir / "local" / "logs" / "iris-45678.log"),
+        }
+        state_file = data_dir / "local" / "state.json"
+        state_file.parent.mkdir(parents=True)
+        state_file.write_text(json.dumps({"format": 1, "servers": {"iris": record}}))
+        runtime = LocalRuntime(data_dir, ADMIN_TOKEN, "http://127.0.0.1:1")
+
+        actual = runtime.observe("iris")
+        assert actual is not None
+        assert not actual.running
+        with pytest.raises(RuntimeUnavailableError, match="needs a recreate"):
+            runtime.apply(Action(Operation.HOTSWAP, "iris", "test", desired("m", "2")))
+        runtime.stop_all()
+
+        assert stranger.poll() is None  # still alive: not ours to kill
+        assert runtime.observe("iris") is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_a_server_that_exits_at_once_fails_fast_with_its_log(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    fake_python = tmp_path / "fake-python"
+    fake_python.write_text("#!/bin/sh\necho 'cannot load: boom' >&2\nexit 3\n")
+    fake_python.chmod(0o755)
+    runtime = LocalRuntime(data_dir, ADMIN_TOKEN, "http://127.0.0.1:1", python=str(fake_python))
+
+    started = time.monotonic()
+    with pytest.raises(RolloutRejectedError, match="boom") as failed:
+        runtime.apply(Action(Operation.CREATE, "iris", "test", desired("m", "1", timeout=60)))
+
+    assert time.monotonic() - started < 10
+    assert "code 3" in str(failed.value)
+    assert runtime.observe("iris") is None
+    assert json.loads(runtime.state_file.read_text())["pending"] == {}
+
+
+def test_a_server_that_never_gets_ready_times_out_and_is_stopped(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    fake_python = tmp_path / "fake-python"
+    # No `exec`: the shell keeps our serve command line, so the runtime knows it as ours.
+    fake_python.write_text("#!/bin/sh\nsleep 60\n")
+    fake_python.chmod(0o755)
+    runtime = LocalRuntime(
+        data_dir, ADMIN_TOKEN, "http://127.0.0.1:1", python=str(fake_python), stop_grace_seconds=1
+    )
+    with pytest.raises(HealthTimeoutError, match="not ready within 1s"):
+        runtime.apply(Action(Operation.CREATE, "iris", "test", desired("m", "1", timeout=1)))
+    assert runtime.observe("iris") is None
+
+
+@pytest.mark.parametrize(
+    ("env", "secret_env"),
+    [((("MODEL_URI", "models:/x/1"),), ()), ((), (("ALIASFLOW_ADMIN_TOKEN", "mine"),))],
+)
+def test_env_may_not_override_what_the_runtime_sets(
+    data_dir: Path,
+    env: tuple[tuple[str, str], ...],
+    secret_env: tuple[tuple[str, str], ...],
+) -> None:
+    runtime = LocalRuntime(data_dir, ADMIN_TOKEN, "http://127.0.0.1:1")
+    state = desired("m", "1", env=env, secret_env=secret_env)
+    with pytest.raises(InvalidSpecError, match="runtime sets them"):
+        runtime.apply(Action(Operation.CREATE, "iris", "test", state))
+    assert "mine" not in str(runtime.state_file.read_text() if runtime.state_file.exists() else "")
+
+
+def test_serve_command_is_the_image_program() -> None:
+    assert serve_command("/py", 1234) == [
+        "/py",
+        "-m",
+        "aliasflow_cli.main",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "1234",
+    ]
