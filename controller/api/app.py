@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from controller.api import routes, webhooks
+from controller.api import dashboard, rollback, routes, webhooks
 from controller.service import Controller
 from controller.settings import ControllerSettings
 from controller.store.sql import StoreUnavailableError
@@ -29,6 +29,8 @@ def create_app(settings: ControllerSettings, controller: Controller | None = Non
     app = FastAPI(title="aliasflow controller", version="1", lifespan=lifespan)
     app.include_router(webhooks.router)
     app.include_router(routes.router)
+    app.include_router(rollback.router)
+    app.include_router(dashboard.router)
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
