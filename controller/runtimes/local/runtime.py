@@ -166,7 +166,12 @@ class LocalRuntime:
             state = self._state.read()
             for record in (state.pending.get(name), state.servers.get(name)):
                 if record is not None:
-                    self._stop(record)
+                    try:
+                        self._stop(record)
+                    except OSError as exc:
+                        raise RuntimeUnavailableError(
+                            f"{name}: cannot stop server pid {record.pid}: {exc}"
+                        ) from exc
 
             def forget(current: LocalState) -> None:
                 current.servers.pop(name, None)
