@@ -110,11 +110,24 @@ class Stack:
 StackFactory = Callable[..., Stack]
 
 
-def build_stack(tmp_path: Path, *, pinned: bool = False, **overrides: Any) -> Stack:
-    """Manifests in tmp_path, iris v1-v3 in the registry, champion on v1, nothing started."""
+def build_stack(
+    tmp_path: Path,
+    *,
+    pinned: bool = False,
+    mlflow_model: str | None = None,
+    **overrides: Any,
+) -> Stack:
+    """Manifests in tmp_path, iris v1-v3 in the registry, champion on v1, nothing started.
+
+    With `mlflow_model`, the deployment follows that model in the real MLflow server at
+    `mlflow_tracking_uri` through `MlflowRegistry` instead of the in-memory registry.
+    """
     manifests = tmp_path / "manifests"
     manifests.mkdir(exist_ok=True)
-    (manifests / "iris.yaml").write_text(FOLLOWING)
+    following = (
+        FOLLOWING if mlflow_model is None else FOLLOWING.replace("iris,", f"{mlflow_model},")
+    )
+    (manifests / "iris.yaml").write_text(following)
     if pinned:
         (manifests / "iris-pinned.yaml").write_text(PINNED)
     values: dict[str, Any] = {
@@ -132,7 +145,10 @@ def build_stack(tmp_path: Path, *, pinned: bool = False, **overrides: Any) -> St
     registry.set_alias("iris", "champion", "1")
     runtime = SlowRuntime()
     controller = Controller(
-        settings, registry=registry, runtimes={"local": runtime}, source=Source(manifests)
+        settings,
+        registry=registry if mlflow_model is None else None,
+        runtimes={"local": runtime},
+        source=Source(manifests),
     )
     controller.reconciler.health_poll_interval = 0.01
     return Stack(create_app(settings, controller), controller, registry, runtime, settings)
