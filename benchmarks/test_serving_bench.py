@@ -1,0 +1,298 @@
+"""Our `/predict` against `mlflow models serve` on the same model version, same run.
+
+Each server is pinned to CPU 0 and `wrk` to CPU 1, so the load generator never steals
+the server's core. Both receive the same `dataframe_split` bodies (the format MLflow
+accepts). Results are printed and written to docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import COLUMNS, BenchModel
+
+from controller.netutil import free_port, stop_process
+
+pytestmark = pytest.mark.bench
+
+DURATION_S = int(os.environ.get("BENCH_DURATION_S", "10"))
+SERVER_CPU, LOAD_CPU = "0", "1"
+ROW = [5.1, 3.5, 1.4, 0.2]
+SCENARIOS = [  # (label, concurrency, rows per request)
+    ("1 row, c=1", 1, 1),
+    ("1 row, c=16", 16, 1),
+    ("1 row, c=64", 64, 1),
+    ("100 rows, c=1", 1, 100),
+]
+REPORT = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+SECTION = "## Model server vs mlflow models serve"
+
+LUA = """
+wrk.method = "POST"
+wrk.body = [[%BODY%]]
+wrk.headers["Content-Type"] = "application/json"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "RESULT {\\"requests\\": %d, \\"seconds\\": %f, \\"p50_ms\\": %f, \\"p99_ms\\": %f, "
+    .. "\\"errors\\": %d}\\n",
+    summary.requests, summary.duration / 1e6,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+@dataclass
+class Server:
+    label: str
+    process: subprocess.Popen[bytes]
+    predict_url: str
+    cold_start_s: float
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+    found = shutil.which("wrk")
+    assert found, "wrk could not be installed"
+    return found
+
+
+def _start(label: str, argv: list[str], env: dict[str, str], ready_url: str, log: Path) -> Server:
+    started = time.monotonic()
+    handle = open(log, "wb")  # noqa: SIM115 - lives as long as the process
+    process = subprocess.Popen(
+        ["taskset", "-c", SERVER_CPU, *argv],
+        env={**os.environ, **env},
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() - started < 180:
+            if process.poll() is not None:
+                raise AssertionError(f"{label} exited:\n{log.read_text()[-3000:]}")
+            try:
+                if client.get(ready_url).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.02)
+        else:
+            stop_process(process)
+            raise AssertionError(f"{label} not ready after 180 s")
+    return Server(label, process, "", time.monotonic() - started)
+
+
+def _rss_mb(pid: int) -> float:
+    """VmRSS of the process and all its descendants (MLflow serves from a child)."""
+    total_kb, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+        except OSError:
+            continue
+        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+        total_kb += int(match.group(1)) if match else 0
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                stack += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+    return total_kb / 1024
+
+
+def _body(rows: int) -> str:
+    return json.dumps({"dataframe_split": {"columns": COLUMNS, "data": [ROW] * rows}})
+
+
+def _wrk(wrk: str, url: str, concurrency: int, rows: int, seconds: int, tmp: Path) -> Result:
+    script = tmp / f"post-{rows}.lua"
+    script.write_text(LUA.replace("%BODY%", _body(rows)))
+    out = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            LOAD_CPU,
+            wrk,
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
+    data = json.loads(line.removeprefix("RESULT "))
+    return Result(
+        data["requests"] / data["seconds"], data["p50_ms"], data["p99_ms"], data["errors"]
+    )
+
+
+def _machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"{model}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"load average at start {load}"
+    )
+
+
+def test_model_server_vs_mlflow_models_serve(bench_model: BenchModel, tmp_path: Path) -> None:
+    wrk = _ensure_wrk()
+    machine = _machine()
+    ours_port, mlflow_port = free_port(), free_port()
+    env = {"MLFLOW_TRACKING_URI": bench_model.tracking_uri}
+    servers: list[Server] = []
+    try:
+        ours = _start(
+            "aliasflow serve",
+            [sys.executable, "-m", "aliasflow_cli.main", "serve", "--port", str(ours_port)],
+            {**env, "MODEL_URI": bench_model.uri},
+            f"http://127.0.0.1:{ours_port}/readyz",
+            tmp_path / "ours.log",
+        )
+        ours.predict_url = f"http://127.0.0.1:{ours_port}/predict"
+        servers.append(ours)
+        theirs = _start(
+            "mlflow models serve",
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "models",
+                "serve",
+                "--env-manager",
+                "local",
+                "-m",
+                bench_model.uri,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(mlflow_port),
+            ],
+            env,
+            f"http://127.0.0.1:{mlflow_port}/ping",
+            tmp_path / "mlflow.log",
+        )
+        theirs.predict_url = f"http://127.0.0.1:{mlflow_port}/invocations"
+        servers.append(theirs)
+
+        # Same answer from both before measuring anything.
+        body = _body(2)
+        a = httpx.post(ours.predict_url, content=body, headers={"content-type": "application/json"})
+        b = httpx.post(
+            theirs.predict_url, content=body, headers={"content-type": "application/json"}
+        )
+        assert a.json()["predictions"] == b.json()["predictions"], (a.text, b.text)
+
+        results: dict[tuple[str, str], Result] = {}
+        for server in servers:
+            _wrk(wrk, server.predict_url, 4, 1, 2, tmp_path)  # warm-up
+            for label, concurrency, rows in SCENARIOS:
+                results[(server.label, label)] = _wrk(
+                    wrk, server.predict_url, concurrency, rows, DURATION_S, tmp_path
+                )
+        memory = {s.label: _rss_mb(s.process.pid) for s in servers}
+    finally:
+        for server in servers:
+            stop_process(server.process)
+
+    table = _table(results, memory, {s.label: s.cold_start_s for s in servers})
+    print("\n" + table)
+    _write_report(table, machine)
+    for (server, label), result in results.items():
+        assert result.errors == 0, f"{server} {label}: {result.errors} errors"
+
+
+def _table(
+    results: dict[tuple[str, str], Result], memory: dict[str, float], cold: dict[str, float]
+) -> str:
+    ours, theirs = "aliasflow serve", "mlflow models serve"
+    lines = [
+        "| scenario | ours req/s | mlflow req/s | throughput ratio | ours p50 / p99 ms "
+        "| mlflow p50 / p99 ms | p99 ratio (mlflow/ours) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label, _, _ in SCENARIOS:
+        a, b = results[(ours, label)], results[(theirs, label)]
+        lines.append(
+            f"| {label} | {a.rps:,.0f} | {b.rps:,.0f} | **{a.rps / b.rps:.1f}x** "
+            f"| {a.p50_ms:.2f} / {a.p99_ms:.2f} | {b.p50_ms:.2f} / {b.p99_ms:.2f} "
+            f"| {b.p99_ms / a.p99_ms:.1f}x |"
+        )
+    lines += [
+        "",
+        "| | aliasflow serve | mlflow models serve |",
+        "| --- | ---: | ---: |",
+        f"| resident memory after the runs (process tree) | {memory[ours]:.0f} MB "
+        f"| {memory[theirs]:.0f} MB |",
+        f"| cold start (process start to first ready) | {cold[ours]:.1f} s "
+        f"| {cold[theirs]:.1f} s |",
+    ]
+    return "\n".join(lines)
+
+
+def _write_report(table: str, machine: str) -> None:
+    section = "\n".join(
+        [
+            SECTION,
+            "",
+            f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `make bench` "
+            "(`benchmarks/test_serving_bench.py`).",
+            f"Machine: {machine}.",
+            f"Each server pinned to CPU {SERVER_CPU} (`taskset`), `wrk` (1 thread) to CPU "
+            f"{LOAD_CPU}; {DURATION_S} s per scenario; the same registered scikit-learn iris "
+            "pipeline served by both; `dataframe_split` bodies to both; one worker each.",
+            "",
+            table,
+            "",
+            "Targets (issue 2): >= 5x MLflow's throughput at c=1, >= 8x at c=16 and c=64, "
+            "p99 <= 1/5 of MLflow's at c=16/64, memory <= MLflow's, cold start < 3 s.",
+            "",
+        ]
+    )
+    REPORT.parent.mkdir(exist_ok=True)
+    text = REPORT.read_text() if REPORT.exists() else "# Performance\n\n"
+    if SECTION in text:
+        start = text.index(SECTION)
+        nxt = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + section + (text[nxt + 1 :] if nxt != -1 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    REPORT.write_text(text)

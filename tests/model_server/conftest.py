@@ -1,0 +1,277 @@
+"""Real iris models in the session's real MLflow server, and servers that serve them.
+
+Logged once per session: two good versions of one registered model (v1, v2 differ),
+and four bad ones under another name for failed-swap tests (unloadable artifact, NaN
+output, wrong output shape, incompatible signature).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from aliasflow_cli.devstack import MlflowServer
+from controller.netutil import free_port, stop_process, wait_until_ready
+
+COLUMNS = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
+ADMIN_TOKEN = "test-admin-token"
+MODEL_CODE = Path(__file__).parent / "model_code"
+# Explicit requirements: MLflow would otherwise infer them in a subprocess per model (~5 s).
+REQUIREMENTS = ["mlflow", "scikit-learn", "numpy"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The server installs this filter at model load (it matches columns by name itself);
+    # pytest resets warning filters around each test, so restate it for these tests.
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(
+                pytest.mark.filterwarnings("ignore:X does not have valid feature names:UserWarning")
+            )
+
+
+@dataclass(frozen=True)
+class IrisModels:
+    tracking_uri: str
+    name: str
+    bad_name: str
+    v1_run_id: str
+
+    def uri(self, version: int) -> str:
+        return f"models:/{self.name}/{version}"
+
+    @property
+    def unloadable(self) -> str:
+        return f"models:/{self.bad_name}/1"
+
+    @property
+    def nan(self) -> str:
+        return f"models:/{self.bad_name}/2"
+
+    @property
+    def wrong_shape(self) -> str:
+        return f"models:/{self.bad_name}/3"
+
+    @property
+    def incompatible(self) -> str:
+        return f"models:/{self.bad_name}/4"
+
+
+def _iris_frame():  # type: ignore[no-untyped-def]
+    from sklearn.datasets import load_iris
+
+    frame, target = load_iris(return_X_y=True, as_frame=True)
+    frame.columns = COLUMNS
+    return frame, target
+
+
+@pytest.fixture(scope="session")
+def iris_models(
+    mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory
+) -> IrisModels:
+    import mlflow
+    import mlflow.pyfunc
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    mlflow.set_tracking_uri(mlflow_server.url)
+    mlflow.set_experiment(f"model-server-tests-{uuid.uuid4().hex[:6]}")
+    name = f"iris-{uuid.uuid4().hex[:8]}"
+    bad_name = f"iris-bad-{uuid.uuid4().hex[:8]}"
+    frame, target = _iris_frame()
+    example = frame.head(3)
+    run_ids = []
+    for c in (1.0, 0.001):  # v1, v2: same columns, different fit
+        pipeline = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=500))
+        pipeline.fit(frame, target)
+        signature = infer_signature(frame, pipeline.predict(frame))
+        with mlflow.start_run() as run:
+            mlflow.log_metric("accuracy", float(pipeline.score(frame, target)))
+            mlflow.set_tag("git_commit", "0123abc")
+            info = mlflow.sklearn.log_model(
+                sk_model=pipeline,
+                name="model",
+                signature=signature,
+                input_example=example,
+                pip_requirements=REQUIREMENTS,
+            )
+        mlflow.register_model(info.model_uri, name)
+        run_ids.append(run.info.run_id)
+
+    signature = infer_signature(frame, target.to_numpy().astype("float64"))
+    weights = tmp_path_factory.mktemp("bad-model") / "weights.json"
+    weights.write_text("this is not json")
+    for code, artifacts in (
+        ("unloadable_model.py", {"weights": str(weights)}),
+        ("nan_model.py", None),
+        ("wrong_shape_model.py", None),
+    ):
+        with mlflow.start_run():
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(MODEL_CODE / code),
+                artifacts=artifacts,
+                signature=signature,
+                pip_requirements=REQUIREMENTS,
+            )
+        mlflow.register_model(info.model_uri, bad_name)
+
+    other = frame[["sepal_length_cm", "sepal_width_cm"]].rename(
+        columns={"sepal_length_cm": "length", "sepal_width_cm": "width"}
+    )
+    model = LogisticRegression(max_iter=500).fit(other, target)
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            sk_model=model,
+            name="model",
+            signature=infer_signature(other, model.predict(other)),
+            input_example=other.head(2),
+            pip_requirements=REQUIREMENTS,
+        )
+    mlflow.register_model(info.model_uri, bad_name)
+    return IrisModels(mlflow_server.url, name, bad_name, run_ids[0])
+
+
+@pytest.fixture(scope="session")
+def baked_model_dir(iris_models: IrisModels, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """v1 downloaded into a directory with `aliasflow-model.json`, as the image bakes it."""
+    import mlflow.artifacts
+
+    target = tmp_path_factory.mktemp("baked")
+    path = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=iris_models.uri(1),
+            dst_path=str(target),
+            tracking_uri=iris_models.tracking_uri,
+        )
+    )
+    (path / "aliasflow-model.json").write_text(
+        json.dumps(
+            {
+                "name": iris_models.name,
+                "version": "1",
+                "run_id": iris_models.v1_run_id,
+                "metrics": {"accuracy": 0.97},
+                "git_sha": "baked0sha",
+            }
+        )
+    )
+    return path
+
+
+def wait_ready(client: TestClient, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.get("/readyz").status_code == 200:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"app not ready after {timeout}s: {client.get('/readyz').text}")
+
+
+AppFactory = Callable[..., TestClient]
+
+
+@pytest.fixture
+def app_client(iris_models: IrisModels) -> Iterator[AppFactory]:
+    """Build an in-process app (lifespan running) for a model URI; closed after the test."""
+    from model_server.app import create_app
+    from model_server.settings import ServerSettings
+
+    clients: list[TestClient] = []
+
+    def make(model_uri: str | None = None, wait: bool = True, **overrides: object) -> TestClient:
+        settings = ServerSettings(
+            model_uri=model_uri or iris_models.uri(1),
+            tracking_uri=iris_models.tracking_uri,
+            **overrides,  # type: ignore[arg-type]
+        )
+        client = TestClient(create_app(settings), raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        if wait:
+            wait_ready(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def v1_client(iris_models: IrisModels) -> Iterator[TestClient]:
+    """One shared in-process v1 app with an admin token, for read-only tests."""
+    from model_server.app import create_app
+    from model_server.settings import ServerSettings
+
+    settings = ServerSettings(
+        model_uri=iris_models.uri(1),
+        tracking_uri=iris_models.tracking_uri,
+        admin_token=ADMIN_TOKEN,
+        max_batch_rows=50,
+        max_body_bytes=20_000,
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        wait_ready(client)
+        yield client
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_server(env_overrides: dict[str, str], log: Path, timeout: float = 90.0) -> ServerProcess:
+    """`aliasflow serve` as a child process on a free loopback port, once /readyz is 200."""
+    port = free_port()
+    env = {**os.environ, **env_overrides}
+    handle = open(log, "wb")  # noqa: SIM115 - lives as long as the process
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aliasflow_cli.main", "serve", "--port", str(port)],
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(f"{url}/readyz", timeout=timeout, process=process)
+    except Exception:
+        stop_process(process)
+        raise AssertionError(f"server did not become ready:\n{log.read_text()}") from None
+    return ServerProcess(url, process, log)
+
+
+@pytest.fixture(scope="module")
+def served_v1(
+    iris_models: IrisModels, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    server = start_server(
+        {
+            "MODEL_URI": iris_models.uri(1),
+            "MLFLOW_TRACKING_URI": iris_models.tracking_uri,
+            "ALIASFLOW_ADMIN_TOKEN": ADMIN_TOKEN,
+        },
+        tmp_path_factory.mktemp("serve") / "server.log",
+    )
+    try:
+        yield server
+    finally:
+        stop_process(server.process)
