@@ -37,6 +37,9 @@ def mlflow_server_env(root: Path) -> dict[str, str]:
         MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY=key_file.read_text().strip(),
         # A new webhook is otherwise invisible for up to 60 s per worker.
         MLFLOW_WEBHOOK_CACHE_TTL=env.get("MLFLOW_WEBHOOK_CACHE_TTL", "1"),
+        # MLflow 3 starts a job runner with a dozen huey consumers (GenAI jobs we never
+        # use); without it the server starts in a third of the time and idles quietly.
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION=env.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"),
     )
     return env
 
