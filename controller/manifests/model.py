@@ -41,8 +41,8 @@ DnsLabel = Annotated[str, Field(min_length=1, max_length=63)]
 
 
 class Metadata(_Strict):
-    name: DnsLabel
-    labels: dict[str, str] = Field(default_factory=dict)
+    name: DnsLabel = Field(description="Deployment name: a DNS label, unique across manifests.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Free-form labels.")
 
     _check_name = field_validator("name")(_dns_label)
 
@@ -71,9 +71,13 @@ class ModelRef(_Strict):
 
 
 class AciTarget(_Strict):
-    subscription_id: str = Field(alias="subscriptionId", min_length=1)
-    resource_group: str = Field(alias="resourceGroup", min_length=1)
-    location: str = Field(min_length=1)
+    subscription_id: str = Field(
+        alias="subscriptionId", min_length=1, description="Azure subscription id."
+    )
+    resource_group: str = Field(
+        alias="resourceGroup", min_length=1, description="Resource group of the container group."
+    )
+    location: str = Field(min_length=1, description="Azure region, e.g. westeurope.")
     dns_name_label: str | None = Field(
         default=None, alias="dnsNameLabel", description="Defaults to metadata.name."
     )
@@ -85,13 +89,15 @@ class AciTarget(_Strict):
 
 
 class DockerTarget(_Strict):
-    network: str | None = None
+    network: str | None = Field(default=None, description="Docker network to attach.")
 
 
 class Target(_Strict):
-    kind: Literal["local", "aci", "docker"] = "local"
-    aci: AciTarget | None = None
-    docker: DockerTarget | None = None
+    kind: Literal["local", "aci", "docker"] = Field(
+        default="local", description="Where the model server runs."
+    )
+    aci: AciTarget | None = Field(default=None, description="Required when kind is aci.")
+    docker: DockerTarget | None = Field(default=None, description="Optional for kind docker.")
 
     @model_validator(mode="after")
     def _settings_match_kind(self) -> Target:
@@ -105,8 +111,10 @@ class Target(_Strict):
 
 
 class Resources(_Strict):
-    cpu: float = Field(default=1.0, gt=0, le=4)
-    memory_gb: float = Field(default=1.5, alias="memoryGB", gt=0, le=16)
+    cpu: float = Field(default=1.0, gt=0, le=4, description="CPU cores (not enforced locally).")
+    memory_gb: float = Field(
+        default=1.5, alias="memoryGB", gt=0, le=16, description="Memory in GB."
+    )
 
 
 class SecretRef(_Strict):
@@ -116,26 +124,52 @@ class SecretRef(_Strict):
 
 
 class Rollout(_Strict):
-    strategy: Literal["hotswap", "recreate"] = "hotswap"
-    health_timeout_seconds: int = Field(default=120, alias="healthTimeoutSeconds", ge=1, le=3600)
+    strategy: Literal["hotswap", "recreate"] = Field(
+        default="hotswap",
+        description="hotswap: the running server loads the new version beside the old one; "
+        "recreate: a new workload replaces the old one.",
+    )
+    health_timeout_seconds: int = Field(
+        default=120,
+        alias="healthTimeoutSeconds",
+        ge=1,
+        le=3600,
+        description="Time for the new version to be ready and serving, or the rollout fails.",
+    )
 
 
 class SyncPolicy(_Strict):
-    automated: bool = True
-    self_heal: bool = Field(default=True, alias="selfHeal")
-    prune: bool = True
+    automated: bool = Field(
+        default=True, description="Apply changes without a person asking (Sync now)."
+    )
+    self_heal: bool = Field(
+        default=True,
+        alias="selfHeal",
+        description="Bring back a killed workload and swap back a server that drifted.",
+    )
+    prune: bool = Field(default=True, description="Let the controller delete what it owns.")
 
 
 class Spec(_Strict):
-    model: ModelRef
-    target: Target = Field(default_factory=Target)
-    image: str = Field(default="aliasflow-server:latest", min_length=1)
-    resources: Resources = Field(default_factory=Resources)
-    port: int = Field(default=8080, ge=1, le=65535)
-    env: dict[str, str] = Field(default_factory=dict)
-    secret_env: dict[str, SecretRef] = Field(default_factory=dict, alias="secretEnv")
-    rollout: Rollout = Field(default_factory=Rollout)
-    sync_policy: SyncPolicy = Field(default_factory=SyncPolicy, alias="syncPolicy")
+    model: ModelRef = Field(description="The registered model and which version to serve.")
+    target: Target = Field(default_factory=Target, description="Where it runs.")
+    image: str = Field(
+        default="aliasflow-server:latest",
+        min_length=1,
+        description="Model-server image (docker, aci); ignored by the local target.",
+    )
+    resources: Resources = Field(default_factory=Resources, description="CPU and memory.")
+    port: int = Field(default=8080, ge=1, le=65535, description="Port the server listens on.")
+    env: dict[str, str] = Field(default_factory=dict, description="Plain environment.")
+    secret_env: dict[str, SecretRef] = Field(
+        default_factory=dict,
+        alias="secretEnv",
+        description="Secret environment; values come from the controller's environment.",
+    )
+    rollout: Rollout = Field(default_factory=Rollout, description="How a change rolls out.")
+    sync_policy: SyncPolicy = Field(
+        default_factory=SyncPolicy, alias="syncPolicy", description="What happens automatically."
+    )
 
     @model_validator(mode="after")
     def _env_names(self) -> Spec:
@@ -150,10 +184,10 @@ class Spec(_Strict):
 
 
 class ModelDeployment(_Strict):
-    api_version: Literal["aliasflow/v1"] = Field(alias="apiVersion")
-    kind: Literal["ModelDeployment"]
-    metadata: Metadata
-    spec: Spec
+    api_version: Literal["aliasflow/v1"] = Field(alias="apiVersion", description="aliasflow/v1")
+    kind: Literal["ModelDeployment"] = Field(description="ModelDeployment")
+    metadata: Metadata = Field(description="Name and labels.")
+    spec: Spec = Field(description="What to serve, where and how.")
 
     @property
     def name(self) -> str:
