@@ -109,6 +109,20 @@ def _mlflow_errors(tracking_uri: str) -> Iterator[None]:
         raise TrackingError(f"MLflow request failed at {tracking_uri}: {exc}") from exc
 
 
+def _skops_trusted_types(pipeline: Pipeline, serialization_format: str) -> list[str] | None:
+    """Types skops would refuse to load from the file we are about to write.
+
+    We built this pipeline ourselves from the estimator registry, so the producer vouches
+    for exactly these types (e.g. `sklearn.tree._tree.Tree` for forests) and records them
+    in the MLmodel; loaders then trust those and nothing else.
+    """
+    if serialization_format != "skops":
+        return None
+    import skops.io
+
+    return sorted(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline))) or None
+
+
 def log_and_register(
     *,
     tracking_uri: str,
@@ -146,6 +160,7 @@ def log_and_register(
                 input_example=data.x_train.head(INPUT_EXAMPLE_ROWS),
                 pip_requirements=_pip_requirements(config.serialization_format),
                 serialization_format=config.serialization_format,
+                skops_trusted_types=_skops_trusted_types(pipeline, config.serialization_format),
             )
             log.info("logged run %s (model %s)", run.info.run_id, model_info.model_uri)
             version: int | None = None
