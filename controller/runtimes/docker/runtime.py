@@ -1,0 +1,562 @@
+"""The `docker` runtime: one labelled container per deployment on a Docker engine.
+
+For workstations that have Docker but not Azure: the same server image as ACI, the
+same observe/plan/apply contract as the local runtime. What the engine holds is the
+inventory: every container this runtime creates carries `aliasflow.managed=true`,
+`aliasflow.deployment`, `aliasflow.spec-hash` and `aliasflow.model-version` (the boot
+version), and only containers with the managed label are ever listed, replaced or
+removed; a container with a look-alike name but no label is not ours. The version set
+by a hot swap cannot be a label (labels are immutable), so it lives in a small state
+file (see `state.py` for why not `/metadata`).
+
+Rules it shares with the other runtimes:
+
+- observing is reads only: one `containers.list` for the full pass, then a probe of
+  each endpoint; an unchanged deployment costs zero writes;
+- create and recreate are blue/green: the new container starts next to the old one and
+  must answer `/readyz` on its published port before the old one is removed; a failed
+  start removes the new container and leaves the old one serving;
+- a hot swap is `POST {endpoint}/admin/model` with the admin token, no new container;
+- SDK and transport errors are wrapped at the edge into the controller's error tree.
+
+The port is published on 127.0.0.1 only, on a host port the engine picks; the endpoint
+is read back from the engine. With `target.docker.network: host` nothing is published
+and the server is told to bind 127.0.0.1 on a free port instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import httpx
+import requests
+from docker.models.containers import Container
+from docker.utils import parse_repository_tag
+
+from controller.errors import (
+    HealthTimeoutError,
+    InvalidSpecError,
+    RolloutRejectedError,
+    RuntimeUnavailableError,
+)
+from controller.netutil import free_port
+from controller.reconcile.types import Action, ActualState, DesiredState, Operation
+from controller.runtimes.docker.state import Current, DockerState
+from controller.runtimes.local.runtime import RESERVED_ENV
+from controller.runtimes.probe import probe_server
+
+log = logging.getLogger(__name__)
+
+LABEL_MANAGED = "aliasflow.managed"
+LABEL_DEPLOYMENT = "aliasflow.deployment"
+LABEL_SPEC_HASH = "aliasflow.spec-hash"
+LABEL_MODEL_VERSION = "aliasflow.model-version"
+# Only in host network mode, where the engine publishes nothing to read the port from.
+LABEL_HOST_PORT = "aliasflow.host-port"
+OWNED = f"{LABEL_MANAGED}=true"
+
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_RETRYABLE_4XX = frozenset({408, 409, 425, 429})
+# Docker's states for a container whose process is (or is about to be) up again.
+_ALIVE = frozenset({"running", "restarting"})
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """One owned container as the list call summarises it (no per-container inspect)."""
+
+    id: str
+    name: str
+    deployment: str
+    spec_hash: str
+    boot_version: str
+    state: str
+    status: str
+    created: int
+    host_port: int | None
+
+    @classmethod
+    def from_summary(cls, attrs: dict[str, Any]) -> _Seen:
+        labels = attrs.get("Labels") or {}
+        port: int | None = None
+        if labels.get(LABEL_HOST_PORT, "").isdigit():
+            port = int(labels[LABEL_HOST_PORT])
+        for binding in attrs.get("Ports") or []:
+            if binding.get("PublicPort") and binding.get("IP") in ("127.0.0.1", None, ""):
+                port = int(binding["PublicPort"])
+                break
+        names = attrs.get("Names") or [""]
+        return cls(
+            id=str(attrs["Id"]),
+            name=str(names[0]).lstrip("/"),
+            deployment=str(labels.get(LABEL_DEPLOYMENT, "")),
+            spec_hash=str(labels.get(LABEL_SPEC_HASH, "")),
+            boot_version=str(labels.get(LABEL_MODEL_VERSION, "")),
+            state=str(attrs.get("State", "")),
+            status=str(attrs.get("Status", "")),
+            created=int(attrs.get("Created") or 0),
+            host_port=port,
+        )
+
+
+class DockerRuntime:
+    """Runs the model-server image as containers; owns what carries `aliasflow.managed=true`.
+
+    `client` is built on first use (`docker.DockerClient(base_url=...)`, or
+    `docker.from_env()` without one) because building it asks the engine for its API
+    version: a controller must start, and report, while Docker is down.
+    """
+
+    kind = "docker"
+
+    def __init__(
+        self,
+        client: docker.DockerClient | None = None,
+        *,
+        admin_token: str,
+        tracking_uri: str,
+        data_dir: Path,
+        base_url: str | None = None,
+        stop_timeout_seconds: int = 10,
+        ready_poll_seconds: float = 0.25,
+    ) -> None:
+        self._client_obj = client
+        self._base_url = base_url
+        self._admin_token = admin_token
+        # MLflow as the container sees it (e.g. http://host.docker.internal:5000).
+        self._tracking_uri = tracking_uri
+        self._state = DockerState(Path(data_dir) / "docker" / "state.json")
+        self._stop_timeout = stop_timeout_seconds
+        self._poll = ready_poll_seconds
+        self._client_lock = threading.Lock()
+        self._name_locks: dict[str, threading.Lock] = {}
+        self._name_locks_lock = threading.Lock()
+
+    @property
+    def state_file(self) -> Path:
+        return self._state.path
+
+    def close(self) -> None:
+        if self._client_obj is not None:
+            self._client_obj.close()
+
+    # -- Runtime protocol ---------------------------------------------------------------
+
+    def observe(self, name: str) -> ActualState | None:
+        seen = self._list([OWNED, f"{LABEL_DEPLOYMENT}={name}"])
+        return self._actual(name, seen, self._state.read().get(name))
+
+    def list_owned(self) -> list[ActualState]:
+        by_name: dict[str, list[_Seen]] = {}
+        for container in self._list([OWNED]):
+            if container.deployment:
+                by_name.setdefault(container.deployment, []).append(container)
+        recorded = self._state.read()
+        found = (self._actual(n, seen, recorded.get(n)) for n, seen in sorted(by_name.items()))
+        return [actual for actual in found if actual is not None]
+
+    def apply(self, action: Action) -> ActualState | None:
+        operation = action.operation
+        if operation is Operation.NOOP:
+            return self.observe(action.name)
+        if operation is Operation.DELETE:
+            self.delete(action.name)
+            return None
+        desired = self._checked_desired(action)
+        with self._name_lock(desired.name):
+            if operation is Operation.HOTSWAP:
+                return self._hotswap(desired)
+            # CREATE and RECREATE are one blue/green rollout: a CREATE that finds a
+            # container already there replaces it instead of adding a second one.
+            return self._roll_out(desired)
+
+    def delete(self, name: str) -> None:
+        """Remove every owned container of `name`; unknown is a no-op.
+
+        The state entry goes only after the containers are gone, so a failed removal
+        stays visible to `list_owned` and the next pass retries it.
+        """
+        with self._name_lock(name):
+            for seen in self._list([OWNED, f"{LABEL_DEPLOYMENT}={name}"]):
+                self._remove(seen.id, graceful=True)
+
+            def forget(current: dict[str, Current]) -> None:
+                current.pop(name, None)
+
+            self._state.update(forget)
+
+    # -- rollouts -----------------------------------------------------------------------
+
+    def _roll_out(self, desired: DesiredState) -> ActualState:
+        create_args = self._create_args(desired)
+        self._ensure_image(desired)
+        old = self._list([OWNED, f"{LABEL_DEPLOYMENT}={desired.name}"])
+        with _engine_errors(f"{desired.name}: create container", spec=True):
+            container = self._client().containers.create(**create_args)
+        try:
+            with _engine_errors(f"{desired.name}: start container {container.name}"):
+                container.start()
+            self._wait_ready(desired, container)
+        except BaseException:
+            # Blue/green: the new container goes, whatever is serving now keeps serving.
+            self._remove(container.id, graceful=False, quiet=True)
+            raise
+
+        # Record the new container before touching the old ones: a crash in between
+        # leaves an extra container that the next rollout or delete removes.
+        def promote(current: dict[str, Current]) -> None:
+            current[desired.name] = Current(str(container.id), desired.model_version)
+
+        self._state.update(promote)
+        for stale in old:
+            try:
+                self._remove(stale.id, graceful=True)
+            except RuntimeUnavailableError as exc:
+                log.warning(
+                    "%s: could not remove replaced container %s: %s", desired.name, stale.name, exc
+                )
+        actual = self.observe(desired.name)
+        if actual is None:
+            raise RuntimeUnavailableError(
+                f"{desired.name}: container {container.name} vanished right after it was ready"
+            )
+        return actual
+
+    def _create_args(self, desired: DesiredState) -> dict[str, Any]:
+        env = self._container_env(desired)
+        labels = {
+            LABEL_MANAGED: "true",
+            LABEL_DEPLOYMENT: desired.name,
+            LABEL_SPEC_HASH: desired.spec_hash,
+            LABEL_MODEL_VERSION: desired.model_version,
+        }
+        # The short hash names the spec; the nonce lets a recreate with the same spec
+        # run next to the container it replaces (names are unique per engine).
+        name = f"aliasflow-{desired.name}-{desired.spec_hash[:8]}-{secrets.token_hex(2)}"
+        args: dict[str, Any] = {
+            "image": desired.image,
+            "name": name,
+            "labels": labels,
+            "environment": env,
+            "nano_cpus": int(desired.cpu * 1e9),
+            "mem_limit": int(desired.memory_gb * 1024**3),
+            "restart_policy": {"Name": "unless-stopped"},
+        }
+        network = dict(desired.target_settings).get("network")
+        if network == "host":
+            # The host's network has no port mapping: bind loopback on a free port
+            # ourselves, or every deployment would claim the image's 8080 on all
+            # interfaces. This replaces the image's CMD with the same program.
+            port = free_port()
+            labels[LABEL_HOST_PORT] = str(port)
+            args["network"] = "host"
+            args["command"] = ["aliasflow", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        else:
+            args["ports"] = {f"{desired.port}/tcp": ("127.0.0.1", None)}
+            # Lets the server reach an MLflow on the host as host.docker.internal (Linux
+            # needs this mapping; Docker Desktop provides the name anyway).
+            args["extra_hosts"] = {"host.docker.internal": "host-gateway"}
+            if network:
+                args["network"] = network
+        return args
+
+    def _container_env(self, desired: DesiredState) -> dict[str, str]:
+        clashes = sorted(
+            key for key, _ in (*desired.env, *desired.secret_env) if key in RESERVED_ENV
+        )
+        if clashes:
+            raise InvalidSpecError(
+                f"{desired.name}: env may not set {', '.join(clashes)}; the runtime sets them"
+            )
+        env = dict(desired.env)
+        env.update(desired.secret_env)  # only ever here, in the container's env
+        env.update(
+            MODEL_URI=desired.model_uri,
+            MLFLOW_TRACKING_URI=self._tracking_uri,
+            ALIASFLOW_ADMIN_TOKEN=self._admin_token,
+        )
+        return env
+
+    def _ensure_image(self, desired: DesiredState) -> None:
+        """Pull the image when the engine does not have it; a missing image is the spec's fault."""
+        client = self._client()
+        with _engine_errors(f"{desired.name}: inspect image {desired.image}"):
+            try:
+                client.images.get(desired.image)
+                return
+            except docker.errors.ImageNotFound:
+                pass
+        repository, tag = parse_repository_tag(desired.image)
+        log.info("%s: pulling image %s", desired.name, desired.image)
+        with _engine_errors(f"{desired.name}: pull image {desired.image}", spec=True):
+            client.images.pull(repository, tag=tag or "latest")
+
+    def _wait_ready(self, desired: DesiredState, container: Container) -> None:
+        """Until `/readyz` answers on the published port; fail fast if the container dies."""
+        deadline = time.monotonic() + desired.health_timeout_seconds
+        secrets_ = [value for _, value in desired.secret_env if value] + [self._admin_token]
+        endpoint: str | None = None
+        with httpx.Client(timeout=2.0, trust_env=False) as http:
+            while True:
+                with _engine_errors(f"{desired.name}: inspect container {container.name}"):
+                    container.reload()
+                status = container.attrs.get("State", {})
+                if status.get("Status") in ("exited", "dead", "restarting"):
+                    raise RolloutRejectedError(
+                        f"{desired.name}: container {container.name} for {desired.model_uri} "
+                        f"exited with code {status.get('ExitCode')} before it was ready; the "
+                        f"previous container, if any, keeps serving. Logs:\n"
+                        f"{self._log_tail(container, secrets_)}"
+                    )
+                endpoint = endpoint or _endpoint_of(container.attrs, desired.port)
+                if endpoint is not None:
+                    with contextlib.suppress(httpx.HTTPError):
+                        if http.get(f"{endpoint}/readyz").is_success:
+                            return
+                if time.monotonic() >= deadline:
+                    raise HealthTimeoutError(
+                        f"{desired.name}: container {container.name} for {desired.model_uri} "
+                        f"was not ready within {desired.health_timeout_seconds}s and was "
+                        f"removed; the previous container, if any, keeps serving. Logs:\n"
+                        f"{self._log_tail(container, secrets_)}"
+                    )
+                time.sleep(self._poll)
+
+    def _log_tail(self, container: Container, redact: list[str]) -> str:
+        try:
+            text = container.logs(tail=20).decode(errors="replace")
+        except Exception as exc:
+            return f"(logs unavailable: {type(exc).__name__})"
+        for secret in redact:
+            text = text.replace(secret, "***")
+        return text.strip()
+
+    def _hotswap(self, desired: DesiredState) -> ActualState:
+        seen = self._list([OWNED, f"{LABEL_DEPLOYMENT}={desired.name}"])
+        recorded = self._state.read().get(desired.name)
+        chosen = _current(seen, recorded)
+        if chosen is None or chosen.host_port is None or chosen.state != "running":
+            raise RuntimeUnavailableError(
+                f"{desired.name}: no running container to hot swap; the next pass recreates it"
+            )
+        endpoint = f"http://127.0.0.1:{chosen.host_port}"
+        timeout = float(desired.health_timeout_seconds)
+        url = f"{endpoint}/admin/model"
+        try:
+            with httpx.Client(timeout=timeout, trust_env=False) as client:
+                response = client.post(
+                    url,
+                    headers={"Authorization": f"Bearer {self._admin_token}"},
+                    json={"model_uri": desired.model_uri},
+                )
+        except httpx.TimeoutException as exc:
+            raise HealthTimeoutError(
+                f"{desired.name}: hot swap to {desired.model_uri} did not finish within "
+                f"{timeout:.0f}s"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise RuntimeUnavailableError(
+                f"{desired.name}: hot swap request to {url} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+
+        status = response.status_code
+        if response.is_success:
+            swapped = Current(chosen.id, desired.model_version)
+
+            def set_version(current: dict[str, Current]) -> None:
+                current[desired.name] = swapped
+
+            self._state.update(set_version)
+            actual = self._actual(desired.name, seen, swapped)
+            assert actual is not None  # `seen` holds `chosen`
+            return actual
+
+        detail = _server_detail(response)
+        was = _recorded_version(chosen, recorded)
+        if 400 <= status < 500 and status not in _RETRYABLE_4XX:
+            if status in (401, 403):
+                detail += (
+                    " (the container was started with a different ALIASFLOW_ADMIN_TOKEN; "
+                    "a recreate restarts it with the current one)"
+                )
+            raise RolloutRejectedError(
+                f"{desired.name}: the server refused {desired.model_uri} (HTTP {status}): "
+                f"{detail}; version {was} keeps serving"
+            )
+        raise RuntimeUnavailableError(
+            f"{desired.name}: hot swap to {desired.model_uri} failed (HTTP {status}): {detail}"
+        )
+
+    # -- observing ----------------------------------------------------------------------
+
+    def _list(self, labels: list[str]) -> list[_Seen]:
+        # sparse: the list's summaries carry labels, state and ports; no inspect per
+        # container, so a full pass is one call however many deployments there are.
+        with _engine_errors("list containers"):
+            found = self._client().containers.list(all=True, filters={"label": labels}, sparse=True)
+        return [_Seen.from_summary(container.attrs) for container in found]
+
+    def _actual(self, name: str, seen: list[_Seen], recorded: Current | None) -> ActualState | None:
+        chosen = _current(seen, recorded)
+        if chosen is None:
+            return None
+        version = _recorded_version(chosen, recorded)
+        endpoint = None if chosen.host_port is None else f"http://127.0.0.1:{chosen.host_port}"
+        extra = len(seen) - 1
+        note = f"; {extra} replaced container(s) still to remove" if extra else ""
+        if chosen.state not in _ALIVE:
+            return ActualState(
+                name=name,
+                spec_hash=chosen.spec_hash,
+                model_version=version,
+                running=False,
+                endpoint=endpoint,
+                detail=f"container {chosen.name} is {chosen.status or chosen.state}{note}",
+            )
+        probe = probe_server(endpoint) if endpoint else None
+        if probe is None:
+            detail = f"container {chosen.name} publishes no loopback port"
+        elif not probe.ready:
+            detail = f"container {chosen.name} is {chosen.state} but /readyz is not ready"
+        elif probe.served_version is None:
+            detail = "server is ready but /metadata did not report a version"
+        else:
+            detail = ""
+        return ActualState(
+            name=name,
+            spec_hash=chosen.spec_hash,
+            model_version=version,
+            running=True,
+            endpoint=endpoint,
+            served_version=None if probe is None else probe.served_version,
+            ready=False if probe is None else probe.ready,
+            detail=(detail + note).lstrip("; "),
+        )
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _client(self) -> docker.DockerClient:
+        with self._client_lock:
+            if self._client_obj is None:
+                with _engine_errors("connect to the Docker engine"):
+                    self._client_obj = (
+                        docker.DockerClient(base_url=self._base_url)
+                        if self._base_url
+                        else docker.from_env()
+                    )
+            return self._client_obj
+
+    def _remove(self, container_id: str, *, graceful: bool, quiet: bool = False) -> None:
+        """Stop (politely when `graceful`) and remove one container; gone already is fine."""
+        try:
+            with _engine_errors(f"remove container {container_id[:12]}"):
+                try:
+                    container = self._client().containers.get(container_id)
+                    if graceful:
+                        container.stop(timeout=self._stop_timeout)
+                    container.remove(force=True)
+                except docker.errors.NotFound:
+                    pass
+        except RuntimeUnavailableError as exc:
+            if not quiet:
+                raise
+            log.warning("%s", exc)
+
+    def _checked_desired(self, action: Action) -> DesiredState:
+        desired = action.desired
+        if desired is None:
+            raise InvalidSpecError(f"{action.name}: {action.operation} needs a desired state")
+        if desired.target_kind != self.kind:
+            raise InvalidSpecError(
+                f"{desired.name}: target kind {desired.target_kind!r} sent to the docker runtime"
+            )
+        if not _NAME.match(desired.name):
+            raise InvalidSpecError(f"{desired.name!r} is not a DNS label")
+        return desired
+
+    def _name_lock(self, name: str) -> threading.Lock:
+        with self._name_locks_lock:
+            return self._name_locks.setdefault(name, threading.Lock())
+
+
+def _current(seen: list[_Seen], recorded: Current | None) -> _Seen | None:
+    """The container serving a deployment: the recorded one, else the newest alive one.
+
+    More than one exists only during a rollout or after a controller died in one.
+    """
+    if not seen:
+        return None
+    if recorded is not None:
+        for container in seen:
+            if container.id == recorded.container_id:
+                return container
+    return max(seen, key=lambda c: (c.state in _ALIVE, c.created, c.name))
+
+
+def _recorded_version(container: _Seen, recorded: Current | None) -> str:
+    if recorded is not None and recorded.container_id == container.id:
+        return recorded.model_version
+    return container.boot_version
+
+
+def _endpoint_of(attrs: dict[str, Any], port: int) -> str | None:
+    labels = attrs.get("Config", {}).get("Labels") or {}
+    if labels.get(LABEL_HOST_PORT, "").isdigit():
+        return f"http://127.0.0.1:{labels[LABEL_HOST_PORT]}"
+    bindings = (attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{port}/tcp") or []
+    for binding in bindings:
+        if binding.get("HostPort"):
+            return f"http://127.0.0.1:{binding['HostPort']}"
+    return None
+
+
+@contextlib.contextmanager
+def _engine_errors(what: str, *, spec: bool = False) -> Iterator[None]:
+    """Wrap SDK and transport errors: the engine refusing a spec is permanent, the rest not.
+
+    `spec` marks calls whose 4xx answers are about what the manifest asked for (create,
+    pull); elsewhere a 4xx is the engine's state changing under us, worth a retry.
+    """
+    try:
+        yield
+    except docker.errors.ImageNotFound as exc:
+        raise InvalidSpecError(
+            f"{what}: the image does not exist locally and could not be pulled "
+            f"({exc.explanation}); build it (docker build -f Dockerfile.server ...) or fix "
+            "spec.image"
+        ) from exc
+    except docker.errors.APIError as exc:
+        status = exc.status_code
+        if spec and status is not None and 400 <= status < 500 and status not in _RETRYABLE_4XX:
+            raise InvalidSpecError(
+                f"{what}: the Docker engine refused it (HTTP {status}): {exc.explanation}"
+            ) from exc
+        raise RuntimeUnavailableError(
+            f"{what}: the Docker engine answered HTTP {status}: {exc.explanation}"
+        ) from exc
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise RuntimeUnavailableError(
+            f"{what}: the Docker engine does not answer ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _server_detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or response.reason_phrase
+    if isinstance(body, dict) and "detail" in body:
+        detail = body["detail"]
+        return detail if isinstance(detail, str) else str(detail)[:500]
+    return str(body)[:500]

@@ -1,0 +1,65 @@
+"""A stand-in model server for fake containers that need to answer, not to predict.
+
+It speaks the part of the model server's HTTP contract the runtime relies on (`/readyz`,
+`/metadata` with the version from `MODEL_URI`, `POST /admin/model` behind the admin
+token) and is ready in a fraction of a second, so tests of ownership, pruning and faults
+do not pay a real model load. Run as `python stub_server.py PORT`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def _version(model_uri: str) -> str:
+    return model_uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    model_uri = os.environ.get("MODEL_URI", "models:/stub/0")
+
+    def log_message(self, format: str, *args: object) -> None:
+        sys.stdout.write(f"stub: {format % args}\n")
+        sys.stdout.flush()
+
+    def _send(self, status: int, body: object) -> None:
+        raw = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def do_GET(self) -> None:
+        if self.path in ("/readyz", "/livez"):
+            self._send(200, {"status": "ok"})
+        elif self.path == "/metadata":
+            cls = type(self)
+            self._send(200, {"model_uri": cls.model_uri, "version": _version(cls.model_uri)})
+        else:
+            self._send(404, {"detail": "not found"})
+
+    def do_POST(self) -> None:
+        if self.path != "/admin/model":
+            self._send(404, {"detail": "not found"})
+            return
+        token = os.environ.get("ALIASFLOW_ADMIN_TOKEN", "")
+        if self.headers.get("Authorization") != f"Bearer {token}":
+            self._send(401, {"detail": "bad admin token"})
+            return
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+        type(self).model_uri = str(body["model_uri"])
+        self._send(200, {"model_uri": body["model_uri"], "version": _version(body["model_uri"])})
+
+
+def main() -> None:
+    port = int(sys.argv[1])
+    print(f"stub model server on 127.0.0.1:{port} for {_Handler.model_uri}", flush=True)
+    ThreadingHTTPServer(("127.0.0.1", port), _Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    main()
