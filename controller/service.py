@@ -60,9 +60,21 @@ def load_or_create_token(path: Path) -> str:
 def build_runtimes(settings: ControllerSettings, admin_token: str) -> dict[str, Runtime]:
     from controller.runtimes.local import LocalRuntime
 
-    return {
+    runtimes: dict[str, Runtime] = {
         "local": LocalRuntime(settings.data_dir, admin_token, settings.mlflow_tracking_uri),
     }
+    if settings.docker_enabled:
+        # Imported only when enabled: the docker SDK is not needed otherwise. Building the
+        # runtime does not contact the engine, so the controller starts while Docker is down.
+        from controller.runtimes.docker import DockerRuntime
+
+        runtimes["docker"] = DockerRuntime(
+            admin_token=admin_token,
+            tracking_uri=settings.docker_tracking_uri or settings.mlflow_tracking_uri,
+            data_dir=settings.data_dir,
+            base_url=settings.docker_host,
+        )
+    return runtimes
 
 
 class Controller:

@@ -78,8 +78,21 @@ class ControllerSettings(BaseSettings):
     )
     log_format: Literal["json", "human"] = Field("human", description="Log line format.")
     workers: int = Field(4, ge=1, le=64, description="Reconciles that may run at once.")
+    docker_enabled: bool = Field(
+        False, description="Enable target.kind docker (containers on a Docker engine)."
+    )
+    docker_host: str | None = Field(
+        None,
+        description="Docker engine address, e.g. unix:///var/run/docker.sock; "
+        "DOCKER_HOST and the default socket if unset.",
+    )
+    docker_tracking_uri: str | None = Field(
+        None,
+        description="MLflow as docker containers reach it, e.g. http://host.docker.internal:5000; "
+        "the controller's tracking URI if unset.",
+    )
 
-    @field_validator("mlflow_tracking_uri", "public_url", "mlflow_ui_url")
+    @field_validator("mlflow_tracking_uri", "public_url", "mlflow_ui_url", "docker_tracking_uri")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://", "file:", "sqlite:")):
