@@ -1,0 +1,228 @@
+"""A loopback HTTPS ACI emulator the real Azure SDK talks to.
+
+HTTPS with a CA made by `trustme` for each emulator, because azure-core's bearer-token
+policy refuses plain http; the SDK gets the CA as `connection_verify`. One host serves
+ARM (container groups and their long-running operations), the AAD token endpoint that
+`ClientSecretCredential` (MSAL) uses, and the ACR endpoints `ContainerRegistryClient`
+uses to resolve a tag.
+
+Two modes:
+- counting (default): no processes; PUTs finish after `faults.provisioning_delay`.
+- backed: each container group runs the real model server through `LocalRuntime` on a
+  free loopback port. ACI's FQDN does not resolve here, so the emulator keeps the
+  mapping FQDN → loopback endpoint, and the runtime under test is given
+  `emulator.resolve_endpoint` as its `endpoint_resolver` (the runtime's only test seam).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import trustme
+import uvicorn
+from azure.identity import ClientSecretCredential
+
+from controller.errors import ControllerError
+from controller.netutil import free_port
+from controller.reconcile.types import Action, DesiredState, Operation
+from tests.aci_emulator.app import FQDN_SUFFIX, create_app
+from tests.aci_emulator.state import EmulatorState, Group
+
+log = logging.getLogger(__name__)
+
+TENANT = "00000000-0000-0000-0000-00000000aaaa"
+CLIENT_ID = "00000000-0000-0000-0000-00000000bbbb"
+CLIENT_SECRET = "emulator-client-secret"
+_MODEL_URI = re.compile(r"^models:/(?P<name>[^/]+)/(?P<version>[^/]+)$")
+# Set by the ACI runtime for the container; the local runtime sets its own.
+_RUNTIME_ENV = frozenset({"MODEL_URI", "MLFLOW_TRACKING_URI", "ALIASFLOW_ADMIN_TOKEN"})
+
+
+class AciEmulator:
+    def __init__(
+        self,
+        *,
+        backed_data_dir: Path | None = None,
+        tracking_uri: str | None = None,
+        page_size: int | None = None,
+    ) -> None:
+        self.state = EmulatorState()
+        self._tmp = tempfile.TemporaryDirectory(prefix="aci-emulator-")
+        tmp = Path(self._tmp.name)
+        self._ca = trustme.CA()
+        cert = self._ca.issue_cert("127.0.0.1", "localhost")
+        self.cert_path = tmp / "server.pem"
+        cert.private_key_and_cert_chain_pem.write_to_path(str(self.cert_path))
+        self.ca_path = tmp / "ca.pem"
+        self._ca.cert_pem.write_to_path(str(self.ca_path))
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.backed = backed_data_dir is not None
+        self._data_dir = backed_data_dir
+        self._tracking_uri = tracking_uri
+        self._locals: dict[tuple[str, str], Any] = {}
+        self._endpoints: dict[str, str] = {}
+        self._lock = threading.Lock()
+        app = create_app(
+            self.state,
+            lambda: self.url,
+            on_put=self._backed_put if self.backed else None,
+            on_delete=self._backed_delete if self.backed else None,
+            page_size=page_size,
+        )
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            ssl_certfile=str(self.cert_path),
+            ssl_keyfile=str(self.cert_path),
+            log_config=None,
+            access_log=False,
+            log_level="warning",
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> AciEmulator:
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("ACI emulator did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        for runtime in list(self._locals.values()):
+            try:
+                runtime.stop_all()
+            except ControllerError as exc:
+                log.warning("emulator: could not stop a backing server: %s", exc)
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._tmp.cleanup()
+
+    # -- what the runtime under test is given ----------------------------------------------
+
+    def credential(self) -> ClientSecretCredential:
+        """A real service-principal credential whose authority is this emulator."""
+        return ClientSecretCredential(
+            TENANT,
+            CLIENT_ID,
+            CLIENT_SECRET,
+            authority=self.url,
+            disable_instance_discovery=True,
+            connection_verify=str(self.ca_path),
+        )
+
+    def resolve_endpoint(self, fqdn: str, port: int) -> str:
+        """Backed mode: the loopback server behind an emulated FQDN; else a dead address."""
+        with self._lock:
+            endpoint = self._endpoints.get(fqdn)
+        return endpoint or f"http://127.0.0.1:9/{fqdn}:{port}"
+
+    @property
+    def acr_host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    # -- backed mode -------------------------------------------------------------------------
+
+    def _local(self, admin_token: str, tracking_uri: str) -> Any:
+        from controller.runtimes.local import LocalRuntime
+
+        assert self._data_dir is not None
+        key = (admin_token, tracking_uri)
+        with self._lock:
+            runtime = self._locals.get(key)
+            if runtime is None:
+                digest = hashlib.sha256("|".join(key).encode()).hexdigest()[:8]
+                runtime = LocalRuntime(self._data_dir / digest, admin_token, tracking_uri)
+                self._locals[key] = runtime
+        return runtime
+
+    def _backed_put(self, group: Group, operation_id: str) -> None:
+        threading.Thread(
+            target=self._run_put, args=(group, operation_id), daemon=True, name="aci-put"
+        ).start()
+
+    def _run_put(self, group: Group, operation_id: str) -> None:
+        from tests.aci_emulator.state import finish_put
+
+        operation = self.state.operations[operation_id]
+        try:
+            desired, admin, tracking = _desired_from_group(group, self._tracking_uri)
+            runtime = self._local(admin, tracking)
+            runtime.apply(Action(Operation.RECREATE, desired.name, "emulated PUT", desired))
+            props = group.body["properties"]
+            label = props.get("ipAddress", {}).get("dnsNameLabel")
+            fqdn = f"{label}.{group.body.get('location')}.{FQDN_SUFFIX}"
+            observed = runtime.observe(desired.name)
+            with self._lock:
+                if observed is not None and observed.endpoint:
+                    self._endpoints[fqdn] = observed.endpoint
+        except (ControllerError, ValueError) as exc:
+            log.warning("emulator: backing server for %s failed: %s", group.name, exc)
+            group.fail = True
+            with self.state.lock:
+                finish_put(group, operation, keeps_running=False)
+            return
+        with self.state.lock:
+            finish_put(group, operation, self.state.faults.failed_keeps_running)
+
+    def _backed_delete(self, group: Group, operation_id: str) -> None:
+        def run() -> None:
+            operation = self.state.operations[operation_id]
+            for runtime in list(self._locals.values()):
+                runtime.delete(group.name)
+            with self.state.lock:
+                self.state.groups.pop((group.subscription, group.resource_group, group.name), None)
+                operation.status = "Succeeded"
+
+        threading.Thread(target=run, daemon=True, name="aci-delete").start()
+
+
+def _desired_from_group(
+    group: Group, default_tracking: str | None
+) -> tuple[DesiredState, str, str]:
+    """The container group as the local runtime's DesiredState (secure values included)."""
+    props = group.body["properties"]
+    container = props["containers"][0]["properties"]
+    plain: dict[str, str] = {}
+    secure: dict[str, str] = {}
+    for var in container.get("environmentVariables", []):
+        if "secureValue" in var:
+            secure[var["name"]] = var["secureValue"]
+        else:
+            plain[var["name"]] = var.get("value", "")
+    match = _MODEL_URI.match(plain.get("MODEL_URI", ""))
+    if match is None:
+        raise ValueError(f"{group.name}: MODEL_URI missing or not models:/name/version")
+    admin = secure.get("ALIASFLOW_ADMIN_TOKEN", "")
+    tracking = plain.get("MLFLOW_TRACKING_URI") or default_tracking or ""
+    requests = container["resources"]["requests"]
+    desired = DesiredState(
+        name=group.name,
+        target_kind="local",
+        model_name=match["name"],
+        model_version=match["version"],
+        run_id=None,
+        image=container["image"],
+        port=int(container["ports"][0]["port"]),
+        cpu=float(requests["cpu"]),
+        memory_gb=float(requests["memoryInGB"]),
+        env=tuple(sorted((k, v) for k, v in plain.items() if k not in _RUNTIME_ENV)),
+        strategy="recreate",
+        health_timeout_seconds=120,
+        secret_env=tuple(sorted((k, v) for k, v in secure.items() if k not in _RUNTIME_ENV)),
+        spec_hash=hashlib.sha256(repr(sorted(group.body.items())).encode()).hexdigest()[:16],
+    )
+    return desired, admin, tracking
