@@ -12,6 +12,7 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,7 +75,20 @@ def build_runtimes(settings: ControllerSettings, admin_token: str) -> dict[str, 
             data_dir=settings.data_dir,
             base_url=settings.docker_host,
         )
+    if settings.aci_groups:
+        from controller.runtimes.aci.factory import build_aci_runtime
+
+        runtimes["aci"] = build_aci_runtime(settings, admin_token)
     return runtimes
+
+
+def build_image_resolver(settings: ControllerSettings) -> Callable[[str], str] | None:
+    """Tags on the configured ACR become digests; None when no registry is configured."""
+    if not settings.acr_login_server:
+        return None
+    from controller.runtimes.aci.factory import build_acr_resolver
+
+    return build_acr_resolver(settings)
 
 
 class Controller:
@@ -120,6 +134,7 @@ class Controller:
             metrics=self.metrics,
             prune=settings.prune,
             allow_empty=settings.allow_empty,
+            resolve_image=build_image_resolver(settings),
         )
         self.queue = WorkQueue(self.reconciler.reconcile, workers=settings.workers)
         self.poller = AliasPoller(self.registry)

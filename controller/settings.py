@@ -78,6 +78,63 @@ class ControllerSettings(BaseSettings):
     )
     log_format: Literal["json", "human"] = Field("human", description="Log line format.")
     workers: int = Field(4, ge=1, le=64, description="Reconciles that may run at once.")
+    aci_resource_groups: str = Field(
+        "",
+        description="Comma-separated resource groups the aci target manages, each "
+        "`resourceGroup` or `subscriptionId/resourceGroup`; empty disables the aci target.",
+    )
+    aci_subscription_id: str | None = Field(
+        None,
+        validation_alias=AliasChoices("ALIASFLOW_ACI_SUBSCRIPTION_ID", "AZURE_SUBSCRIPTION_ID"),
+        description="Subscription of resource groups listed without one "
+        "(read from AZURE_SUBSCRIPTION_ID too).",
+    )
+    aci_arm_url: str = Field(
+        "https://management.azure.com",
+        description="Azure Resource Manager endpoint (another cloud, or the test emulator).",
+    )
+    aci_authority_host: str | None = Field(
+        None,
+        description="Microsoft Entra authority for the Azure credential; unset uses "
+        "AZURE_AUTHORITY_HOST or the public cloud.",
+    )
+    aci_disable_instance_discovery: bool = Field(
+        False, description="Skip Entra instance discovery (an authority it does not know)."
+    )
+    aci_ca_bundle: Path | None = Field(
+        None, description="CA bundle for TLS to ARM, Entra and ACR; unset uses the system's."
+    )
+    aci_polling_interval_seconds: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="Long-running operation poll interval when ARM sends no Retry-After.",
+    )
+    aci_retry_total: int = Field(
+        10, ge=0, le=30, description="Retries of ARM 408/429/5xx answers (Retry-After honoured)."
+    )
+    aci_quota_limit: int = Field(
+        100, ge=1, description="Container group creates plus deletes allowed per quota window."
+    )
+    aci_quota_window_seconds: float = Field(
+        300.0, gt=0, description="ACI's create/delete quota window."
+    )
+    acr_login_server: str | None = Field(
+        None,
+        description="Registry whose image tags are resolved to digests, e.g. myreg.azurecr.io.",
+    )
+    acr_endpoint: str | None = Field(
+        None, description="ACR API URL if not https://<login server> (tests)."
+    )
+    acr_audience: str = Field(
+        "https://containerregistry.azure.net", description="Token audience for ACR."
+    )
+    acr_username: str | None = Field(
+        None, description="Pull user ACI uses for images on the ACR login server."
+    )
+    acr_password: SecretStr | None = Field(
+        None, description="Pull password ACI uses for images on the ACR login server."
+    )
     docker_enabled: bool = Field(
         False, description="Enable target.kind docker (containers on a Docker engine)."
     )
@@ -98,6 +155,23 @@ class ControllerSettings(BaseSettings):
         if value is not None and not value.startswith(("http://", "https://", "file:", "sqlite:")):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value.rstrip("/") if value else value
+
+    @property
+    def aci_groups(self) -> list[tuple[str, str]]:
+        """(subscription id, resource group) pairs from `aci_resource_groups`."""
+        groups: list[tuple[str, str]] = []
+        for item in (part.strip() for part in self.aci_resource_groups.split(",")):
+            if not item:
+                continue
+            subscription, _, group = item.rpartition("/")
+            subscription = subscription or self.aci_subscription_id or ""
+            if not subscription:
+                raise SettingsError(
+                    f"ALIASFLOW_ACI_RESOURCE_GROUPS: {item!r} names no subscription and "
+                    "ALIASFLOW_ACI_SUBSCRIPTION_ID (or AZURE_SUBSCRIPTION_ID) is not set"
+                )
+            groups.append((subscription, group))
+        return groups
 
     @property
     def effective_database_url(self) -> str:

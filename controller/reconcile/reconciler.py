@@ -410,7 +410,13 @@ class Reconciler:
             status.sync is not Sync.SYNCED
             or status.health is not Health.HEALTHY
             or status.desired_version != desired.model_version
-            or (actual is not None and status.served_version != actual.served_version)
+            # A runtime whose inventory does not probe servers (aci) reports None: not
+            # observed in this pass, which is no reason to re-run the pipeline.
+            or (
+                actual is not None
+                and actual.served_version is not None
+                and status.served_version != actual.served_version
+            )
         )
 
     def report_registry_outage(self, error: str, manifests: ManifestSet | None = None) -> None:

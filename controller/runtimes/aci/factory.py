@@ -1,0 +1,85 @@
+"""Settings → an `AciRuntime` and an ACR resolver, with one shared Azure credential.
+
+`DefaultAzureCredential` covers production (managed identity, workload identity, or a
+service principal from AZURE_CLIENT_ID / AZURE_TENANT_ID / AZURE_CLIENT_SECRET); the
+authority, instance-discovery and CA options exist for other clouds and the emulator.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from controller.runtimes.aci.acr import AcrImageResolver
+from controller.runtimes.aci.quota import QuotaLimiter
+from controller.runtimes.aci.runtime import AciRuntime, RetryOptions
+from controller.runtimes.aci.spec import RegistryCredential
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+    from controller.settings import ControllerSettings
+
+
+def _tls(settings: ControllerSettings) -> dict[str, Any]:
+    return {"connection_verify": str(settings.aci_ca_bundle)} if settings.aci_ca_bundle else {}
+
+
+@cache
+def _credential(
+    authority: str | None, disable_discovery: bool, ca_bundle: str | None
+) -> TokenCredential:
+    from azure.identity import DefaultAzureCredential
+
+    kwargs: dict[str, Any] = {}
+    if authority:
+        kwargs["authority"] = authority
+    if disable_discovery:
+        kwargs["disable_instance_discovery"] = True
+    if ca_bundle:
+        kwargs["connection_verify"] = ca_bundle
+    return DefaultAzureCredential(**kwargs)
+
+
+def build_credential(settings: ControllerSettings) -> TokenCredential:
+    return _credential(
+        settings.aci_authority_host,
+        settings.aci_disable_instance_discovery,
+        str(settings.aci_ca_bundle) if settings.aci_ca_bundle else None,
+    )
+
+
+def build_aci_runtime(settings: ControllerSettings, admin_token: str) -> AciRuntime:
+    registry: tuple[RegistryCredential, ...] = ()
+    if settings.acr_login_server and settings.acr_username and settings.acr_password:
+        registry = (
+            RegistryCredential(
+                settings.acr_login_server,
+                settings.acr_username,
+                settings.acr_password.get_secret_value(),
+            ),
+        )
+    return AciRuntime(
+        build_credential(settings),
+        settings.aci_groups,
+        admin_token,
+        tracking_uri=settings.mlflow_tracking_uri,
+        base_url=settings.aci_arm_url,
+        connection_verify=str(settings.aci_ca_bundle) if settings.aci_ca_bundle else None,
+        registry_credentials=registry,
+        quota=QuotaLimiter(settings.aci_quota_limit, settings.aci_quota_window_seconds),
+        retry=RetryOptions(total=settings.aci_retry_total),
+        polling_interval=settings.aci_polling_interval_seconds,
+    )
+
+
+def build_acr_resolver(settings: ControllerSettings) -> AcrImageResolver:
+    assert settings.acr_login_server is not None
+    return AcrImageResolver(
+        settings.acr_login_server,
+        build_credential(settings),
+        endpoint=settings.acr_endpoint,
+        audience=settings.acr_audience,
+        cache_seconds=min(settings.poll_interval_seconds, 60.0),
+        client_kwargs=_tls(settings),
+    )
