@@ -11,7 +11,8 @@ A "container" is a real process on the host: the image decides which one.
   really answers (the model comes from the MLflow the env names);
 - `stub`: `stub_server.py`, which only speaks readiness, metadata and hot swap, for
   tests that need a live endpoint but not a model;
-- `exit`: prints a line and exits 3, a container that dies at once.
+- `exit`: prints a line and exits 3, a container that dies at once;
+- `hang`: runs but never listens, a container that never gets ready.
 
 The published host port (`HostPort: ""` asks for a free one) is the port the process
 binds on 127.0.0.1, so the endpoint the runtime reads from the engine is the real one.
@@ -359,6 +360,7 @@ class FakeDockerEngine:
                 "Env": container.body.get("Env") or [],
                 "Labels": container.labels,
                 "Cmd": container.body.get("Cmd"),
+                "Tty": False,
                 "ExposedPorts": container.body.get("ExposedPorts") or {},
             },
             "HostConfig": container.host_config,
@@ -407,6 +409,8 @@ class FakeDockerEngine:
         if kind == "serve":
             serve = ["serve", "--host", "127.0.0.1", "--port", str(port)]
             return [self.python, "-m", "aliasflow_cli.main", *serve]
+        if kind == "hang":
+            return [self.python, "-c", "import time; print('starting forever'); time.sleep(600)"]
         if kind == "exit":
             return [self.python, "-c", "import sys; print('dying on purpose'); sys.exit(3)"]
         return [self.python, str(STUB_SERVER), str(port)]
