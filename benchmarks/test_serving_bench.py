@@ -41,7 +41,7 @@ SECTION = "## Model server vs mlflow models serve"
 
 LUA = """
 wrk.method = "POST"
-wrk.body = [[%BODY%]]
+wrk.body = [==[%BODY%]==]
 wrk.headers["Content-Type"] = "application/json"
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -177,7 +177,9 @@ def test_model_server_vs_mlflow_models_serve(bench_model: BenchModel, tmp_path: 
     wrk = _ensure_wrk()
     machine = _machine()
     ours_port, mlflow_port = free_port(), free_port()
-    env = {"MLFLOW_TRACKING_URI": bench_model.tracking_uri}
+    # `mlflow models serve` execs `uvicorn` by name: the venv's bin must be on PATH.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {"MLFLOW_TRACKING_URI": bench_model.tracking_uri, "PATH": path}
     servers: list[Server] = []
     try:
         ours = _start(

@@ -185,3 +185,28 @@ def test_a_model_that_cannot_load_at_boot_exits_non_zero(iris_models: IrisModels
     assert result.returncode == 1
     assert f"models:/{iris_models.name}/42" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_concurrent_requests_batched_together_get_their_own_answers(
+    served_v1: ServerProcess,
+) -> None:
+    expected = {
+        i: httpx.post(f"{served_v1.url}/predict", json={"instances": [row]}).json()["predictions"]
+        for i, row in enumerate(ROWS)
+    }
+    mismatches: list[tuple[int, object]] = []
+
+    def worker(index: int) -> None:
+        which = index % len(ROWS)
+        with httpx.Client(base_url=served_v1.url, timeout=30) as client:
+            for _ in range(40):
+                got = client.post("/predict", json={"instances": [ROWS[which]]}).json()
+                if got.get("predictions") != expected[which]:
+                    mismatches.append((which, got))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(9)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert mismatches == []
