@@ -1,0 +1,153 @@
+"""The docker runtime with containers that really serve: the fake engine runs the image as
+`aliasflow serve` with the container's env, against a real MLflow server.
+
+One story, one test: every cold start loads a model from MLflow, which costs seconds
+on two shared cores.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import docker
+import httpx
+import pytest
+from docker_helpers import ADMIN_TOKEN
+
+from aliasflow_cli.devstack import MlflowServer
+from controller.errors import RolloutRejectedError
+from controller.reconcile.plan import plan_deployment
+from controller.reconcile.types import Action, ActualState, DesiredState, Operation
+from controller.runtimes.docker import DockerRuntime
+from tests.fake_docker import FakeDockerEngine
+
+SERVER_IMAGE = "aliasflow-server:latest"
+SECRET = "serving-s3cret-value"
+FEATURES = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
+ROW = dict(zip(FEATURES, [5.1, 3.5, 1.4, 0.2], strict=True))
+
+
+@pytest.fixture(scope="module")
+def iris_model(mlflow_server: MlflowServer) -> str:
+    """Versions 1 and 2 serve; version 3 fails to load, so its container exits."""
+    import mlflow
+    import mlflow.pyfunc
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    mlflow.set_tracking_uri(mlflow_server.url)
+    name = f"iris-docker-{os.urandom(4).hex()}"
+    data = load_iris()
+    features = pd.DataFrame(data.data, columns=FEATURES)
+    for max_iter in (200, 300):
+        model = LogisticRegression(max_iter=max_iter).fit(features, data.target)
+        with mlflow.start_run():
+            info = mlflow.sklearn.log_model(
+                sk_model=model,
+                name="model",
+                signature=infer_signature(features, model.predict(features)),
+                input_example=features.head(3),
+                pip_requirements=["mlflow", "scikit-learn"],  # skips the slow inference
+            )
+        mlflow.register_model(info.model_uri, name)
+
+    class FailsToLoad(mlflow.pyfunc.PythonModel):  # a local class: pickled by value
+        def load_context(self, context: object) -> None:
+            raise RuntimeError("this version is broken on purpose")
+
+        def predict(self, context, model_input):  # untyped: MLflow infers nothing from it
+            return model_input
+
+    with mlflow.start_run():
+        broken = mlflow.pyfunc.log_model(
+            name="model", python_model=FailsToLoad(), pip_requirements=["mlflow"]
+        )
+    mlflow.register_model(broken.model_uri, name)
+    return name
+
+
+def desired(model: str, version: str, spec: str = "5e5e5e5e5e5e5e5e") -> DesiredState:
+    return DesiredState(
+        name="iris",
+        target_kind="docker",
+        model_name=model,
+        model_version=version,
+        run_id=None,
+        image=SERVER_IMAGE,
+        port=8080,
+        cpu=1.0,
+        memory_gb=1.0,
+        env=(("LOG_LEVEL", "info"),),
+        strategy="hotswap",
+        health_timeout_seconds=90,
+        secret_env=(("MLFLOW_TRACKING_TOKEN", SECRET),),
+        spec_hash=spec,
+    )
+
+
+def run(runtime: DockerRuntime, operation: Operation, state: DesiredState) -> ActualState:
+    result = runtime.apply(Action(operation, state.name, "test", state))
+    assert result is not None
+    return result
+
+
+def predict(endpoint: str) -> httpx.Response:
+    return httpx.post(f"{endpoint}/predict", json={"records": [ROW]}, timeout=10)
+
+
+def test_containers_serve_hot_swap_and_a_broken_version_keeps_the_old_one(
+    engine: FakeDockerEngine,
+    client: docker.DockerClient,
+    data_dir: Path,
+    mlflow_server: MlflowServer,
+    iris_model: str,
+) -> None:
+    engine.add_image(SERVER_IMAGE, "serve")
+    runtime = DockerRuntime(
+        client,
+        admin_token=ADMIN_TOKEN,
+        tracking_uri=mlflow_server.url,
+        data_dir=data_dir,
+        stop_timeout_seconds=5,
+    )
+
+    created = run(runtime, Operation.CREATE, desired(iris_model, "1"))
+
+    assert (created.ready, created.model_version, created.served_version) == (True, "1", "1")
+    endpoint = created.endpoint or ""
+    response = predict(endpoint)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["predictions"]) == 1
+    assert plan_deployment(desired(iris_model, "1"), runtime.observe("iris")).operation is (
+        Operation.NOOP
+    )
+
+    # Promotion: the same container loads v2 through /admin/model.
+    (container_id,) = engine.containers
+    action = plan_deployment(desired(iris_model, "2"), runtime.observe("iris"))
+    assert action.operation is Operation.HOTSWAP
+    swapped = runtime.apply(action)
+    assert swapped is not None
+    assert (swapped.model_version, swapped.served_version) == ("2", "2")
+    assert swapped.endpoint == endpoint
+    assert list(engine.containers) == [container_id]
+    assert predict(endpoint).status_code == 200
+
+    # A recreate onto a version that cannot load: the new container exits, the old serves.
+    with pytest.raises(RolloutRejectedError, match="exited") as failure:
+        run(runtime, Operation.RECREATE, desired(iris_model, "3", spec="6f6f6f6f6f6f6f6f"))
+    assert "broken on purpose" in str(failure.value)
+    assert SECRET not in str(failure.value)
+    assert ADMIN_TOKEN not in str(failure.value)
+    assert list(engine.containers) == [container_id]
+    still = runtime.observe("iris")
+    assert still is not None
+    assert (still.served_version, still.ready, still.endpoint) == ("2", True, endpoint)
+    assert predict(endpoint).status_code == 200
+
+    runtime.delete("iris")
+    assert runtime.list_owned() == []
+    assert engine.containers == {}
