@@ -52,6 +52,7 @@ class Stack:
     mlflow_port: int
     controller_port: int
     poll_interval: float = 10.0
+    webhooks: bool = True
     controller_log: Path | None = None
     mlflow: MlflowServer | None = None
     controller: subprocess.Popen[bytes] | None = None
@@ -85,7 +86,7 @@ class Stack:
             ALIASFLOW_PORT=str(self.controller_port),
             ALIASFLOW_PUBLIC_URL=self.controller_url,
             ALIASFLOW_WEBHOOK_SECRET=webhook_secret,
-            ALIASFLOW_REGISTER_WEBHOOK="true",
+            ALIASFLOW_REGISTER_WEBHOOK="true" if self.webhooks else "false",
             ALIASFLOW_API_TOKEN=self.api_token,
             ALIASFLOW_MLFLOW_UI_URL=self.mlflow_url,
             ALIASFLOW_POLL_INTERVAL_SECONDS=str(self.poll_interval),
