@@ -107,6 +107,14 @@ def create_app(
             body = await request.json()
             if not body.get("location") or not body.get("properties", {}).get("containers"):
                 return _error(400, "InvalidRequestContent", "location and containers required")
+            for container in body["properties"]["containers"]:
+                cpu = container["properties"]["resources"]["requests"]["cpu"]
+                if cpu > 4:
+                    return _error(
+                        400,
+                        "InvalidContainerResources",
+                        f"cpu {cpu} exceeds the 4 cores a Linux container group may request",
+                    )
             if existing is not None and existing.provisioning == "Deleting":
                 return _error(409, "Conflict", f"container group {name} is being deleted")
             with state.lock:

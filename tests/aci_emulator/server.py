@@ -86,6 +86,8 @@ class AciEmulator:
             log_config=None,
             access_log=False,
             log_level="warning",
+            # The SDK keeps connections alive; do not wait for them on stop.
+            timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)

@@ -70,7 +70,12 @@ GroupKey = tuple[str, str]  # (subscription id, resource group)
 
 @dataclass(frozen=True)
 class RetryOptions:
-    """The SDK retry policy: ARM's 429 `Retry-After` is honoured on top of these."""
+    """The SDK retry policy: ARM's 429 `Retry-After` is honoured on top of these.
+
+    azure-core caps retries on error statuses separately (`retry_status`, default 3,
+    below `retry_total`): a throttling storm of four 429s would fail at its default, so
+    both are set from `total`.
+    """
 
     total: int = 10
     backoff_factor: float = 0.8
@@ -251,13 +256,15 @@ class AciRuntime:
             raise wrap_azure_error(exc, what) from exc
         with self._lock:
             self._where[desired.name] = key
-        poller.wait(timeout)
-        if not poller.done():
-            raise HealthTimeoutError(
-                f"{what}: ACI did not finish provisioning within {timeout:.0f}s "
-                f"(healthTimeoutSeconds); ARM carries on and the next pass observes the result"
-            )
         try:
+            # `wait` re-raises the operation's failure (provisioningState Failed).
+            poller.wait(timeout)
+            if not poller.done():
+                raise HealthTimeoutError(
+                    f"{what}: ACI did not finish provisioning within {timeout:.0f}s "
+                    "(healthTimeoutSeconds); ARM carries on and the next pass observes the "
+                    "result"
+                )
             result = poller.result()
         except HttpResponseError as exc:
             raise self._provisioning_failed(key, desired.name, what, exc) from exc
@@ -437,6 +444,7 @@ class AciRuntime:
             if client is None:
                 kwargs: dict[str, Any] = {
                     "retry_total": self._retry.total,
+                    "retry_status": self._retry.total,
                     "retry_backoff_factor": self._retry.backoff_factor,
                     "retry_backoff_max": self._retry.backoff_max,
                     "polling_interval": self.polling_interval,
