@@ -341,9 +341,7 @@ def _signature_json(signature: Any) -> dict[str, Any] | None:
     """MLflow stores each part as a JSON string; callers want objects."""
     if signature is None:
         return None
-    return {
-        k: json.loads(v) if isinstance(v, str) else v for k, v in signature.to_dict().items()
-    }
+    return {k: json.loads(v) if isinstance(v, str) else v for k, v in signature.to_dict().items()}
 
 
 def _short(exc: BaseException) -> str:
