@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +19,10 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from aliasflow_cli.devstack import MlflowServer
 from controller.netutil import free_port, stop_process, wait_until_ready
+from tests.fixtures_models import IrisModels
 
-COLUMNS = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
 ADMIN_TOKEN = "test-admin-token"
-MODEL_CODE = Path(__file__).parent / "model_code"
-# Explicit requirements: MLflow would otherwise infer them in a subprocess per model (~5 s).
-REQUIREMENTS = ["mlflow", "scikit-learn", "numpy"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -39,111 +34,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(
                 pytest.mark.filterwarnings("ignore:X does not have valid feature names:UserWarning")
             )
-
-
-@dataclass(frozen=True)
-class IrisModels:
-    tracking_uri: str
-    name: str
-    bad_name: str
-    v1_run_id: str
-
-    def uri(self, version: int) -> str:
-        return f"models:/{self.name}/{version}"
-
-    @property
-    def unloadable(self) -> str:
-        return f"models:/{self.bad_name}/1"
-
-    @property
-    def nan(self) -> str:
-        return f"models:/{self.bad_name}/2"
-
-    @property
-    def wrong_shape(self) -> str:
-        return f"models:/{self.bad_name}/3"
-
-    @property
-    def incompatible(self) -> str:
-        return f"models:/{self.bad_name}/4"
-
-
-def _iris_frame():  # type: ignore[no-untyped-def]
-    from sklearn.datasets import load_iris
-
-    frame, target = load_iris(return_X_y=True, as_frame=True)
-    frame.columns = COLUMNS
-    return frame, target
-
-
-@pytest.fixture(scope="session")
-def iris_models(
-    mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory
-) -> IrisModels:
-    import mlflow
-    import mlflow.pyfunc
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    mlflow.set_tracking_uri(mlflow_server.url)
-    mlflow.set_experiment(f"model-server-tests-{uuid.uuid4().hex[:6]}")
-    name = f"iris-{uuid.uuid4().hex[:8]}"
-    bad_name = f"iris-bad-{uuid.uuid4().hex[:8]}"
-    frame, target = _iris_frame()
-    example = frame.head(3)
-    run_ids = []
-    for c in (1.0, 0.001):  # v1, v2: same columns, different fit
-        pipeline = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=500))
-        pipeline.fit(frame, target)
-        signature = infer_signature(frame, pipeline.predict(frame))
-        with mlflow.start_run() as run:
-            mlflow.log_metric("accuracy", float(pipeline.score(frame, target)))
-            mlflow.set_tag("git_commit", "0123abc")
-            info = mlflow.sklearn.log_model(
-                sk_model=pipeline,
-                name="model",
-                signature=signature,
-                input_example=example,
-                pip_requirements=REQUIREMENTS,
-            )
-        mlflow.register_model(info.model_uri, name)
-        run_ids.append(run.info.run_id)
-
-    signature = infer_signature(frame, target.to_numpy().astype("float64"))
-    weights = tmp_path_factory.mktemp("bad-model") / "weights.json"
-    weights.write_text("this is not json")
-    for code, artifacts in (
-        ("unloadable_model.py", {"weights": str(weights)}),
-        ("nan_model.py", None),
-        ("wrong_shape_model.py", None),
-    ):
-        with mlflow.start_run():
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=str(MODEL_CODE / code),
-                artifacts=artifacts,
-                signature=signature,
-                pip_requirements=REQUIREMENTS,
-            )
-        mlflow.register_model(info.model_uri, bad_name)
-
-    other = frame[["sepal_length_cm", "sepal_width_cm"]].rename(
-        columns={"sepal_length_cm": "length", "sepal_width_cm": "width"}
-    )
-    model = LogisticRegression(max_iter=500).fit(other, target)
-    with mlflow.start_run():
-        info = mlflow.sklearn.log_model(
-            sk_model=model,
-            name="model",
-            signature=infer_signature(other, model.predict(other)),
-            input_example=other.head(2),
-            pip_requirements=REQUIREMENTS,
-        )
-    mlflow.register_model(info.model_uri, bad_name)
-    return IrisModels(mlflow_server.url, name, bad_name, run_ids[0])
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ADMIN_TOKEN, COLUMNS, AppFactory, IrisModels
 from starlette.testclient import TestClient
+
+from tests.fixtures_models import COLUMNS, IrisModels
+from tests.model_server.conftest import ADMIN_TOKEN, AppFactory
 
 ROW = [5.1, 3.5, 1.4, 0.2]
 RECORD = dict(zip(COLUMNS, ROW, strict=True))

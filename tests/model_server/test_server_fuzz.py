@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from conftest import COLUMNS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
+
+from tests.fixtures_models import COLUMNS
 
 _scalars = (
     st.none()

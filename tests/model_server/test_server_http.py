@@ -12,9 +12,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ADMIN_TOKEN, COLUMNS, IrisModels, ServerProcess, start_server
 
 from controller.netutil import free_port, stop_process
+from tests.fixtures_models import COLUMNS, IrisModels
+from tests.model_server.conftest import ADMIN_TOKEN, ServerProcess, start_server
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
