@@ -21,9 +21,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import COLUMNS, BenchModel
 
+from benchmarks.conftest import BenchModel
 from controller.netutil import free_port, stop_process
+from tests.fixtures_models import COLUMNS
 
 pytestmark = pytest.mark.bench
 
