@@ -14,20 +14,18 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from mlflow import MlflowClient
 
-from controller.api.app import create_app
-from controller.netutil import free_port, wait_until_ready
-from controller.service import Controller
+from controller.netutil import free_port
 from controller.settings import ControllerSettings
+from tests.e2e.harness import RunningController, predict_version, serving, start_controller
 from tests.fixtures_models import IrisModels
 
 API_TOKEN = "e2e-api-token"
@@ -39,65 +37,6 @@ spec:
   model: {{name: {model}, {selector}}}
   rollout: {{strategy: hotswap, healthTimeoutSeconds: 60}}
 """
-
-
-@dataclass
-class RunningController:
-    url: str
-    server: uvicorn.Server
-    thread: threading.Thread
-    app: Any
-
-    @property
-    def controller(self) -> Controller:
-        controller: Controller = self.app.state.controller
-        return controller
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-    def deployment(self, name: str) -> dict[str, Any]:
-        response = httpx.get(f"{self.url}/api/deployments/{name}", trust_env=False, timeout=10)
-        response.raise_for_status()
-        body: dict[str, Any] = response.json()
-        return body
-
-    def history(self, name: str) -> list[dict[str, Any]]:
-        response = httpx.get(
-            f"{self.url}/api/deployments/{name}/history", trust_env=False, timeout=10
-        )
-        rows: list[dict[str, Any]] = response.json()
-        return rows
-
-    def wait_for(
-        self, name: str, check: Callable[[dict[str, Any]], bool], timeout: float = 90
-    ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        row: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            row = self.deployment(name)
-            if check(row):
-                return row
-            time.sleep(0.2)
-        raise AssertionError(f"{name} never reached the expected state: {row}")
-
-
-def serving(version: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda row: row["health"] == "Healthy" and row["served_version"] == version
-
-
-def start_controller(settings: ControllerSettings) -> RunningController:
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=settings.port, log_config=None, access_log=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{settings.port}"
-    wait_until_ready(f"{url}/healthz", timeout=30)
-    return RunningController(url, server, thread, app)
 
 
 @dataclass
@@ -171,17 +110,6 @@ def scenario(
     from aliasflow_cli.stack import stop_model_servers_in
 
     stop_model_servers_in(scene.data_dir)
-
-
-def predict_version(endpoint: str) -> str:
-    response = httpx.post(
-        f"{endpoint}/predict",
-        json={"instances": [[5.1, 3.5, 1.4, 0.2]]},
-        trust_env=False,
-        timeout=10,
-    )
-    response.raise_for_status()
-    return str(response.json()["model"]["version"])
 
 
 def test_promotion_by_webhook_hot_swaps_without_failed_requests(scenario: Scenario) -> None:
