@@ -228,7 +228,9 @@ class Reconciler:
             health, sync = status.health, Sync.UNKNOWN
         else:
             health, sync = Health.DEGRADED, Sync.OUT_OF_SYNC
-            if isinstance(exc, PermanentError) and desired is not None:
+            # A rollout that failed its checks or its health gate would fail the same
+            # way on the next timer tick: wait for a change (alias, manifest) or a person.
+            if isinstance(exc, PermanentError | HealthTimeoutError) and desired is not None:
                 self._failed[name] = (desired.spec_hash, desired.model_version)
         log.warning(
             "reconcile of %s failed: %s",

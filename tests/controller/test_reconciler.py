@@ -282,3 +282,13 @@ def test_diff_reports_without_applying(world: World) -> None:
     assert [a.operation for a in actions] == [Operation.CREATE]
     assert problems == []
     assert world.runtime.calls == []
+
+
+def test_health_gate_failure_waits_for_a_change_instead_of_a_timer(world: World) -> None:
+    world.runtime.fail_next(Operation.CREATE)
+    assert world.reconciler.reconcile("iris-prod", "poll").result is Result.FAILED
+    calls = len(world.runtime.calls)
+    assert world.reconciler.reconcile("iris-prod", "poll").result is Result.SKIPPED
+    assert len(world.runtime.calls) == calls
+    world.registry.set_alias("iris", "champion", "2")
+    assert world.reconciler.reconcile("iris-prod", "webhook").result is Result.SUCCEEDED
