@@ -27,12 +27,15 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+from azure.core.rest import HttpRequest
 from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 from azure.mgmt.containerinstance.models import ContainerGroup, Resource
+from azure.mgmt.core.exceptions import ARMErrorFormat
 
 from controller.errors import (
     HealthTimeoutError,
@@ -51,6 +54,7 @@ from controller.runtimes.aci.spec import (
     default_endpoint,
     group_health,
     is_owned,
+    light_group,
     owned_tags,
     placement_of,
 )
@@ -59,6 +63,8 @@ from controller.runtimes.probe import ServerProbe, probe_server
 log = logging.getLogger(__name__)
 
 ARM_URL = "https://management.azure.com"
+# The API version azure-mgmt-containerinstance 10.1 speaks (its default).
+API_VERSION = "2023-05-01"
 # Answers from the model server that mean "not now" rather than "never".
 _RETRYABLE_4XX = frozenset({408, 425, 429})
 # azure-core retries PATCH only on 500/503/504; a tags-only update is idempotent, so it
@@ -368,12 +374,31 @@ class AciRuntime:
     # -- reads ----------------------------------------------------------------------------
 
     def _list(self, key: GroupKey) -> dict[str, ContainerGroup]:
+        """`list_by_resource_group`, following `nextLink`, read without the model layer.
+
+        The request runs through the client's own pipeline (credential, retry policy,
+        TLS), exactly as `container_groups.list_by_resource_group` would send it; only the
+        response is read as JSON (see `light_group`) to keep 1,000 groups cheap.
+        """
         sub, rg = key
+        client = self._client(sub)
+        url: str | None = (
+            f"/subscriptions/{quote(sub)}/resourceGroups/{quote(rg)}/providers/"
+            f"Microsoft.ContainerInstance/containerGroups?api-version={API_VERSION}"
+        )
+        groups: dict[str, ContainerGroup] = {}
         try:
-            groups = {
-                str(group.name): group
-                for group in self._client(sub).container_groups.list_by_resource_group(rg)
-            }
+            while url:
+                response = client._send_request(HttpRequest("GET", url))
+                if response.status_code == 404:
+                    raise ResourceNotFoundError(response=response)
+                if response.status_code != 200:
+                    raise HttpResponseError(response=response, error_format=ARMErrorFormat)
+                body = response.json()
+                for item in body.get("value") or []:
+                    group = light_group(item)
+                    groups[str(group.name)] = group
+                url = body.get("nextLink")
         except ResourceNotFoundError:
             groups = {}  # the resource group does not exist (yet): nothing of ours in it
         except AzureError as exc:
