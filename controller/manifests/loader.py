@@ -19,6 +19,8 @@ from pydantic import ValidationError
 
 from controller.manifests.model import ModelDeployment
 
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -93,7 +95,8 @@ def _load_file(
 ) -> list[LoadedManifest]:
     try:
         text = path.read_text(encoding="utf-8")
-        documents = list(yaml.safe_load_all(text))
+        # libyaml when present: 1,000 manifests parse in a fraction of the pure-Python time.
+        documents = list(yaml.load_all(text, Loader=_SAFE_LOADER))
     except (OSError, UnicodeDecodeError) as exc:
         errors.append(ManifestError(shown, None, "", f"cannot read: {exc}"))
         return []
