@@ -1,0 +1,250 @@
+"""ACI end to end: real MLflow, the real controller on uvicorn, the real Azure SDK, and
+the emulator in backed mode (each container group is a real model server).
+
+One scenario walks a deployment through its life on `target.kind: aci`: created with the
+ACR digest recorded, promoted by alias (hot swap: admin call + tags PATCH, no PUT),
+changed in git (one PUT), steady (zero writes), pruned. Throttling and 500s are injected
+on the way, and no secret may appear in what the emulator sent, the API, the history or
+the logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from controller.api.app import create_app
+from controller.netutil import free_port, wait_until_ready
+from controller.service import Controller
+from controller.settings import ControllerSettings
+from tests.aci_emulator import CLIENT_ID, CLIENT_SECRET, TENANT, AciEmulator
+
+SUB = "22222222-3333-4444-5555-666666666666"
+RG = "rg-e2e"
+API_TOKEN = "aci-e2e-api-token"
+ADMIN_TOKEN = "aci-e2e-admin-token"
+SECRET = "aci-e2e-secret-value"
+PULL_PASSWORD = "aci-e2e-pull-password"
+MANIFEST = """\
+apiVersion: aliasflow/v1
+kind: ModelDeployment
+metadata: {{name: {name}}}
+spec:
+  model: {{name: {model}, alias: {alias}}}
+  target:
+    kind: aci
+    aci: {{subscriptionId: {sub}, resourceGroup: {rg}, location: westeurope}}
+  image: {image}
+  env: {{LOG_LEVEL: {level}}}
+  secretEnv:
+    MLFLOW_TRACKING_TOKEN: {{fromEnv: ACI_E2E_SECRET}}
+  rollout: {{strategy: hotswap, healthTimeoutSeconds: 90}}
+"""
+
+
+@pytest.fixture(scope="module")
+def two_versions(mlflow_server: Any) -> tuple[str, str]:
+    """A registered iris model with versions 1 and 2 (tracking URI, model name)."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    mlflow.set_tracking_uri(mlflow_server.url)
+    frame, target = load_iris(return_X_y=True, as_frame=True)
+    frame.columns = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
+    name = f"iris-aci-{uuid.uuid4().hex[:6]}"
+    for c in (1.0, 0.5):
+        model = LogisticRegression(C=c, max_iter=300).fit(frame, target)
+        with mlflow.start_run():
+            info = mlflow.sklearn.log_model(
+                sk_model=model,
+                name="model",
+                signature=infer_signature(frame, model.predict(frame)),
+                input_example=frame.head(2),
+                pip_requirements=["mlflow", "scikit-learn"],
+            )
+        mlflow.register_model(info.model_uri, name)
+    return mlflow_server.url, name
+
+
+@pytest.fixture
+def emulator(tmp_path: Path, two_versions: tuple[str, str]) -> Iterator[AciEmulator]:
+    emu = AciEmulator(backed_data_dir=tmp_path / "aci-backing", tracking_uri=two_versions[0])
+    emu.start()
+    yield emu
+    emu.stop()
+
+
+def _wait(check: Callable[[], Any], what: str, timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_aci_deployment_lifecycle(
+    tmp_path: Path,
+    emulator: AciEmulator,
+    two_versions: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from mlflow import MlflowClient
+
+    caplog.set_level(logging.INFO)
+    tracking_uri, model = two_versions
+    client = MlflowClient(tracking_uri)
+    alias = f"e2e{uuid.uuid4().hex[:6]}"
+    client.set_registered_model_alias(model, alias, "1")
+    digest = emulator.state.push_image("aliasflow-server", "1", "image-content-1")
+    image = f"{emulator.acr_host}/aliasflow-server:1"
+    monkeypatch.setenv("ACI_E2E_SECRET", SECRET)
+    # A service principal, through DefaultAzureCredential's EnvironmentCredential.
+    monkeypatch.setenv("AZURE_TENANT_ID", TENANT)
+    monkeypatch.setenv("AZURE_CLIENT_ID", CLIENT_ID)
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", CLIENT_SECRET)
+
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    manifest = manifests / "iris-aci.yaml"
+
+    def write(level: str) -> None:
+        manifest.write_text(
+            MANIFEST.format(
+                name="iris-aci", model=model, alias=alias, sub=SUB, rg=RG, image=image, level=level
+            )
+        )
+
+    write("info")
+    port = free_port()
+    settings = ControllerSettings(
+        manifests_dir=manifests,
+        data_dir=tmp_path / "data",
+        port=port,
+        mlflow_tracking_uri=tracking_uri,
+        api_token=API_TOKEN,
+        server_admin_token=ADMIN_TOKEN,
+        poll_interval_seconds=1.0,
+        allow_empty=True,
+        aci_resource_groups=f"{SUB}/{RG}",
+        aci_arm_url=emulator.url,
+        aci_authority_host=emulator.url,
+        aci_disable_instance_discovery=True,
+        aci_ca_bundle=emulator.ca_path,
+        aci_polling_interval_seconds=0.2,
+        acr_login_server=emulator.acr_host,
+        acr_endpoint=emulator.url,
+        acr_username="puller",
+        acr_password=PULL_PASSWORD,
+    )
+    controller = Controller(settings)
+    # ACI's FQDN does not resolve here: the emulator maps it to the backing server.
+    controller.runtimes["aci"].endpoint_resolver = emulator.resolve_endpoint  # type: ignore[attr-defined]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, controller),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    state = emulator.state
+    try:
+        wait_until_ready(f"{url}/healthz", timeout=30)
+
+        def row() -> dict[str, Any]:
+            body: dict[str, Any] = httpx.get(
+                f"{url}/api/deployments/iris-aci", trust_env=False, timeout=10
+            ).json()
+            return body
+
+        def serving(version: str) -> Callable[[], dict[str, Any] | None]:
+            def check() -> dict[str, Any] | None:
+                current = row()
+                healthy = current.get("health") == "Healthy"
+                return current if healthy and current.get("served_version") == version else None
+
+            return check
+
+        def history() -> list[dict[str, Any]]:
+            rows: list[dict[str, Any]] = httpx.get(
+                f"{url}/api/deployments/iris-aci/history", trust_env=False, timeout=10
+            ).json()
+            return rows
+
+        # 1. Created, running the ACR digest, with the digest in the history.
+        created = _wait(serving("1"), "create serving version 1")
+        endpoint = created["endpoint"]
+        answer = httpx.post(
+            f"{endpoint}/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]}, trust_env=False
+        )
+        assert answer.json()["model"]["version"] == "1"
+        assert state.count("PUT", "group") == 1
+        group = state.group(SUB, RG, "iris-aci")
+        assert group is not None
+        container = group.body["properties"]["containers"][0]["properties"]
+        assert container["image"] == f"{emulator.acr_host}/aliasflow-server@{digest}"
+        assert history()[0]["action"] == "create"
+        assert history()[0]["image_digest"] == container["image"]
+
+        # 2. Promoted by alias: hot swap, no PUT, a tags PATCH; ARM throttles meanwhile.
+        state.throttle(count=3, retry_after=0.2)
+        client.set_registered_model_alias(model, alias, "2")
+        swapped = _wait(serving("2"), "hot swap to version 2")
+        assert swapped["endpoint"] == endpoint
+        assert state.count("PUT", "group") == 1
+        assert state.count("PATCH", "group") >= 1
+        assert group.body["tags"]["aliasflow-model-version"] == "2"
+        assert history()[0]["action"] == "hotswap"
+
+        # 3. Changed in git: one PUT (a recreate), surviving 500s.
+        state.faults.errors_500 = 2
+        write("debug")
+        _wait(lambda: state.count("PUT", "group") == 2, "the recreate PUT")
+        _wait(lambda: history()[0]["action"] == "recreate" and serving("2")(), "recreate done")
+        assert state.count("PUT", "group") == 2
+        assert sum(state.failed.values()) == 2
+
+        # 4. Steady: a full pass lists once and writes nothing.
+        time.sleep(1.5)  # let the poller's own pass finish
+        state.reset_counters()
+        queued: list[str] = []
+        controller.reconciler.sync_all("test", lambda name, _t: queued.append(name))
+        assert state.count("GET", "list") == 1
+        assert state.writes == 0
+        assert queued == []
+
+        # 5. Pruned when the manifest goes.
+        manifest.unlink()
+        _wait(lambda: state.group(SUB, RG, "iris-aci") is None, "prune", timeout=60)
+        assert state.count("DELETE", "group") == 1
+
+        # Secrets: never in ARM responses, the API, the history or the logs.
+        everything = b"".join(state.sent).decode(errors="replace")
+        api = httpx.get(f"{url}/api/deployments", trust_env=False).text
+        for secret in (SECRET, ADMIN_TOKEN, PULL_PASSWORD, CLIENT_SECRET):
+            assert secret not in everything
+            assert secret not in api
+            assert secret not in str(history())
+            assert secret not in caplog.text
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
