@@ -144,12 +144,17 @@ class Controller:
     # --- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
+        interrupted: list[str] = []
         try:
-            interrupted = self.store.mark_interrupted()
-            if interrupted:
-                log.warning("%d sync(s) were interrupted by a previous stop", interrupted)
+            interrupted = self.store.running_deployments()
+            if self.store.mark_interrupted():
+                log.warning("sync(s) of %s were interrupted by a previous stop", interrupted)
         except StoreUnavailableError as exc:
             log.error("history store unavailable at start: %s", exc)
+        # Re-run each interrupted sync at once: the history then shows how it ended, even
+        # when the killed controller had already done the work and the pass is a no-op.
+        for name in interrupted:
+            self.queue.enqueue(name, "restart")
         if self.settings.register_webhook:
             self.register_webhook()
         scheduler = BackgroundScheduler(daemon=True)
@@ -226,6 +231,7 @@ class Controller:
             self.metrics.polls.labels("ok").inc()
             self.metrics.last_poll.set(noticed)
             self.metrics.registry_up.set(1)
+            self._check_store()
             for model_name, alias in sorted(changed):
                 for name in self.deployments_following(model_name, alias):
                     self.queue.enqueue(name, "poll", noticed)
@@ -233,6 +239,13 @@ class Controller:
                 self.reconciler.sync_all("poll", self.enqueue, alias_maps=self.poller.last)
             except TemporaryError as exc:
                 log.warning("full pass skipped: %s", exc)
+
+    def _check_store(self) -> None:
+        """Write history rows the store refused earlier; clear its error once it recovers."""
+        if self.store.error is None:
+            return
+        if self.reconciler.flush_unrecorded() == 0:
+            self.store.probe()
 
     def pull_git(self) -> bool:
         pull = getattr(self.source, "pull", None)

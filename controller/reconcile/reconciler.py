@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -32,6 +34,7 @@ from controller.errors import (
     RolloutRejectedError,
     TemporaryError,
 )
+from controller.failpoints import failpoint
 from controller.manifests.loader import LoadedManifest, ManifestSet
 from controller.metrics import ControllerMetrics
 from controller.reconcile.desired import build_desired
@@ -43,6 +46,11 @@ from controller.store.records import DeploymentStatus, Health, Result, Sync, Syn
 from controller.store.sql import HistoryStore, StoreUnavailableError
 
 log = logging.getLogger("aliasflow.reconcile")
+
+# History rows the store refused (disk full, read-only, database down), kept to be
+# written when it accepts writes again. Bounded: a store that never comes back must not
+# grow the controller's memory without limit; the oldest rows are dropped first.
+UNRECORDED_LIMIT = 1000
 
 
 class Reason(StrEnum):
@@ -101,6 +109,8 @@ class Reconciler:
         # not retried until the alias moves, the manifest changes, or someone asks.
         self._failed: dict[str, tuple[str, str]] = {}
         self.last_manifests: ManifestSet | None = None
+        self._unrecorded: deque[SyncRecord] = deque(maxlen=UNRECORDED_LIMIT)
+        self._unrecorded_lock = threading.Lock()
 
     # --- one deployment -----------------------------------------------------------
 
@@ -126,7 +136,9 @@ class Reconciler:
             if not action.changes_anything:
                 outcome = Outcome(name, Operation.NOOP, Result.SUCCEEDED, action.reason)
                 status = self._steady_status(status, desired, actual, action)
-                if manual:
+                # A pass after a controller stop records what it found, so the history
+                # shows how the interrupted sync ended even when nothing was left to do.
+                if manual or trigger == "restart":
                     record = self._begin(loaded, desired, action, trigger, manifests.revision)
                 return outcome
             outcome = Outcome(name, action.operation, Result.FAILED, "interrupted")
@@ -171,7 +183,9 @@ class Reconciler:
                 },
             )
             self.runtimes[desired.target_kind].apply(action)
+            failpoint("after_apply")
             final = self._health_gate(desired)
+            failpoint("after_health_gate")
             self._failed.pop(name, None)
             status = replace(
                 _with_actual(status, final),
@@ -201,6 +215,7 @@ class Reconciler:
             status = replace(status, last_sync_id=record.id if record else status.last_sync_id)
             self._write_status(status)
             if record is not None:
+                failpoint("before_finish")
                 self._finish(record, outcome)
             self.metrics.reconciles.labels(outcome.action.value, outcome.result.value).inc()
             if outcome.action is not Operation.NOOP:
@@ -485,36 +500,70 @@ class Reconciler:
         trigger: str,
         revision: str | None,
     ) -> SyncRecord:
-        return self.store.begin_sync(
-            SyncRecord(
-                deployment=loaded.deployment.name,
-                trigger=trigger,
-                started_at=self.clock(),
-                action=action.operation.value,
-                manifest_revision=revision,
-                model_name=desired.model_name,
-                model_version=desired.model_version,
-                run_id=desired.run_id,
-                image=loaded.deployment.spec.image,
-                image_digest=desired.image
-                if desired.image != loaded.deployment.spec.image
-                else None,
-            )
+        """The `Running` history row; without a writable store, a row without an id.
+
+        Rollouts go on when the history store refuses writes (disk full, read-only):
+        serving is the product and the history is its record, so a full disk must not
+        stop a promotion. The row is written complete once the store accepts it again.
+        """
+        record = SyncRecord(
+            deployment=loaded.deployment.name,
+            trigger=trigger,
+            started_at=self.clock(),
+            action=action.operation.value,
+            manifest_revision=revision,
+            model_name=desired.model_name,
+            model_version=desired.model_version,
+            run_id=desired.run_id,
+            image=loaded.deployment.spec.image,
+            image_digest=desired.image if desired.image != loaded.deployment.spec.image else None,
         )
+        try:
+            return self.store.begin_sync(record)
+        except StoreUnavailableError as exc:
+            log.error("could not record the start of a sync of %s: %s", record.deployment, exc)
+            return record
 
     def _finish(self, record: SyncRecord, outcome: Outcome) -> None:
+        finished = replace(
+            record,
+            result=outcome.result,
+            action=outcome.action.value,
+            message=outcome.message,
+            finished_at=self.clock(),
+        )
+        self.flush_unrecorded()
         try:
-            self.store.finish_sync(
-                replace(
-                    record,
-                    result=outcome.result,
-                    action=outcome.action.value,
-                    message=outcome.message,
-                    finished_at=self.clock(),
-                )
-            )
+            self._record(finished)
         except StoreUnavailableError as exc:
-            log.error("could not record the end of a sync of %s: %s", record.deployment, exc)
+            log.error(
+                "could not record the end of a sync of %s (kept to write later): %s",
+                record.deployment,
+                exc,
+            )
+            with self._unrecorded_lock:
+                self._unrecorded.append(finished)
+
+    def _record(self, finished: SyncRecord) -> None:
+        if finished.id is None:
+            self.store.begin_sync(finished)  # its start was never written: insert it whole
+        else:
+            self.store.finish_sync(finished)
+
+    def flush_unrecorded(self) -> int:
+        """Write the history rows the store refused earlier; returns how many were written."""
+        written = 0
+        with self._unrecorded_lock:
+            while self._unrecorded:
+                try:
+                    self._record(self._unrecorded[0])
+                except StoreUnavailableError:
+                    break
+                self._unrecorded.popleft()
+                written += 1
+        if written:
+            log.info("wrote %d history row(s) the store had refused", written)
+        return written
 
     def _write_status(self, status: DeploymentStatus) -> None:
         try:

@@ -98,6 +98,10 @@ class HistoryStore:
             # The reconcile workers, the poller and the API share one file.
             connect_args = {"check_same_thread": False, "timeout": 30}
         self.engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        #: The last failure, for status pages and /healthz; None once the store works again.
+        #: A successful read does not clear a failed write: a full disk still reads fine.
+        self.error: str | None = None
+        self._error_from_write = False
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         with self._connection() as connection:
@@ -107,14 +111,18 @@ class HistoryStore:
         self.engine.dispose()
 
     @contextmanager
-    def _connection(self) -> Iterator[Connection]:
+    def _connection(self, writes: bool = True) -> Iterator[Connection]:
         try:
             with self.engine.begin() as connection:
                 yield connection
         except IntegrityError:
             raise
         except SQLAlchemyError as exc:
-            raise StoreUnavailableError(f"history store unavailable: {_short(exc)}") from exc
+            self.error = f"history store unavailable: {_short(exc)}"
+            self._error_from_write = self._error_from_write or writes
+            raise StoreUnavailableError(self.error) from exc
+        if self.error is not None and (writes or not self._error_from_write):
+            self.error, self._error_from_write = None, False
 
     # --- sync history -------------------------------------------------------------
 
@@ -134,6 +142,37 @@ class HistoryStore:
             connection.execute(
                 update(history_table).where(history_table.c.id == record.id).values(**values)
             )
+
+    def running_deployments(self) -> list[str]:
+        """Deployments with a `Running` row: at start-up, the syncs a stop interrupted."""
+        query = (
+            select(history_table.c.deployment)
+            .where(history_table.c.result == Result.RUNNING.value)
+            .distinct()
+        )
+        with self._connection(writes=False) as connection:
+            return sorted(row[0] for row in connection.execute(query))
+
+    def probe(self) -> bool:
+        """Can the store take a new row again? A throw-away insert, rolled back.
+
+        Steady state writes nothing, so without a probe a store that recovered from a
+        full disk would be reported broken until the next promotion.
+        """
+        try:
+            with self._connection() as connection:
+                transaction = connection.begin_nested()
+                connection.execute(
+                    insert(deliveries_table).values(
+                        delivery_id=f"aliasflow-probe-{time.time_ns()}",
+                        received_at=0.0,
+                        outcome="probe",
+                    )
+                )
+                transaction.rollback()
+        except StoreUnavailableError:
+            return False
+        return True
 
     def mark_interrupted(self, now: float | None = None) -> int:
         """Close rows a killed controller left `Running`, so the history tells the truth."""
@@ -156,7 +195,7 @@ class HistoryStore:
             .order_by(history_table.c.id.desc())
             .limit(limit)
         )
-        with self._connection() as connection:
+        with self._connection(writes=False) as connection:
             return [_sync_record(row._mapping) for row in connection.execute(query)]
 
     def last_succeeded(self, deployment: str) -> list[SyncRecord]:
@@ -169,7 +208,7 @@ class HistoryStore:
             .order_by(history_table.c.id.desc())
             .limit(20)
         )
-        with self._connection() as connection:
+        with self._connection(writes=False) as connection:
             return [_sync_record(row._mapping) for row in connection.execute(query)]
 
     # --- status ---------------------------------------------------------------------
@@ -191,14 +230,14 @@ class HistoryStore:
                 connection.execute(insert(status_table).values(**values))
 
     def get_status(self, name: str) -> DeploymentStatus | None:
-        with self._connection() as connection:
+        with self._connection(writes=False) as connection:
             row = connection.execute(
                 select(status_table).where(status_table.c.name == name)
             ).first()
         return None if row is None else _status(row._mapping)
 
     def list_status(self) -> list[DeploymentStatus]:
-        with self._connection() as connection:
+        with self._connection(writes=False) as connection:
             rows = connection.execute(select(status_table).order_by(status_table.c.name))
             return [_status(row._mapping) for row in rows]
 
@@ -233,7 +272,7 @@ class HistoryStore:
         query = select(deliveries_table.c.outcome, func.count()).group_by(
             deliveries_table.c.outcome
         )
-        with self._connection() as connection:
+        with self._connection(writes=False) as connection:
             return {outcome: int(count) for outcome, count in connection.execute(query)}
 
 
