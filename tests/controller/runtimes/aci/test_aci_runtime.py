@@ -11,7 +11,6 @@ import time
 from dataclasses import replace
 
 import pytest
-from conftest import ADMIN, SECRET, SUB, RuntimeFactory, StubServer, make_desired
 
 from controller.errors import (
     HealthTimeoutError,
@@ -25,6 +24,14 @@ from controller.runtimes.aci import QuotaLimiter
 from controller.runtimes.aci.spec import TAG_MODEL_VERSION
 from tests.aci_emulator import AciEmulator
 from tests.aci_emulator.state import Group
+from tests.controller.runtimes.aci.conftest import (
+    ADMIN,
+    SECRET,
+    SUB,
+    RuntimeFactory,
+    StubServer,
+    make_desired,
+)
 
 
 def create(runtime, desired):  # type: ignore[no-untyped-def]

@@ -11,7 +11,6 @@ from azure.mgmt.containerinstance.models import (
     ContainerPropertiesInstanceView,
     ContainerState,
 )
-from conftest import ADMIN, SECRET, make_desired
 
 from controller.errors import InvalidSpecError
 from controller.runtimes.aci.acr import split_image
@@ -23,6 +22,7 @@ from controller.runtimes.aci.spec import (
     group_health,
     is_owned,
 )
+from tests.controller.runtimes.aci.conftest import ADMIN, SECRET, make_desired
 
 CREDS = (RegistryCredential("myreg.azurecr.io", "puller", "pull-pass"),)
 
