@@ -201,6 +201,7 @@ def _controller_view(controller: Controller) -> dict[str, Any]:
         "stored_deliveries": stored,
         "manifest_errors": [str(e) for e in manifests.errors] if manifests else [],
         "manifest_revision": manifests.revision if manifests else None,
+        "store_error": controller.store.error,
     }
 
 

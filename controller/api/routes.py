@@ -142,11 +142,16 @@ async def controller_info(request: Request, controller: ControllerDep) -> Contro
         webhook_deliveries=deliveries,
         manifest_errors=[str(e) for e in manifests.errors] if manifests else [],
         manifest_revision=manifests.revision if manifests else None,
+        store_error=controller.store.error,
     )
 
 
 @router.get("/healthz", tags=["controller"])
-async def healthz() -> dict[str, str]:
+async def healthz(controller: ControllerDep) -> dict[str, str]:
+    # Still 200 when the history store fails: the controller keeps reconciling and
+    # serving, and a liveness probe restarting it would not free a full disk.
+    if controller.store.error:
+        return {"status": "degraded", "store_error": controller.store.error}
     return {"status": "ok"}
 
 

@@ -84,6 +84,7 @@ class ControllerInfo(BaseModel):
     webhook_deliveries: dict[str, int]
     manifest_errors: list[str]
     manifest_revision: str | None
+    store_error: str | None = None
 
 
 def history_row(record: SyncRecord) -> HistoryRow:

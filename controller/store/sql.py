@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, fields, replace
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     Column,
@@ -86,6 +86,10 @@ deliveries_table = Table(
 )
 
 
+# What a transaction does, which decides whether its success proves the store healed.
+Access = Literal["read", "update", "insert"]
+
+
 class StoreUnavailableError(TemporaryError):
     """The history database cannot be read or written (down, disk full, read-only)."""
 
@@ -99,19 +103,20 @@ class HistoryStore:
             connect_args = {"check_same_thread": False, "timeout": 30}
         self.engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
         #: The last failure, for status pages and /healthz; None once the store works again.
-        #: A successful read does not clear a failed write: a full disk still reads fine.
+        #: Only a new row proves a failed write healed: a full disk still reads, and still
+        #: updates rows in place.
         self.error: str | None = None
         self._error_from_write = False
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        with self._connection() as connection:
+        with self._connection("insert") as connection:
             metadata.create_all(connection)
 
     def close(self) -> None:
         self.engine.dispose()
 
     @contextmanager
-    def _connection(self, writes: bool = True) -> Iterator[Connection]:
+    def _connection(self, kind: Access = "update") -> Iterator[Connection]:
         try:
             with self.engine.begin() as connection:
                 yield connection
@@ -119,9 +124,9 @@ class HistoryStore:
             raise
         except SQLAlchemyError as exc:
             self.error = f"history store unavailable: {_short(exc)}"
-            self._error_from_write = self._error_from_write or writes
+            self._error_from_write = self._error_from_write or kind != "read"
             raise StoreUnavailableError(self.error) from exc
-        if self.error is not None and (writes or not self._error_from_write):
+        if self.error is not None and (kind == "insert" or not self._error_from_write):
             self.error, self._error_from_write = None, False
 
     # --- sync history -------------------------------------------------------------
@@ -129,7 +134,7 @@ class HistoryStore:
     def begin_sync(self, record: SyncRecord) -> SyncRecord:
         values = _row(record)
         values.pop("id")
-        with self._connection() as connection:
+        with self._connection("insert") as connection:
             new_id = connection.execute(insert(history_table).values(**values)).inserted_primary_key
         return replace(record, id=int(new_id[0]))  # type: ignore[index]
 
@@ -150,7 +155,7 @@ class HistoryStore:
             .where(history_table.c.result == Result.RUNNING.value)
             .distinct()
         )
-        with self._connection(writes=False) as connection:
+        with self._connection("read") as connection:
             return sorted(row[0] for row in connection.execute(query))
 
     def probe(self) -> bool:
@@ -160,7 +165,7 @@ class HistoryStore:
         full disk would be reported broken until the next promotion.
         """
         try:
-            with self._connection() as connection:
+            with self._connection("insert") as connection:
                 transaction = connection.begin_nested()
                 connection.execute(
                     insert(deliveries_table).values(
@@ -195,7 +200,7 @@ class HistoryStore:
             .order_by(history_table.c.id.desc())
             .limit(limit)
         )
-        with self._connection(writes=False) as connection:
+        with self._connection("read") as connection:
             return [_sync_record(row._mapping) for row in connection.execute(query)]
 
     def last_succeeded(self, deployment: str) -> list[SyncRecord]:
@@ -208,7 +213,7 @@ class HistoryStore:
             .order_by(history_table.c.id.desc())
             .limit(20)
         )
-        with self._connection(writes=False) as connection:
+        with self._connection("read") as connection:
             return [_sync_record(row._mapping) for row in connection.execute(query)]
 
     # --- status ---------------------------------------------------------------------
@@ -230,14 +235,14 @@ class HistoryStore:
                 connection.execute(insert(status_table).values(**values))
 
     def get_status(self, name: str) -> DeploymentStatus | None:
-        with self._connection(writes=False) as connection:
+        with self._connection("read") as connection:
             row = connection.execute(
                 select(status_table).where(status_table.c.name == name)
             ).first()
         return None if row is None else _status(row._mapping)
 
     def list_status(self) -> list[DeploymentStatus]:
-        with self._connection(writes=False) as connection:
+        with self._connection("read") as connection:
             rows = connection.execute(select(status_table).order_by(status_table.c.name))
             return [_status(row._mapping) for row in rows]
 
@@ -250,7 +255,7 @@ class HistoryStore:
     def remember_delivery(self, delivery_id: str, outcome: str, now: float | None = None) -> bool:
         """Record a delivery id; False when it was seen before (a replay)."""
         try:
-            with self._connection() as connection:
+            with self._connection("insert") as connection:
                 connection.execute(
                     insert(deliveries_table).values(
                         delivery_id=delivery_id, received_at=now or time.time(), outcome=outcome
@@ -272,7 +277,7 @@ class HistoryStore:
         query = select(deliveries_table.c.outcome, func.count()).group_by(
             deliveries_table.c.outcome
         )
-        with self._connection(writes=False) as connection:
+        with self._connection("read") as connection:
             return {outcome: int(count) for outcome, count in connection.execute(query)}
 
 
