@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import ValidationError
 
 from model_server.batching import MicroBatcher
@@ -141,23 +141,41 @@ def create_app(
     async def metadata() -> JSONBytesResponse:
         return JSONBytesResponse(_metadata(served()))
 
-    @app.get("/metrics", tags=["probes"])
+    @app.get(
+        "/metrics",
+        tags=["probes"],
+        response_class=PlainTextResponse,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def prometheus() -> Response:
+        """Prometheus text exposition format (not JSON)."""
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    @app.post("/admin/model", tags=["admin"], response_model=SwapResponse)
+    @app.post(
+        "/admin/model",
+        tags=["admin"],
+        response_model=SwapResponse,
+        # The body is parsed by hand (after the token check); document it all the same.
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": SwapRequest.model_json_schema()}},
+            }
+        },
+    )
     async def admin_model(request: Request) -> JSONBytesResponse:
-        """Hot swap (bearer token): `{"model_uri": "models:/name/N", "force": false}`."""
+        """Hot swap (bearer token): `{"model_uri": "models:/name/N", "force": false,
+        "deadline_seconds": 30}`; the URI already served answers "unchanged" at once."""
         _authorize(request, settings)
         body = await _read_body(request, settings.max_body_bytes)
         try:
             swap = SwapRequest.model_validate(decode_json(body))
         except ValidationError as exc:
             raise InputError(_describe(exc)) from None
-        new, old = await slot.swap(swap.model_uri, swap.force)
+        outcome, new, old = await slot.swap(swap.model_uri, swap.force, swap.deadline_seconds)
         return JSONBytesResponse(
             {
-                "status": "swapped",
+                "status": outcome,
                 "model": _metadata(new),
                 "previous": old.summary() if old else None,
             }

@@ -9,6 +9,7 @@
     ├── InputError                  422  JSON is fine but does not fit the model's signature
     ├── PredictionError             422  the model raised on input that passed our checks
     ├── ModelLoadError              422  swap: the new version could not be loaded
+    │   └── SwapDeadlineError       422  swap: loading outlasted the request's deadline
     ├── ModelCheckError             422  swap: the new version failed warm-up / output check
     └── NotReadyError               503  no model loaded yet
 
@@ -67,6 +68,11 @@ class ModelLoadError(ServerError):
     pass
 
 
+class SwapDeadlineError(ModelLoadError):
+    """A 422, not a 504: the answer is final (this version was discarded), and callers
+    treat 5xx as "try again", which would only load the slow version again."""
+
+
 class ModelCheckError(ServerError):
     pass
 
@@ -84,6 +90,7 @@ STATUS_BY_ERROR: Final[dict[type[ServerError], int]] = {
     InputError: 422,
     PredictionError: 422,
     ModelLoadError: 422,
+    SwapDeadlineError: 422,
     ModelCheckError: 422,
     NotReadyError: 503,
 }

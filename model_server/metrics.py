@@ -49,7 +49,7 @@ class ServerMetrics:
         )
         self.swaps = Counter(
             "aliasflow_server_model_swaps",
-            "Hot swap attempts, by result (swapped, refused, failed).",
+            "Hot swap attempts, by result (swapped, unchanged, refused, failed).",
             ["result"],
             registry=self.registry,
         )

@@ -7,7 +7,7 @@ than the model); its schemas here document the shape for OpenAPI and clients.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -57,12 +57,22 @@ class SwapRequest(BaseModel):
 
     model_uri: str = Field(min_length=1, examples=["models:/iris-classifier/4"])
     force: bool = Field(default=False, description="swap even when the input signature differs")
+    deadline_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="give up (422, the old version keeps serving) if loading, warming and "
+        "checking the new version takes longer; the controller sends its health timeout "
+        "minus a margin, so a version it gave up on never appears later",
+    )
 
 
 class SwapResponse(BaseModel):
-    status: str = "swapped"
+    status: Literal["swapped", "unchanged"] = Field(
+        default="swapped",
+        description='"unchanged" when the requested URI was already served (nothing reloaded)',
+    )
     model: MetadataResponse
-    previous: ModelSummary | None
+    previous: ModelSummary | None = Field(description="what was served before; null if unchanged")
 
 
 class ErrorResponse(BaseModel):

@@ -4,6 +4,13 @@ Serving reads `slot.current` once per request: a swap is a single reference assi
 so a request sees either the old model or the new one, never a half-loaded state. The
 new version is loaded, warmed and checked beside the old before that assignment; when
 anything fails, the assignment never happens. Swaps are serialised by a lock.
+
+A swap may carry a deadline: the controller gives up on a rollout after its health
+timeout, and a version that finishes loading after that must not appear behind the
+controller's back (it would serve a version the controller recorded as failed). A load
+thread cannot be interrupted, so past the deadline the swap answers at once, releases
+the lock (the next swap must not wait for a model nobody wants) and the late model is
+disposed of in the background whenever its load ends.
 """
 
 from __future__ import annotations
@@ -11,9 +18,16 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import Callable
+from typing import Literal
 
-from model_server.errors import IncompatibleSignatureError, ModelCheckError, ModelLoadError
+from model_server.errors import (
+    IncompatibleSignatureError,
+    ModelCheckError,
+    ModelLoadError,
+    SwapDeadlineError,
+)
 from model_server.loading import LoadedModel
 from model_server.metrics import ServerMetrics
 from model_server.settings import ServerSettings
@@ -22,6 +36,7 @@ from model_server.signature import incompatibilities
 log = logging.getLogger("model_server")
 
 Loader = Callable[[str, ServerSettings], LoadedModel]
+SwapStatus = Literal["swapped", "unchanged"]
 
 
 class ModelSlot:
@@ -32,6 +47,8 @@ class ModelSlot:
         self._loader = loader
         self._metrics = metrics
         self._lock = asyncio.Lock()
+        # Loads abandoned at their deadline, kept referenced until they end and are disposed.
+        self._abandoned: set[asyncio.Task[LoadedModel]] = set()
 
     async def boot(self) -> LoadedModel:
         """Load `MODEL_URI` (off the event loop) and start serving it."""
@@ -53,13 +70,23 @@ class ModelSlot:
         )
         return model
 
-    async def swap(self, model_uri: str, force: bool) -> tuple[LoadedModel, LoadedModel | None]:
-        """Load `model_uri` beside the served model and switch to it if it passes."""
+    async def swap(
+        self, model_uri: str, force: bool, deadline_seconds: float | None = None
+    ) -> tuple[SwapStatus, LoadedModel, LoadedModel | None]:
+        """Load `model_uri` beside the served model and switch to it if it passes in time.
+
+        Asking for the URI already served is a no-op ("unchanged"): a controller that
+        repeats a swap (retry, restart) must not pay a reload or a second warm-up.
+        """
         async with self._lock:
             old = self.current
+            if old is not None and _same_model(old.model_uri, model_uri):
+                log.info("swap requested: %s is already served", model_uri)
+                self._metrics.swaps.labels("unchanged").inc()
+                return "unchanged", old, None
             log.info("swap requested: %s -> %s", _label(old), model_uri)
             try:
-                new = await asyncio.to_thread(self._loader, model_uri, self._settings)
+                new = await self._load(model_uri, deadline_seconds)
             except (ModelLoadError, ModelCheckError) as exc:
                 self._metrics.swaps.labels("failed").inc()
                 log.warning("swap to %s failed, still serving %s: %s", model_uri, _label(old), exc)
@@ -80,7 +107,32 @@ class ModelSlot:
             if old is not None:
                 # Requests already holding `old` finish on it; its files are no longer read.
                 old.dispose()
-            return new, old
+            return "swapped", new, old
+
+    async def _load(self, model_uri: str, deadline_seconds: float | None) -> LoadedModel:
+        """Load, warm and check off the event loop; give up at the deadline, if any."""
+        task = asyncio.create_task(
+            asyncio.to_thread(self._loader, model_uri, self._settings), name=f"load {model_uri}"
+        )
+        started = time.monotonic()
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), deadline_seconds)
+        except TimeoutError:
+            elapsed = time.monotonic() - started
+            self._abandoned.add(task)
+            task.add_done_callback(self._dispose_abandoned)
+            raise SwapDeadlineError(
+                f"{model_uri} was still loading after {elapsed:.1f} s, over the swap deadline "
+                f"of {deadline_seconds:g} s; it was discarded and will not be swapped in"
+            ) from None
+
+    def _dispose_abandoned(self, task: asyncio.Task[LoadedModel]) -> None:
+        self._abandoned.discard(task)
+        if task.cancelled() or task.exception() is not None:
+            return  # a late failure: nothing was loaded, nothing to free
+        late = task.result()
+        log.info("discarding %s: it finished loading after its swap deadline", late.model_uri)
+        late.dispose()
 
     def _install(self, model: LoadedModel) -> None:
         # MLflow, pandas and scikit-learn leave ~10^6 long-lived objects behind; a full
@@ -91,6 +143,11 @@ class ModelSlot:
         self.current = model
         self.boot_error = None
         self._metrics.set_model(model.name, model.version, model.run_id)
+
+
+def _same_model(served_uri: str, requested_uri: str) -> bool:
+    # An alias URI may point at another version by now: only a fixed URI is "the same".
+    return served_uri == requested_uri and "@" not in requested_uri
 
 
 def _label(model: LoadedModel | None) -> str:

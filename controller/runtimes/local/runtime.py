@@ -85,6 +85,9 @@ _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # Answers that say "not now" rather than "never": retry instead of reporting a rejection.
 _RETRYABLE_4XX = frozenset({408, 425, 429})
 _PORT_ATTEMPTS = 3
+# The server's swap deadline sits this far inside our own timeout, so its "too slow,
+# discarded" answer arrives before we give up and a late load can never be swapped in.
+_DEADLINE_MARGIN_S = 1.0
 
 
 class LocalRuntime:
@@ -281,7 +284,10 @@ class LocalRuntime:
                 response = client.post(
                     url,
                     headers={"Authorization": f"Bearer {self._admin_token}"},
-                    json={"model_uri": desired.model_uri},
+                    json={
+                        "model_uri": desired.model_uri,
+                        "deadline_seconds": swap_deadline(timeout),
+                    },
                 )
         except httpx.TimeoutException as exc:
             raise HealthTimeoutError(
@@ -442,6 +448,11 @@ class LocalRuntime:
         for old in logs[self._log_files_kept :]:
             if old != keep:
                 old.unlink(missing_ok=True)
+
+
+def swap_deadline(timeout: float) -> float:
+    """The load budget a hot swap asks the server for: our timeout minus the margin."""
+    return max(timeout - max(_DEADLINE_MARGIN_S, 0.05 * timeout), timeout / 2)
 
 
 def _set_pending(name: str, record: ServerRecord) -> Callable[[LocalState], None]:
