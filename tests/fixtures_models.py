@@ -3,6 +3,10 @@
 Logged once per session: two good versions of one registered model (v1 and v2 differ)
 and four bad ones under another name for failed-rollout tests (an artifact that does
 not load, NaN output, the wrong output shape, an incompatible signature).
+
+`bad_versions` (only for the tests that ask for it) puts good and bad versions in ONE
+registered model, as a real alias would see them: a good v1, five bad versions (the four
+above plus one slower to load than any health timeout), then a good v7.
 """
 
 from __future__ import annotations
@@ -49,6 +53,26 @@ class IrisModels:
         return f"models:/{self.bad_name}/4"
 
 
+@dataclass(frozen=True)
+class BadVersions:
+    """One registered model: v1 good, v2-v6 bad (see `BAD_VERSIONS`), v7 good."""
+
+    tracking_uri: str
+    name: str
+    slow_load_seconds: float
+
+
+# Version -> what is wrong with it, in registration order (v1 and v7 are good).
+BAD_VERSIONS = {
+    "2": "unloadable",
+    "3": "nan",
+    "4": "wrong_shape",
+    "5": "incompatible",
+    "6": "slow",
+}
+SLOW_LOAD_SECONDS = 20.0
+
+
 def iris_frame() -> tuple[Any, Any]:
     from sklearn.datasets import load_iris
 
@@ -83,39 +107,51 @@ def log_iris_pipeline(name: str, c: float = 1.0) -> tuple[str, str]:
     return str(version), run.info.run_id
 
 
-def register_iris_models(tracking_uri: str, scratch: Path) -> IrisModels:
+def _start_logging(tracking_uri: str) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(f"aliasflow-tests-{uuid.uuid4().hex[:6]}")
+
+
+def _log_pyfunc(
+    name: str,
+    code: str,
+    artifacts: dict[str, str] | None = None,
+    model_config: dict[str, Any] | None = None,
+) -> None:
+    """Register a models-from-code pyfunc (`tests/model_code/<code>`) with iris's signature."""
     import mlflow
     import mlflow.pyfunc
+    from mlflow.models import infer_signature
+
+    frame, target = iris_frame()
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(MODEL_CODE / code),
+            artifacts=artifacts,
+            model_config=model_config,
+            signature=infer_signature(frame, target.to_numpy().astype("float64")),
+            pip_requirements=REQUIREMENTS,
+        )
+    mlflow.register_model(info.model_uri, name)
+
+
+def _log_unloadable(name: str, scratch: Path) -> None:
+    weights = scratch / "weights.json"
+    weights.write_text("this is not json")
+    _log_pyfunc(name, "unloadable_model.py", artifacts={"weights": str(weights)})
+
+
+def _log_incompatible(name: str) -> None:
+    """A good model on two differently named columns: no served iris input fits it."""
+    import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
     from sklearn.linear_model import LogisticRegression
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(f"aliasflow-tests-{uuid.uuid4().hex[:6]}")
-    name = f"iris-{uuid.uuid4().hex[:8]}"
-    bad_name = f"iris-bad-{uuid.uuid4().hex[:8]}"
-    _, v1_run_id = log_iris_pipeline(name, c=1.0)
-    log_iris_pipeline(name, c=0.001)
-
     frame, target = iris_frame()
-    signature = infer_signature(frame, target.to_numpy().astype("float64"))
-    weights = scratch / "weights.json"
-    weights.write_text("this is not json")
-    for code, artifacts in (
-        ("unloadable_model.py", {"weights": str(weights)}),
-        ("nan_model.py", None),
-        ("wrong_shape_model.py", None),
-    ):
-        with mlflow.start_run():
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=str(MODEL_CODE / code),
-                artifacts=artifacts,
-                signature=signature,
-                pip_requirements=REQUIREMENTS,
-            )
-        mlflow.register_model(info.model_uri, bad_name)
-
     other = frame[["sepal_length_cm", "sepal_width_cm"]].rename(
         columns={"sepal_length_cm": "length", "sepal_width_cm": "width"}
     )
@@ -128,8 +164,37 @@ def register_iris_models(tracking_uri: str, scratch: Path) -> IrisModels:
             input_example=other.head(2),
             pip_requirements=REQUIREMENTS,
         )
-    mlflow.register_model(info.model_uri, bad_name)
+    mlflow.register_model(info.model_uri, name)
+
+
+def _log_bad(name: str, scratch: Path) -> None:
+    """Register the four bad kinds, in the order `IrisModels`' properties expect."""
+    _log_unloadable(name, scratch)
+    _log_pyfunc(name, "nan_model.py")
+    _log_pyfunc(name, "wrong_shape_model.py")
+    _log_incompatible(name)
+
+
+def register_iris_models(tracking_uri: str, scratch: Path) -> IrisModels:
+    _start_logging(tracking_uri)
+    name = f"iris-{uuid.uuid4().hex[:8]}"
+    bad_name = f"iris-bad-{uuid.uuid4().hex[:8]}"
+    _, v1_run_id = log_iris_pipeline(name, c=1.0)
+    log_iris_pipeline(name, c=0.001)
+    _log_bad(bad_name, scratch)
     return IrisModels(tracking_uri, name, bad_name, v1_run_id)
+
+
+def register_bad_versions(
+    tracking_uri: str, scratch: Path, slow_seconds: float = SLOW_LOAD_SECONDS
+) -> BadVersions:
+    _start_logging(tracking_uri)
+    name = f"iris-mixed-{uuid.uuid4().hex[:8]}"
+    log_iris_pipeline(name, c=1.0)  # v1
+    _log_bad(name, scratch)  # v2-v5
+    _log_pyfunc(name, "slow_model.py", model_config={"load_seconds": slow_seconds})  # v6
+    log_iris_pipeline(name, c=0.001)  # v7
+    return BadVersions(tracking_uri, name, slow_seconds)
 
 
 @pytest.fixture(scope="session")
@@ -137,3 +202,10 @@ def iris_models(
     mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory
 ) -> IrisModels:
     return register_iris_models(mlflow_server.url, tmp_path_factory.mktemp("bad-model"))
+
+
+@pytest.fixture(scope="session")
+def bad_versions(
+    mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory
+) -> BadVersions:
+    return register_bad_versions(mlflow_server.url, tmp_path_factory.mktemp("bad-versions"))
