@@ -119,6 +119,16 @@ def _fetch(
         )
     target = Path(tempfile.mkdtemp(prefix="aliasflow-model-"))
     try:
+        if match:
+            # MLflow resolves `models:/` URIs against its process-wide registry URI even
+            # when another one is passed; asking our own client for the version's
+            # artifact location keeps the server on the tracking URI it was given.
+            from mlflow import MlflowClient
+
+            client = MlflowClient(
+                tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri
+            )
+            uri = client.get_model_version_download_uri(name, version)
         path = mlflow.artifacts.download_artifacts(
             artifact_uri=uri,
             dst_path=str(target),
