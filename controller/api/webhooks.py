@@ -2,6 +2,14 @@
 
 A webhook is only a hint. The reconcile re-reads MLflow (or git) itself and never trusts
 the payload's version, so a forged-but-valid-looking body can at worst cause a no-op pass.
+
+The payload's version is used for one thing only: to drop a delivery that names the
+version a deployment already serves, in sync and healthy. Without that, a flood of
+deliveries for one alias move costs a reconcile per queue cycle for as long as it lasts
+(the queue coalesces what arrives while a pass runs, not what arrives after it); with
+it, the flood costs the rollout plus at most one follow-up pass. A skipped delivery
+never hides a change: the status it is compared with was written by a pass that read
+MLflow, and polling re-reads the aliases on its own anyway.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ from controller.registry.webhook import (
     parse_alias_event,
     verify_mlflow_signature,
 )
+from controller.service import Controller
+from controller.store.records import Health, Sync
 from controller.store.sql import StoreUnavailableError
 
 log = logging.getLogger("aliasflow.webhooks")
@@ -82,8 +92,12 @@ async def mlflow_webhook(request: Request, controller: ControllerDep) -> Webhook
         return WebhookAccepted(status="ignored", detail="not an alias event")
     noticed = time.time()
     names = await run_in_threadpool(controller.deployments_following, event.model_name, event.alias)
+    serving = await run_in_threadpool(_already_serving, controller, names, event.data.version)
+    names = [name for name in names if name not in serving]
     for name in names:
-        controller.queue.enqueue(name, "webhook", noticed)
+        # MLflow commits the alias before it sends the delivery, so a pass that started
+        # after `noticed` has read it already.
+        controller.queue.enqueue(name, "webhook", noticed, committed_before=noticed)
     log.info(
         "alias %s of %s %s: %d deployment(s) queued",
         event.alias,
@@ -92,7 +106,29 @@ async def mlflow_webhook(request: Request, controller: ControllerDep) -> Webhook
         len(names),
         extra={"delivery_id": delivery_id, "trigger": "webhook"},
     )
-    return WebhookAccepted(status="accepted", deployments=names)
+    detail = ""
+    if serving:
+        detail = f"already serving version {event.data.version}: {', '.join(serving)}"
+    return WebhookAccepted(status="accepted", deployments=names, detail=detail)
+
+
+def _already_serving(controller: Controller, names: list[str], version: str | None) -> list[str]:
+    """Deployments in sync and healthy at exactly `version`: the delivery changes nothing."""
+    if version is None:  # an alias deletion names no version: always reconcile
+        return []
+    try:
+        statuses = [controller.store.get_status(name) for name in names]
+    except StoreUnavailableError:
+        return []  # cannot tell: reconcile, a repeated pass is harmless
+    return [
+        status.name
+        for status in statuses
+        if status is not None
+        and status.sync is Sync.SYNCED
+        and status.health is Health.HEALTHY
+        and status.desired_version == version
+        and status.served_version == version
+    ]
 
 
 @router.post("/git", status_code=status.HTTP_202_ACCEPTED, response_model=WebhookAccepted)

@@ -3,14 +3,17 @@
 At most one reconcile of a deployment runs at a time; any number of events that arrive
 while it runs cause exactly one more pass, and events for a deployment that is already
 queued are merged into that queued pass. A flood of 1,000 webhook deliveries for one
-alias therefore costs at most two reconciles. Temporary failures are retried with
-backoff; permanent ones wait for the next event.
+alias therefore costs at most two reconciles. A request that says when its change was
+committed (`committed_before`, a webhook's arrival time) is dropped when the pass running
+now started later: that pass read the registry after the change and already covers it.
+Temporary failures are retried with backoff; permanent ones wait for the next event.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,17 +52,27 @@ class WorkQueue:
         self._lock = threading.Condition()
         self._queued: dict[str, _Request] = {}
         self._running: set[str] = set()
+        self._started: dict[str, float] = {}
         self._pending: dict[str, _Request] = {}
         self._attempts: dict[str, int] = {}
         self._timers: dict[str, threading.Timer] = {}
         self._closed = False
         self.runs: dict[str, int] = {}
 
-    def enqueue(self, name: str, trigger: str, noticed_at: float | None = None) -> None:
+    def enqueue(
+        self,
+        name: str,
+        trigger: str,
+        noticed_at: float | None = None,
+        committed_before: float | None = None,
+    ) -> None:
         with self._lock:
             if self._closed:
                 return
             if name in self._running:
+                started = self._started.get(name, 0.0)
+                if committed_before is not None and started > committed_before:
+                    return  # the running pass began after the change: it sees it
                 if name in self._pending:
                     self._pending[name].merge(trigger, noticed_at)
                 else:
@@ -78,6 +91,7 @@ class WorkQueue:
         with self._lock:
             request = self._queued.pop(name)
             self._running.add(name)
+            self._started[name] = time.time()
             self.runs[name] = self.runs.get(name, 0) + 1
         outcome: Outcome | None = None
         try:
