@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from controller.runtimes.local.runtime import swap_deadline
+from controller.runtimes.hotswap import swap_deadline
 from model_server.app import create_app
 from model_server.loading import LoadedModel, load_model
 from model_server.settings import ServerSettings

@@ -29,7 +29,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
 from azure.core.rest import HttpRequest
@@ -40,7 +39,6 @@ from azure.mgmt.core.exceptions import ARMErrorFormat
 from controller.errors import (
     HealthTimeoutError,
     InvalidSpecError,
-    RolloutRejectedError,
     RuntimeUnavailableError,
 )
 from controller.reconcile.types import Action, ActualState, DesiredState, Operation
@@ -58,6 +56,7 @@ from controller.runtimes.aci.spec import (
     owned_tags,
     placement_of,
 )
+from controller.runtimes.hotswap import request_hot_swap
 from controller.runtimes.probe import ServerProbe, probe_server
 
 log = logging.getLogger(__name__)
@@ -66,7 +65,6 @@ ARM_URL = "https://management.azure.com"
 # The API version azure-mgmt-containerinstance 10.1 speaks (its default).
 API_VERSION = "2023-05-01"
 # Answers from the model server that mean "not now" rather than "never".
-_RETRYABLE_4XX = frozenset({408, 425, 429})
 # azure-core retries PATCH only on 500/503/504; a tags-only update is idempotent, so it
 # may also be retried on 429/408 like the PUT and DELETE the SDK already retries.
 _RETRY_METHODS = frozenset({"HEAD", "GET", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH"})
@@ -316,7 +314,8 @@ class AciRuntime:
             raise RuntimeUnavailableError(
                 f"{desired.name}: no running container group to hot swap; it needs a recreate"
             )
-        self._post_admin_model(desired, endpoint, actual)
+        serving = actual.model_version if actual is not None else None
+        request_hot_swap(endpoint, self._admin_token, desired, serving)
         what = f"tag {where.resource_group}/{desired.name}"
         try:
             # Tags replace the group's tags as a whole; keep any that are not ours.
@@ -335,41 +334,6 @@ class AciRuntime:
         self._remember(key, updated)
         swapped = actual_from_group(updated, self.endpoint_resolver)
         return replace(swapped, endpoint=endpoint)
-
-    def _post_admin_model(
-        self, desired: DesiredState, endpoint: str, actual: ActualState | None
-    ) -> None:
-        timeout = float(desired.health_timeout_seconds)
-        url = f"{endpoint}/admin/model"
-        try:
-            with httpx.Client(timeout=timeout, trust_env=False) as client:
-                response = client.post(
-                    url,
-                    headers={"Authorization": f"Bearer {self._admin_token}"},
-                    json={"model_uri": desired.model_uri},
-                )
-        except httpx.TimeoutException as exc:
-            raise HealthTimeoutError(
-                f"{desired.name}: hot swap to {desired.model_uri} did not finish within "
-                f"{timeout:.0f}s"
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise RuntimeUnavailableError(
-                f"{desired.name}: hot swap request to {url} failed: {type(exc).__name__}"
-            ) from exc
-        if response.is_success:
-            return
-        status = response.status_code
-        detail = _server_detail(response)
-        old = actual.model_version if actual is not None else "the previous version"
-        if 400 <= status < 500 and status not in _RETRYABLE_4XX:
-            raise RolloutRejectedError(
-                f"{desired.name}: the server refused {desired.model_uri} (HTTP {status}): "
-                f"{detail}; version {old} keeps serving"
-            )
-        raise RuntimeUnavailableError(
-            f"{desired.name}: hot swap to {desired.model_uri} failed (HTTP {status}): {detail}"
-        )
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -487,14 +451,3 @@ class AciRuntime:
             for client in self._clients.values():
                 client.close()
             self._clients.clear()
-
-
-def _server_detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500] or response.reason_phrase
-    if isinstance(body, dict) and "detail" in body:
-        detail = body["detail"]
-        return detail if isinstance(detail, str) else str(detail)[:500]
-    return str(body)[:500]

@@ -53,6 +53,7 @@ from controller.errors import (
 from controller.netutil import free_port
 from controller.reconcile.types import Action, ActualState, DesiredState, Operation
 from controller.runtimes.docker.state import Current, DockerState
+from controller.runtimes.hotswap import request_hot_swap
 from controller.runtimes.local.runtime import RESERVED_ENV
 from controller.runtimes.probe import probe_server
 
@@ -351,52 +352,17 @@ class DockerRuntime:
                 f"{desired.name}: no running container to hot swap; the next pass recreates it"
             )
         endpoint = f"http://127.0.0.1:{chosen.host_port}"
-        timeout = float(desired.health_timeout_seconds)
-        url = f"{endpoint}/admin/model"
-        try:
-            with httpx.Client(timeout=timeout, trust_env=False) as client:
-                response = client.post(
-                    url,
-                    headers={"Authorization": f"Bearer {self._admin_token}"},
-                    json={"model_uri": desired.model_uri},
-                )
-        except httpx.TimeoutException as exc:
-            raise HealthTimeoutError(
-                f"{desired.name}: hot swap to {desired.model_uri} did not finish within "
-                f"{timeout:.0f}s"
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise RuntimeUnavailableError(
-                f"{desired.name}: hot swap request to {url} failed: {type(exc).__name__}: {exc}"
-            ) from exc
-
-        status = response.status_code
-        if response.is_success:
-            swapped = Current(chosen.id, desired.model_version)
-
-            def set_version(current: dict[str, Current]) -> None:
-                current[desired.name] = swapped
-
-            self._state.update(set_version)
-            actual = self._actual(desired.name, seen, swapped)
-            assert actual is not None  # `seen` holds `chosen`
-            return actual
-
-        detail = _server_detail(response)
         was = _recorded_version(chosen, recorded)
-        if 400 <= status < 500 and status not in _RETRYABLE_4XX:
-            if status in (401, 403):
-                detail += (
-                    " (the container was started with a different ALIASFLOW_ADMIN_TOKEN; "
-                    "a recreate restarts it with the current one)"
-                )
-            raise RolloutRejectedError(
-                f"{desired.name}: the server refused {desired.model_uri} (HTTP {status}): "
-                f"{detail}; version {was} keeps serving"
-            )
-        raise RuntimeUnavailableError(
-            f"{desired.name}: hot swap to {desired.model_uri} failed (HTTP {status}): {detail}"
-        )
+        request_hot_swap(endpoint, self._admin_token, desired, was)
+        swapped = Current(chosen.id, desired.model_version)
+
+        def set_version(current: dict[str, Current]) -> None:
+            current[desired.name] = swapped
+
+        self._state.update(set_version)
+        actual = self._actual(desired.name, seen, swapped)
+        assert actual is not None  # `seen` holds `chosen`
+        return actual
 
     # -- observing ----------------------------------------------------------------------
 
@@ -549,14 +515,3 @@ def _engine_errors(what: str, *, spec: bool = False) -> Iterator[None]:
         raise RuntimeUnavailableError(
             f"{what}: the Docker engine does not answer ({type(exc).__name__}: {exc})"
         ) from exc
-
-
-def _server_detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500] or response.reason_phrase
-    if isinstance(body, dict) and "detail" in body:
-        detail = body["detail"]
-        return detail if isinstance(detail, str) else str(detail)[:500]
-    return str(body)[:500]

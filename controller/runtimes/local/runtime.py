@@ -29,8 +29,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
-
 from controller.errors import (
     HealthTimeoutError,
     InvalidSpecError,
@@ -39,6 +37,7 @@ from controller.errors import (
 )
 from controller.netutil import ProcessDiedError, free_port, wait_until_ready
 from controller.reconcile.types import Action, ActualState, DesiredState, Operation
+from controller.runtimes.hotswap import request_hot_swap
 from controller.runtimes.local.process import is_our_server, log_tail, start_server, stop_server
 from controller.runtimes.local.state import LocalState, ServerRecord, StateFile
 from controller.runtimes.probe import probe_server
@@ -82,12 +81,7 @@ RESERVED_ENV = frozenset(
 )
 # Deployment names become file names, so they must stay DNS labels here as in manifests.
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-# Answers that say "not now" rather than "never": retry instead of reporting a rejection.
-_RETRYABLE_4XX = frozenset({408, 425, 429})
 _PORT_ATTEMPTS = 3
-# The server's swap deadline sits this far inside our own timeout, so its "too slow,
-# discarded" answer arrives before we give up and a late load can never be swapped in.
-_DEADLINE_MARGIN_S = 1.0
 
 
 class LocalRuntime:
@@ -277,57 +271,16 @@ class LocalRuntime:
             raise RuntimeUnavailableError(
                 f"{desired.name}: no running server to hot swap; it needs a recreate"
             )
-        timeout = float(desired.health_timeout_seconds)
-        url = f"{record.endpoint}/admin/model"
-        try:
-            with httpx.Client(timeout=timeout, trust_env=False) as client:
-                response = client.post(
-                    url,
-                    headers={"Authorization": f"Bearer {self._admin_token}"},
-                    json={
-                        "model_uri": desired.model_uri,
-                        "deadline_seconds": swap_deadline(timeout),
-                    },
-                )
-        except httpx.TimeoutException as exc:
-            raise HealthTimeoutError(
-                f"{desired.name}: hot swap to {desired.model_uri} did not finish within "
-                f"{timeout:.0f}s"
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise RuntimeUnavailableError(
-                f"{desired.name}: hot swap request to {url} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+        request_hot_swap(record.endpoint, self._admin_token, desired, record.model_version)
+        swapped = replace(record, model_version=desired.model_version)
 
-        status = response.status_code
-        if response.is_success:
-            swapped = replace(record, model_version=desired.model_version)
+        def set_version(state: LocalState) -> None:
+            current = state.servers.get(desired.name)
+            if current is not None and (current.pid, current.port) == (record.pid, record.port):
+                state.servers[desired.name] = swapped
 
-            def set_version(state: LocalState) -> None:
-                current = state.servers.get(desired.name)
-                if current is not None and (current.pid, current.port) == (
-                    record.pid,
-                    record.port,
-                ):
-                    state.servers[desired.name] = swapped
-
-            self._state.update(set_version)
-            return self._actual(desired.name, swapped)
-
-        detail = _server_detail(response)
-        if 400 <= status < 500 and status not in _RETRYABLE_4XX:
-            if status in (401, 403):
-                detail += (
-                    " (the server was started with a different ALIASFLOW_ADMIN_TOKEN; "
-                    "a recreate restarts it with the current one)"
-                )
-            raise RolloutRejectedError(
-                f"{desired.name}: the server refused {desired.model_uri} (HTTP {status}): "
-                f"{detail}; version {record.model_version} keeps serving"
-            )
-        raise RuntimeUnavailableError(
-            f"{desired.name}: hot swap to {desired.model_uri} failed (HTTP {status}): {detail}"
-        )
+        self._state.update(set_version)
+        return self._actual(desired.name, swapped)
 
     # -- observing ----------------------------------------------------------------------
 
@@ -450,27 +403,11 @@ class LocalRuntime:
                 old.unlink(missing_ok=True)
 
 
-def swap_deadline(timeout: float) -> float:
-    """The load budget a hot swap asks the server for: our timeout minus the margin."""
-    return max(timeout - max(_DEADLINE_MARGIN_S, 0.05 * timeout), timeout / 2)
-
-
 def _set_pending(name: str, record: ServerRecord) -> Callable[[LocalState], None]:
     def change(state: LocalState) -> None:
         state.pending[name] = record
 
     return change
-
-
-def _server_detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500] or response.reason_phrase
-    if isinstance(body, dict) and "detail" in body:
-        detail = body["detail"]
-        return detail if isinstance(detail, str) else str(detail)[:500]
-    return str(body)[:500]
 
 
 def _redact(text: str, secrets: list[str]) -> str:

@@ -22,6 +22,7 @@ from controller.reconcile.plan import plan_deployment
 from controller.reconcile.types import Action, Operation
 from controller.runtimes.aci import QuotaLimiter
 from controller.runtimes.aci.spec import TAG_MODEL_VERSION
+from controller.runtimes.hotswap import swap_deadline
 from tests.aci_emulator import AciEmulator
 from tests.aci_emulator.state import Group
 from tests.controller.runtimes.aci.conftest import (
@@ -116,8 +117,13 @@ def test_hotswap_posts_to_the_server_and_patches_tags_without_a_put(
 
     assert result is not None
     assert result.model_version == "2"
+    # The server is told to give up inside our own timeout, so a slow load never lands late.
     assert stub_server.admin_calls == [
-        {"auth": f"Bearer {ADMIN}", "model_uri": "models:/iris-classifier/2"}
+        {
+            "auth": f"Bearer {ADMIN}",
+            "model_uri": "models:/iris-classifier/2",
+            "deadline_seconds": swap_deadline(promoted.health_timeout_seconds),
+        }
     ]
     assert emulator.state.count("PUT", "group") == 0
     assert emulator.state.count("PATCH", "group") == 1

@@ -1,0 +1,80 @@
+"""The hot swap every runtime performs the same way: `POST {endpoint}/admin/model`.
+
+Where the server runs differs (process, container, container group); what a swap asks
+and how its answers map onto our error tree does not, so it lives here once.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from controller.errors import HealthTimeoutError, RolloutRejectedError, RuntimeUnavailableError
+from controller.reconcile.types import DesiredState
+
+# Answers that say "not now" rather than "never": retry instead of reporting a rejection.
+RETRYABLE_4XX = frozenset({408, 425, 429})
+# The server's swap deadline sits this far inside our own timeout, so its "too slow,
+# discarded" answer arrives before we give up and a late load can never be swapped in.
+DEADLINE_MARGIN_S = 1.0
+
+
+def swap_deadline(timeout: float) -> float:
+    """The load budget a hot swap asks the server for: our timeout minus the margin."""
+    return max(timeout - max(DEADLINE_MARGIN_S, 0.05 * timeout), timeout / 2)
+
+
+def request_hot_swap(
+    endpoint: str, admin_token: str, desired: DesiredState, serving_version: str | None
+) -> None:
+    """Ask the server to load, check and swap to `desired`; raise why it did not.
+
+    4xx (except the retryable ones) is a `RolloutRejectedError`: the server refused the
+    version and `serving_version` keeps serving. Timeouts are `HealthTimeoutError`;
+    anything else is temporary.
+    """
+    timeout = float(desired.health_timeout_seconds)
+    url = f"{endpoint}/admin/model"
+    try:
+        with httpx.Client(timeout=timeout, trust_env=False) as client:
+            response = client.post(
+                url,
+                headers={"Authorization": f"Bearer {admin_token}"},
+                json={"model_uri": desired.model_uri, "deadline_seconds": swap_deadline(timeout)},
+            )
+    except httpx.TimeoutException as exc:
+        raise HealthTimeoutError(
+            f"{desired.name}: hot swap to {desired.model_uri} did not finish within {timeout:.0f}s"
+        ) from exc
+    except httpx.HTTPError as exc:
+        raise RuntimeUnavailableError(
+            f"{desired.name}: hot swap request to {url} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    if response.is_success:
+        return
+    status = response.status_code
+    detail = server_detail(response)
+    if 400 <= status < 500 and status not in RETRYABLE_4XX:
+        if status in (401, 403):
+            detail += (
+                " (the server was started with a different ALIASFLOW_ADMIN_TOKEN; "
+                "a recreate restarts it with the current one)"
+            )
+        raise RolloutRejectedError(
+            f"{desired.name}: the server refused {desired.model_uri} (HTTP {status}): "
+            f"{detail}; version {serving_version or 'the previous one'} keeps serving"
+        )
+    raise RuntimeUnavailableError(
+        f"{desired.name}: hot swap to {desired.model_uri} failed (HTTP {status}): {detail}"
+    )
+
+
+def server_detail(response: httpx.Response) -> str:
+    """The `detail` of a model-server error answer, short enough for a status line."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or response.reason_phrase
+    if isinstance(body, dict) and "detail" in body:
+        detail = body["detail"]
+        return detail if isinstance(detail, str) else str(detail)[:500]
+    return str(body)[:500]
