@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ import httpx
 import pytest
 
 from benchmarks.conftest import BenchModel
+from benchmarks.report import describe_machine, write_section
 from controller.netutil import free_port, stop_process
 from tests.fixtures_models import COLUMNS
 
@@ -59,7 +59,6 @@ Notes:
   single runs vary by +-30%; compare the ratios, measured back to back, rather than
   absolute numbers.
 """
-REPORT = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 SECTION = "## Model server vs mlflow models serve"
 
 LUA = """
@@ -183,22 +182,9 @@ def _wrk(wrk: str, url: str, concurrency: int, rows: int, seconds: int, tmp: Pat
     )
 
 
-def _machine() -> str:
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (
-        f"{model}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"load average at start {load}"
-    )
-
-
 def test_model_server_vs_mlflow_models_serve(bench_model: BenchModel, tmp_path: Path) -> None:
     wrk = _ensure_wrk()
-    machine = _machine()
+    machine = describe_machine()
     ours_port, mlflow_port = free_port(), free_port()
     # `mlflow models serve` execs `uvicorn` by name: the venv's bin must be on PATH.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
@@ -313,12 +299,4 @@ def _write_report(table: str, machine: str) -> None:
             NOTES,
         ]
     )
-    REPORT.parent.mkdir(exist_ok=True)
-    text = REPORT.read_text() if REPORT.exists() else "# Performance\n\n"
-    if SECTION in text:
-        start = text.index(SECTION)
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + (text[nxt + 1 :] if nxt != -1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    REPORT.write_text(text)
+    write_section(SECTION, section)
