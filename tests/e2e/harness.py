@@ -6,13 +6,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import uvicorn
 
 from controller.api.app import create_app
-from controller.netutil import wait_until_ready
+from controller.netutil import free_port, wait_until_ready
 from controller.service import Controller
 from controller.settings import ControllerSettings
 
@@ -85,3 +86,34 @@ def predict_version(endpoint: str) -> str:
     )
     response.raise_for_status()
     return str(response.json()["model"]["version"])
+
+
+def follow_alias(
+    manifests_dir: Path, name: str, model: str, alias: str, health_timeout_s: int
+) -> None:
+    """Write a hot-swap manifest for deployment `name` following `model@alias`."""
+    manifests_dir.mkdir(parents=True, exist_ok=True)
+    (manifests_dir / f"{name}.yaml").write_text(
+        "apiVersion: aliasflow/v1\n"
+        "kind: ModelDeployment\n"
+        f"metadata: {{name: {name}}}\n"
+        "spec:\n"
+        f"  model: {{name: {model}, alias: {alias}}}\n"
+        f"  rollout: {{strategy: hotswap, healthTimeoutSeconds: {health_timeout_s}}}\n"
+    )
+
+
+def polling_settings(
+    manifests_dir: Path, data_dir: Path, tracking_uri: str, poll_interval_s: float = 1.0
+) -> ControllerSettings:
+    """A controller that finds alias moves by polling alone (no webhook to register)."""
+    port = free_port()
+    return ControllerSettings(
+        manifests_dir=manifests_dir,
+        data_dir=data_dir,
+        port=port,
+        mlflow_tracking_uri=tracking_uri,
+        api_token="harness-api-token",
+        poll_interval_seconds=poll_interval_s,
+        public_url=f"http://127.0.0.1:{port}",
+    )

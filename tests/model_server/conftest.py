@@ -149,18 +149,24 @@ def start_server(env_overrides: dict[str, str], log: Path, timeout: float = 90.0
     return ServerProcess(url, process, log)
 
 
+def start_v1(models: IrisModels, log: Path, **env: str) -> ServerProcess:
+    """`aliasflow serve` of the good v1 with the admin token; `env` adds or overrides."""
+    return start_server(
+        {
+            "MODEL_URI": models.uri(1),
+            "MLFLOW_TRACKING_URI": models.tracking_uri,
+            "ALIASFLOW_ADMIN_TOKEN": ADMIN_TOKEN,
+            **env,
+        },
+        log,
+    )
+
+
 @pytest.fixture(scope="module")
 def served_v1(
     iris_models: IrisModels, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    server = start_server(
-        {
-            "MODEL_URI": iris_models.uri(1),
-            "MLFLOW_TRACKING_URI": iris_models.tracking_uri,
-            "ALIASFLOW_ADMIN_TOKEN": ADMIN_TOKEN,
-        },
-        tmp_path_factory.mktemp("serve") / "server.log",
-    )
+    server = start_v1(iris_models, tmp_path_factory.mktemp("serve") / "server.log")
     try:
         yield server
     finally:

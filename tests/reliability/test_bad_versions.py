@@ -22,9 +22,13 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from controller.netutil import free_port
-from controller.settings import ControllerSettings
-from tests.e2e.harness import RunningController, serving, start_controller
+from tests.e2e.harness import (
+    RunningController,
+    follow_alias,
+    polling_settings,
+    serving,
+    start_controller,
+)
 from tests.fixtures_models import (  # noqa: F401 - bad_versions is a fixture
     BAD_VERSIONS,
     BadVersions,
@@ -33,14 +37,6 @@ from tests.fixtures_models import (  # noqa: F401 - bad_versions is a fixture
 
 NAME = "iris-bad-versions"
 HEALTH_TIMEOUT_S = 8
-MANIFEST = """\
-apiVersion: aliasflow/v1
-kind: ModelDeployment
-metadata: {{name: {name}}}
-spec:
-  model: {{name: {model}, alias: {alias}}}
-  rollout: {{strategy: hotswap, healthTimeoutSeconds: {timeout}}}
-"""
 # What the deployment's message must say for each kind of bad version.
 REASONS = {
     "unloadable": "could not load",
@@ -108,21 +104,9 @@ def followed(bad_versions: BadVersions, tmp_path: Path) -> Iterator[Followed]:  
         bad_versions.name, alias, "1"
     )
     manifests = tmp_path / "manifests"
-    manifests.mkdir()
-    (manifests / f"{NAME}.yaml").write_text(
-        MANIFEST.format(name=NAME, model=bad_versions.name, alias=alias, timeout=HEALTH_TIMEOUT_S)
-    )
-    port = free_port()
+    follow_alias(manifests, NAME, bad_versions.name, alias, HEALTH_TIMEOUT_S)
     running = start_controller(
-        ControllerSettings(
-            manifests_dir=manifests,
-            data_dir=tmp_path / "data",
-            port=port,
-            mlflow_tracking_uri=bad_versions.tracking_uri,
-            api_token="reliability-token",
-            poll_interval_seconds=1.0,
-            public_url=f"http://127.0.0.1:{port}",
-        )
+        polling_settings(manifests, tmp_path / "data", bad_versions.tracking_uri)
     )
     try:
         yield Followed(running, bad_versions, alias)

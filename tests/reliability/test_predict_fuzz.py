@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
 
 from controller.netutil import stop_process
 from tests.fixtures_models import IrisModels
-from tests.model_server.conftest import ServerProcess, start_server
+from tests.model_server.conftest import ServerProcess, start_v1
 
 MAX_EXAMPLES = 40
 OPERATIONS = [
@@ -51,14 +51,10 @@ CHECKS = [
 def fuzzed_server(
     iris_models: IrisModels, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    server = start_server(
-        {
-            "MODEL_URI": iris_models.uri(1),
-            "MLFLOW_TRACKING_URI": iris_models.tracking_uri,
-            "ALIASFLOW_ADMIN_TOKEN": "fuzz-admin-token",
-            "ALIASFLOW_MAX_BODY_BYTES": "20000",
-        },
+    server = start_v1(
+        iris_models,
         tmp_path_factory.mktemp("fuzz") / "server.log",
+        ALIASFLOW_MAX_BODY_BYTES="20000",
     )
     try:
         yield server
