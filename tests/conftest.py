@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from aliasflow_cli.devstack import MlflowServer, start_mlflow_server
-from tests.fixtures_models import iris_models  # noqa: F401 - a fixture for every folder
+from tests.fixtures_models import iris_models, runtime_model  # noqa: F401 - fixtures for every folder
 
 
 @pytest.fixture(scope="session")

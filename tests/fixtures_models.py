@@ -209,3 +209,16 @@ def bad_versions(
     mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory
 ) -> BadVersions:
     return register_bad_versions(mlflow_server.url, tmp_path_factory.mktemp("bad-versions"))
+
+
+@pytest.fixture(scope="session")
+def runtime_model(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """For runtime tests: one registered model, v1 and v2 good, v3 fails to load."""
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_server.url)
+    name = f"iris-runtime-{uuid.uuid4().hex[:8]}"
+    log_iris_pipeline(name, c=1.0)
+    log_iris_pipeline(name, c=0.01)
+    _log_unloadable(name, tmp_path_factory.mktemp("runtime-model"))
+    return name
