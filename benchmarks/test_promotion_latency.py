@@ -8,6 +8,7 @@ new version. Results go to docs/performance.md.
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from pathlib import Path
@@ -42,7 +43,9 @@ def _measure(stack: Stack, endpoint: str, versions: tuple[str, str]) -> list[flo
                     raise AssertionError(f"version {target} not served after 60 s")
                 time.sleep(0.01)
             latencies.append(time.monotonic() - returned)
-            time.sleep(0.5)
+            # A random pause, so promotions land at every phase of the poll timer
+            # instead of locking to one (which would report the worst case every time).
+            time.sleep(0.5 + random.uniform(0, POLL_INTERVAL))
     return latencies
 
 
