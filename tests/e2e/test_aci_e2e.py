@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,30 +53,9 @@ spec:
 
 
 @pytest.fixture(scope="module")
-def two_versions(mlflow_server: Any) -> tuple[str, str]:
-    """A registered iris model with versions 1 and 2 (tracking URI, model name)."""
-    import mlflow
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
-    from sklearn.datasets import load_iris
-    from sklearn.linear_model import LogisticRegression
-
-    mlflow.set_tracking_uri(mlflow_server.url)
-    frame, target = load_iris(return_X_y=True, as_frame=True)
-    frame.columns = ["sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm"]
-    name = f"iris-aci-{uuid.uuid4().hex[:6]}"
-    for c in (1.0, 0.5):
-        model = LogisticRegression(C=c, max_iter=300).fit(frame, target)
-        with mlflow.start_run():
-            info = mlflow.sklearn.log_model(
-                sk_model=model,
-                name="model",
-                signature=infer_signature(frame, model.predict(frame)),
-                input_example=frame.head(2),
-                pip_requirements=["mlflow", "scikit-learn"],
-            )
-        mlflow.register_model(info.model_uri, name)
-    return mlflow_server.url, name
+def two_versions(mlflow_server: Any, runtime_model: str) -> tuple[str, str]:
+    """A registered iris model with good versions 1 and 2 (tracking URI, model name)."""
+    return mlflow_server.url, runtime_model
 
 
 @pytest.fixture
@@ -96,16 +76,85 @@ def _wait(check: Callable[[], Any], what: str, timeout: float = 120) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_aci_deployment_lifecycle(
+@dataclass
+class AciScenario:
+    """The real controller on uvicorn, driving the emulator through the real Azure SDK."""
+
+    controller: Controller
+    url: str
+    state: Any
+    manifest: Path
+    model: str
+    alias: str
+    image: str
+    digest: str
+    client: Any
+    server: uvicorn.Server | None = None
+    thread: threading.Thread | None = None
+
+    def write(self, level: str) -> None:
+        self.manifest.write_text(
+            MANIFEST.format(
+                name="iris-aci",
+                model=self.model,
+                alias=self.alias,
+                sub=SUB,
+                rg=RG,
+                image=self.image,
+                level=level,
+            )
+        )
+
+    def start(self) -> None:
+        port = int(self.url.rsplit(":", 1)[1])
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(self.controller.settings, self.controller),
+                host="127.0.0.1",
+                port=port,
+                log_config=None,
+                access_log=False,
+            )
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        wait_until_ready(f"{self.url}/healthz", timeout=30)
+
+    def stop(self) -> None:
+        if self.server is not None and self.thread is not None:
+            self.server.should_exit = True
+            self.thread.join(timeout=30)
+
+    def row(self) -> dict[str, Any]:
+        body: dict[str, Any] = httpx.get(
+            f"{self.url}/api/deployments/iris-aci", trust_env=False, timeout=10
+        ).json()
+        return body
+
+    def serving(self, version: str) -> Callable[[], dict[str, Any] | None]:
+        def check() -> dict[str, Any] | None:
+            current = self.row()
+            healthy = current.get("health") == "Healthy"
+            return current if healthy and current.get("served_version") == version else None
+
+        return check
+
+    def history(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = httpx.get(
+            f"{self.url}/api/deployments/iris-aci/history", trust_env=False, timeout=10
+        ).json()
+        return rows
+
+
+@pytest.fixture
+def aci(
     tmp_path: Path,
     emulator: AciEmulator,
     two_versions: tuple[str, str],
     monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+) -> Iterator[AciScenario]:
     from mlflow import MlflowClient
 
-    caplog.set_level(logging.INFO)
     tracking_uri, model = two_versions
     client = MlflowClient(tracking_uri)
     alias = f"e2e{uuid.uuid4().hex[:6]}"
@@ -117,19 +166,8 @@ def test_aci_deployment_lifecycle(
     monkeypatch.setenv("AZURE_TENANT_ID", TENANT)
     monkeypatch.setenv("AZURE_CLIENT_ID", CLIENT_ID)
     monkeypatch.setenv("AZURE_CLIENT_SECRET", CLIENT_SECRET)
-
     manifests = tmp_path / "manifests"
     manifests.mkdir()
-    manifest = manifests / "iris-aci.yaml"
-
-    def write(level: str) -> None:
-        manifest.write_text(
-            MANIFEST.format(
-                name="iris-aci", model=model, alias=alias, sub=SUB, rg=RG, image=image, level=level
-            )
-        )
-
-    write("info")
     port = free_port()
     settings = ControllerSettings(
         manifests_dir=manifests,
@@ -154,97 +192,119 @@ def test_aci_deployment_lifecycle(
     controller = Controller(settings)
     # ACI's FQDN does not resolve here: the emulator maps it to the backing server.
     controller.runtimes["aci"].endpoint_resolver = emulator.resolve_endpoint  # type: ignore[attr-defined]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, controller),
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            access_log=False,
-        )
+    scenario = AciScenario(
+        controller,
+        f"http://127.0.0.1:{port}",
+        emulator.state,
+        manifests / "iris-aci.yaml",
+        model,
+        alias,
+        image,
+        digest,
+        client,
     )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    state = emulator.state
     try:
-        wait_until_ready(f"{url}/healthz", timeout=30)
-
-        def row() -> dict[str, Any]:
-            body: dict[str, Any] = httpx.get(
-                f"{url}/api/deployments/iris-aci", trust_env=False, timeout=10
-            ).json()
-            return body
-
-        def serving(version: str) -> Callable[[], dict[str, Any] | None]:
-            def check() -> dict[str, Any] | None:
-                current = row()
-                healthy = current.get("health") == "Healthy"
-                return current if healthy and current.get("served_version") == version else None
-
-            return check
-
-        def history() -> list[dict[str, Any]]:
-            rows: list[dict[str, Any]] = httpx.get(
-                f"{url}/api/deployments/iris-aci/history", trust_env=False, timeout=10
-            ).json()
-            return rows
-
-        # 1. Created, running the ACR digest, with the digest in the history.
-        created = _wait(serving("1"), "create serving version 1")
-        endpoint = created["endpoint"]
-        answer = httpx.post(
-            f"{endpoint}/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]}, trust_env=False
-        )
-        assert answer.json()["model"]["version"] == "1"
-        assert state.count("PUT", "group") == 1
-        group = state.group(SUB, RG, "iris-aci")
-        assert group is not None
-        container = group.body["properties"]["containers"][0]["properties"]
-        assert container["image"] == f"{emulator.acr_host}/aliasflow-server@{digest}"
-        assert history()[0]["action"] == "create"
-        assert history()[0]["image_digest"] == container["image"]
-
-        # 2. Promoted by alias: hot swap, no PUT, a tags PATCH; ARM throttles meanwhile.
-        state.throttle(count=3, retry_after=0.2)
-        client.set_registered_model_alias(model, alias, "2")
-        swapped = _wait(serving("2"), "hot swap to version 2")
-        assert swapped["endpoint"] == endpoint
-        assert state.count("PUT", "group") == 1
-        assert state.count("PATCH", "group") >= 1
-        assert group.body["tags"]["aliasflow-model-version"] == "2"
-        assert history()[0]["action"] == "hotswap"
-
-        # 3. Changed in git: one PUT (a recreate), surviving 500s.
-        state.faults.errors_500 = 2
-        write("debug")
-        _wait(lambda: state.count("PUT", "group") == 2, "the recreate PUT")
-        _wait(lambda: history()[0]["action"] == "recreate" and serving("2")(), "recreate done")
-        assert state.count("PUT", "group") == 2
-        assert sum(state.failed.values()) == 2
-
-        # 4. Steady: a full pass lists once and writes nothing.
-        time.sleep(1.5)  # let the poller's own pass finish
-        state.reset_counters()
-        queued: list[str] = []
-        controller.reconciler.sync_all("test", lambda name, _t: queued.append(name))
-        assert state.count("GET", "list") == 1
-        assert state.writes == 0
-        assert queued == []
-
-        # 5. Pruned when the manifest goes.
-        manifest.unlink()
-        _wait(lambda: state.group(SUB, RG, "iris-aci") is None, "prune", timeout=60)
-        assert state.count("DELETE", "group") == 1
-
-        # Secrets: never in ARM responses, the API, the history or the logs.
-        everything = b"".join(state.sent).decode(errors="replace")
-        api = httpx.get(f"{url}/api/deployments", trust_env=False).text
-        for secret in (SECRET, ADMIN_TOKEN, PULL_PASSWORD, CLIENT_SECRET):
-            assert secret not in everything
-            assert secret not in api
-            assert secret not in str(history())
-            assert secret not in caplog.text
+        yield scenario
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+        scenario.stop()
+
+
+def test_aci_deployment_lifecycle(aci: AciScenario, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    aci.write("info")
+    aci.start()
+    state, controller, client, model, alias = (
+        aci.state,
+        aci.controller,
+        aci.client,
+        aci.model,
+        aci.alias,
+    )
+    serving, history, write, url, digest = (
+        aci.serving,
+        aci.history,
+        aci.write,
+        aci.url,
+        aci.digest,
+    )
+    emulator_acr = aci.image.split("/", 1)[0]
+    manifest = aci.manifest
+    # 1. Created, running the ACR digest, with the digest in the history.
+    created = _wait(serving("1"), "create serving version 1")
+    endpoint = created["endpoint"]
+    answer = httpx.post(
+        f"{endpoint}/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]}, trust_env=False
+    )
+    assert answer.json()["model"]["version"] == "1"
+    assert state.count("PUT", "group") == 1
+    group = state.group(SUB, RG, "iris-aci")
+    assert group is not None
+    container = group.body["properties"]["containers"][0]["properties"]
+    assert container["image"] == f"{emulator_acr}/aliasflow-server@{digest}"
+    assert history()[0]["action"] == "create"
+    assert history()[0]["image_digest"] == container["image"]
+
+    # 2. Promoted by alias: hot swap, no PUT, a tags PATCH; ARM throttles meanwhile.
+    state.throttle(count=3, retry_after=0.2)
+    client.set_registered_model_alias(model, alias, "2")
+    swapped = _wait(serving("2"), "hot swap to version 2")
+    assert swapped["endpoint"] == endpoint
+    assert state.count("PUT", "group") == 1
+    assert state.count("PATCH", "group") >= 1
+    assert group.body["tags"]["aliasflow-model-version"] == "2"
+    assert history()[0]["action"] == "hotswap"
+
+    # 3. Changed in git: one PUT (a recreate), surviving 500s.
+    state.faults.errors_500 = 2
+    write("debug")
+    _wait(lambda: state.count("PUT", "group") == 2, "the recreate PUT")
+    _wait(lambda: history()[0]["action"] == "recreate" and serving("2")(), "recreate done")
+    assert state.count("PUT", "group") == 2
+    assert sum(state.failed.values()) == 2
+
+    # 4. Steady: a full pass lists once and writes nothing.
+    time.sleep(1.5)  # let the poller's own pass finish
+    state.reset_counters()
+    queued: list[str] = []
+    controller.reconciler.sync_all("test", lambda name, _t: queued.append(name))
+    assert state.count("GET", "list") == 1
+    assert state.writes == 0
+    assert queued == []
+
+    # 5. Pruned when the manifest goes.
+    manifest.unlink()
+    _wait(lambda: state.group(SUB, RG, "iris-aci") is None, "prune", timeout=60)
+    assert state.count("DELETE", "group") == 1
+
+    # Secrets: never in ARM responses, the API, the history or the logs.
+    everything = b"".join(state.sent).decode(errors="replace")
+    api = httpx.get(f"{url}/api/deployments", trust_env=False).text
+    for secret in (SECRET, ADMIN_TOKEN, PULL_PASSWORD, CLIENT_SECRET):
+        assert secret not in everything
+        assert secret not in api
+        assert secret not in str(history())
+        assert secret not in caplog.text
+
+
+def test_a_minute_of_throttling_then_500s_is_survived_without_duplicates(
+    aci: AciScenario,
+) -> None:
+    """ARM answers 429 (Retry-After 5 s) to everything for a minute, then 500s."""
+    aci.state.throttle(seconds=60, retry_after=5)
+    aci.state.faults.errors_500 = 3  # served once the throttling ends; the SDK backs off
+    aci.write("info")
+    started = time.monotonic()
+    aci.start()
+    row = _wait(aci.serving("1"), "convergence after the storm", timeout=180)
+    assert time.monotonic() - started >= 55  # nothing got through the storm early
+    groups = aci.state.in_resource_group(SUB, RG)
+    assert [g.name for g in groups] == ["iris-aci"]  # no duplicates from retried PUTs
+    assert aci.state.count("PUT", "group") == 1
+    throttled = sum(aci.state.throttled.values())
+    # Honouring Retry-After: a few requests per 5 s per caller, not a retry loop.
+    assert 0 < throttled < 60, throttled
+    assert sum(aci.state.failed.values()) == 3
+    answer = httpx.post(
+        f"{row['endpoint']}/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]}, trust_env=False
+    )
+    assert answer.json()["model"]["version"] == "1"
