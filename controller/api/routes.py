@@ -34,13 +34,13 @@ def require_read(request: Request, controller: Controller) -> None:
 def _deployments(controller: Controller) -> list[dict[str, Any]]:
     manifests = controller.reconciler.last_manifests or controller.source.load()
     statuses = {s.name: s for s in controller.store.list_status()}
+    latest = controller.store.latest_syncs()
     names = sorted(set(manifests.deployments) | set(statuses))
     rows = []
     for name in names:
         loaded = manifests.deployments.get(name)
         status_row = statuses.get(name) or _pending_status(name, loaded)
-        history = controller.store.history(name, limit=1)
-        row = deployment_out(status_row, history[0] if history else None)
+        row = deployment_out(status_row, latest.get(name))
         if loaded is not None:
             row["manifest_file"] = loaded.file
             row["pinned_version"] = loaded.deployment.spec.model.version

@@ -325,6 +325,8 @@ class Reconciler:
             log.warning("MLflow unavailable, nothing pruned: %s", exc)
             return []
         inventories, inventory_complete = self._inventories()
+        # One read of every status for the pass, not one query per deployment.
+        statuses = {status.name: status for status in self.store.list_status()}
         actions: list[Action] = []
         for name, loaded in sorted(manifests.deployments.items()):
             version = _version_from_maps(loaded, alias_maps)
@@ -344,7 +346,7 @@ class Reconciler:
             actions.append(action)
             if self._failed.get(name) == (desired.spec_hash, desired.model_version):
                 continue  # a known permanent failure waits for a change, not a timer
-            if action.changes_anything or self._status_differs(name, desired, action):
+            if action.changes_anything or _status_differs(statuses.get(name), desired, action):
                 enqueue(name, trigger)
         prune_allowed = (
             self.prune_enabled
@@ -352,10 +354,11 @@ class Reconciler:
             and inventory_complete
             and (bool(manifests.deployments) or self.allow_empty)
         )
+        owner = {name: kind for kind, inventory in inventories.items() for name in inventory}
         owned = [state for inventory in inventories.values() for state in inventory.values()]
         prunes = plan_prune(manifests.deployments, owned, prune_allowed)
         for action in prunes:
-            self._prune(action, trigger)
+            self._prune(action, trigger, owner[action.name])
         return actions + prunes
 
     def diff(self) -> tuple[list[Action], list[str]]:
@@ -380,16 +383,14 @@ class Reconciler:
         )
         return actions + plan_prune(manifests.deployments, owned, allowed), problems
 
-    def _prune(self, action: Action, trigger: str) -> None:
+    def _prune(self, action: Action, trigger: str, runtime_kind: str) -> None:
         started = self.clock()
         record = self.store.begin_sync(
             SyncRecord(action.name, trigger, started, action=Operation.DELETE.value)
         )
         result, message = Result.SUCCEEDED, "pruned: no manifest for this workload"
         try:
-            runtime_kind = self._runtime_of(action.name)
-            if runtime_kind is not None:
-                self.runtimes[runtime_kind].delete(action.name)
+            self.runtimes[runtime_kind].delete(action.name)
             self.store.delete_status(action.name)
             self.metrics.forget(action.name)
         except ControllerError as exc:
@@ -399,12 +400,6 @@ class Reconciler:
             replace(record, result=result, message=message, finished_at=self.clock())
         )
         self.metrics.reconciles.labels(Operation.DELETE.value, result.value).inc()
-
-    def _runtime_of(self, name: str) -> str | None:
-        for kind, runtime in self.runtimes.items():
-            if runtime.observe(name) is not None:
-                return kind
-        return None
 
     def _inventories(self) -> tuple[dict[str, dict[str, ActualState]], bool]:
         inventories: dict[str, dict[str, ActualState]] = {}
@@ -417,31 +412,13 @@ class Reconciler:
                 log.warning("cannot list %s workloads, nothing pruned: %s", kind, exc)
         return inventories, complete
 
-    def _status_differs(self, name: str, desired: DesiredState, action: Action) -> bool:
-        """A no-op deployment still needs a pass when its recorded status is stale."""
-        status = self.store.get_status(name)
-        if status is None:
-            return True
-        actual = action.actual
-        return (
-            status.sync is not Sync.SYNCED
-            or status.health is not Health.HEALTHY
-            or status.desired_version != desired.model_version
-            # A runtime whose inventory does not probe servers (aci) reports None: not
-            # observed in this pass, which is no reason to re-run the pipeline.
-            or (
-                actual is not None
-                and actual.served_version is not None
-                and status.served_version != actual.served_version
-            )
-        )
-
     def report_registry_outage(self, error: str, manifests: ManifestSet | None = None) -> None:
         """Sync becomes Unknown with the reason; nothing is touched while MLflow is away."""
         manifests = manifests or self._load_manifests()
         message = f"{Reason.REGISTRY_UNAVAILABLE}: {error}"
+        statuses = {status.name: status for status in self.store.list_status()}
         for name in manifests.deployments:
-            status = self.store.get_status(name)
+            status = statuses.get(name)
             if status is not None and status.sync is not Sync.UNKNOWN:
                 self._write_status(replace(status, sync=Sync.UNKNOWN, message=message))
 
@@ -571,6 +548,25 @@ class Reconciler:
         except StoreUnavailableError as exc:
             log.error("could not record the status of %s: %s", status.name, exc)
         self.metrics.set_state(status.name, status.sync, status.health)
+
+
+def _status_differs(status: DeploymentStatus | None, desired: DesiredState, action: Action) -> bool:
+    """A no-op deployment still needs a pass when its recorded status is stale."""
+    if status is None:
+        return True
+    actual = action.actual
+    return (
+        status.sync is not Sync.SYNCED
+        or status.health is not Health.HEALTHY
+        or status.desired_version != desired.model_version
+        # A runtime whose inventory does not probe servers (aci) reports None: not
+        # observed in this pass, which is no reason to re-run the pipeline.
+        or (
+            actual is not None
+            and actual.served_version is not None
+            and status.served_version != actual.served_version
+        )
+    )
 
 
 def _version_from_maps(loaded: LoadedManifest, alias_maps: AliasMaps) -> ModelVersionInfo | None:

@@ -203,6 +203,14 @@ class HistoryStore:
         with self._connection("read") as connection:
             return [_sync_record(row._mapping) for row in connection.execute(query)]
 
+    def latest_syncs(self) -> dict[str, SyncRecord]:
+        """Each deployment's newest history row, in one query (the overview needs them all)."""
+        newest = select(func.max(history_table.c.id)).group_by(history_table.c.deployment)
+        query = select(history_table).where(history_table.c.id.in_(newest.scalar_subquery()))
+        with self._connection() as connection:
+            records = [_sync_record(row._mapping) for row in connection.execute(query)]
+        return {record.deployment: record for record in records}
+
     def last_succeeded(self, deployment: str) -> list[SyncRecord]:
         query = (
             select(history_table)

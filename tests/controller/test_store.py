@@ -118,3 +118,10 @@ def test_unwritable_database_is_a_clear_temporary_error(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'missing-dir' / 'h.db'}"
     with pytest.raises(StoreUnavailableError, match="history store unavailable"):
         HistoryStore(url)
+
+
+def test_latest_syncs_gives_each_deployments_newest_row(store: HistoryStore) -> None:
+    for deployment, started in (("a", 1.0), ("b", 2.0), ("a", 3.0)):
+        store.begin_sync(SyncRecord(deployment, "poll", started_at=started))
+    latest = store.latest_syncs()
+    assert {name: row.started_at for name, row in latest.items()} == {"a": 3.0, "b": 2.0}

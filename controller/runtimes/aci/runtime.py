@@ -56,6 +56,7 @@ from controller.runtimes.aci.spec import (
     owned_tags,
     placement_of,
 )
+from controller.runtimes.common import desired_for
 from controller.runtimes.hotswap import request_hot_swap
 from controller.runtimes.probe import ServerProbe, probe_server
 
@@ -187,13 +188,7 @@ class AciRuntime:
         if operation is Operation.DELETE:
             self.delete(action.name)
             return None
-        desired = action.desired
-        if desired is None:
-            raise InvalidSpecError(f"{action.name}: {operation} needs a desired state")
-        if desired.target_kind != self.kind:
-            raise InvalidSpecError(
-                f"{desired.name}: target kind {desired.target_kind!r} sent to the aci runtime"
-            )
+        desired = desired_for(action, self.kind)
         if operation is Operation.HOTSWAP:
             return self._hotswap(desired, action.actual)
         return self._put(desired)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import secrets
 import threading
 import time
@@ -52,6 +51,7 @@ from controller.errors import (
 )
 from controller.netutil import free_port
 from controller.reconcile.types import Action, ActualState, DesiredState, Operation
+from controller.runtimes.common import NameLocks, desired_for
 from controller.runtimes.docker.state import Current, DockerState
 from controller.runtimes.hotswap import request_hot_swap
 from controller.runtimes.local.runtime import RESERVED_ENV
@@ -67,7 +67,6 @@ LABEL_MODEL_VERSION = "aliasflow.model-version"
 LABEL_HOST_PORT = "aliasflow.host-port"
 OWNED = f"{LABEL_MANAGED}=true"
 
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _RETRYABLE_4XX = frozenset({408, 409, 425, 429})
 # Docker's states for a container whose process is (or is about to be) up again.
 _ALIVE = frozenset({"running", "restarting"})
@@ -141,8 +140,7 @@ class DockerRuntime:
         self._stop_timeout = stop_timeout_seconds
         self._poll = ready_poll_seconds
         self._client_lock = threading.Lock()
-        self._name_locks: dict[str, threading.Lock] = {}
-        self._name_locks_lock = threading.Lock()
+        self._name_lock = NameLocks()
 
     @property
     def state_file(self) -> Path:
@@ -174,7 +172,7 @@ class DockerRuntime:
         if operation is Operation.DELETE:
             self.delete(action.name)
             return None
-        desired = self._checked_desired(action)
+        desired = desired_for(action, self.kind)
         with self._name_lock(desired.name):
             if operation is Operation.HOTSWAP:
                 return self._hotswap(desired)
@@ -438,22 +436,6 @@ class DockerRuntime:
             if not quiet:
                 raise
             log.warning("%s", exc)
-
-    def _checked_desired(self, action: Action) -> DesiredState:
-        desired = action.desired
-        if desired is None:
-            raise InvalidSpecError(f"{action.name}: {action.operation} needs a desired state")
-        if desired.target_kind != self.kind:
-            raise InvalidSpecError(
-                f"{desired.name}: target kind {desired.target_kind!r} sent to the docker runtime"
-            )
-        if not _NAME.match(desired.name):
-            raise InvalidSpecError(f"{desired.name!r} is not a DNS label")
-        return desired
-
-    def _name_lock(self, name: str) -> threading.Lock:
-        with self._name_locks_lock:
-            return self._name_locks.setdefault(name, threading.Lock())
 
 
 def _current(seen: list[_Seen], recorded: Current | None) -> _Seen | None:

@@ -37,6 +37,7 @@ from controller.errors import (
 )
 from controller.netutil import ProcessDiedError, free_port, wait_until_ready
 from controller.reconcile.types import Action, ActualState, DesiredState, Operation
+from controller.runtimes.common import NameLocks, desired_for
 from controller.runtimes.hotswap import request_hot_swap
 from controller.runtimes.local.process import is_our_server, log_tail, start_server, stop_server
 from controller.runtimes.local.state import LocalState, ServerRecord, StateFile
@@ -79,8 +80,6 @@ RESERVED_ENV = frozenset(
         "ALIASFLOW_SERVER_PORT",
     }
 )
-# Deployment names become file names, so they must stay DNS labels here as in manifests.
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _PORT_ATTEMPTS = 3
 
 
@@ -114,8 +113,7 @@ class LocalRuntime:
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._children_lock = threading.Lock()
         # The reconciler runs one pass per deployment at a time; this makes it a fact.
-        self._name_locks: dict[str, threading.Lock] = {}
-        self._name_locks_lock = threading.Lock()
+        self._name_lock = NameLocks()
 
     @property
     def state_file(self) -> Path:
@@ -145,7 +143,7 @@ class LocalRuntime:
         if operation is Operation.DELETE:
             self.delete(action.name)
             return None
-        desired = self._checked_desired(action)
+        desired = desired_for(action, self.kind)
         with self._name_lock(desired.name):
             if operation is Operation.HOTSWAP:
                 return self._hotswap(desired)
@@ -315,18 +313,6 @@ class LocalRuntime:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _checked_desired(self, action: Action) -> DesiredState:
-        desired = action.desired
-        if desired is None:
-            raise InvalidSpecError(f"{action.name}: {action.operation} needs a desired state")
-        if desired.target_kind != self.kind:
-            raise InvalidSpecError(
-                f"{desired.name}: target kind {desired.target_kind!r} sent to the local runtime"
-            )
-        if not _NAME.match(desired.name):
-            raise InvalidSpecError(f"{desired.name!r} is not a DNS label")
-        return desired
-
     def _child_env(self, desired: DesiredState) -> dict[str, str]:
         clashes = sorted(
             key for key, _ in (*desired.env, *desired.secret_env) if key in RESERVED_ENV
@@ -385,10 +371,6 @@ class LocalRuntime:
             for pid, child in list(self._children.items()):
                 if child.poll() is not None:
                     del self._children[pid]
-
-    def _name_lock(self, name: str) -> threading.Lock:
-        with self._name_locks_lock:
-            return self._name_locks.setdefault(name, threading.Lock())
 
     def _prune_logs(self, name: str, keep: Path) -> None:
         """Keep the newest few log files of a deployment: enough to see why one died."""
