@@ -88,51 +88,10 @@ class ControllerInfo(BaseModel):
 
 
 def history_row(record: SyncRecord) -> HistoryRow:
-    return HistoryRow(
-        id=record.id,
-        deployment=record.deployment,
-        trigger=record.trigger,
-        manifest_revision=record.manifest_revision,
-        model_name=record.model_name,
-        model_version=record.model_version,
-        run_id=record.run_id,
-        image=record.image,
-        image_digest=record.image_digest,
-        action=record.action,
-        result=record.result.value,
-        message=record.message,
-        started_at=record.started_at,
-        finished_at=record.finished_at,
-        duration_seconds=record.duration_seconds,
-    )
+    return HistoryRow.model_validate(record, from_attributes=True)
 
 
 def deployment_out(status: DeploymentStatus, last: SyncRecord | None) -> dict[str, Any]:
-    return {
-        "name": status.name,
-        "sync": status.sync.value,
-        "health": status.health.value,
-        "message": status.message,
-        "model_name": status.model_name,
-        "alias": status.alias,
-        "desired_version": status.desired_version,
-        "served_version": status.served_version,
-        "run_id": status.run_id,
-        "target_kind": status.target_kind,
-        "endpoint": status.endpoint,
-        "image": status.image,
-        "manifest_revision": status.manifest_revision,
-        "updated_at": status.updated_at,
-        "last_sync": None
-        if last is None
-        else LastSync(
-            id=last.id,
-            trigger=last.trigger,
-            action=last.action,
-            result=last.result.value,
-            message=last.message,
-            model_version=last.model_version,
-            started_at=last.started_at,
-            finished_at=last.finished_at,
-        ),
-    }
+    row = DeploymentOut.model_validate(status, from_attributes=True).model_dump()
+    row["last_sync"] = None if last is None else LastSync.model_validate(last, from_attributes=True)
+    return row
