@@ -16,7 +16,8 @@ so they are only defaulted (`setdefault`), and an operator's explicit values win
 from __future__ import annotations
 
 import os
-from collections.abc import MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
 from typing import Any
 
 import requests
@@ -25,6 +26,7 @@ from mlflow.exceptions import MlflowException
 
 from controller.errors import (
     AliasNotFoundError,
+    ControllerError,
     ModelNotFoundError,
     PermanentError,
     RegistryUnavailableError,
@@ -86,37 +88,26 @@ class MlflowRegistry:
         return self._client
 
     def resolve_alias(self, model_name: str, alias: str) -> ModelVersionInfo:
-        try:
+        # MLflow answers a missing alias of an existing model with INVALID_PARAMETER_VALUE
+        # ("Registered model alias X not found") and a missing model with
+        # RESOURCE_DOES_NOT_EXIST.
+        missing = {
+            "RESOURCE_DOES_NOT_EXIST": ModelNotFoundError(
+                f"registered model {model_name!r} not found (resolving alias {alias!r})"
+            ),
+            "INVALID_PARAMETER_VALUE": AliasNotFoundError(
+                f"alias {alias!r} of model {model_name!r} is not set"
+            ),
+        }
+        with _calling_mlflow(f"resolving {model_name}@{alias}", missing):
             version = self._client.get_model_version_by_alias(model_name, alias)
-        except MlflowException as exc:
-            # MLflow answers a missing alias of an existing model with
-            # INVALID_PARAMETER_VALUE ("Registered model alias X not found") and a missing
-            # model with RESOURCE_DOES_NOT_EXIST.
-            code = exc.error_code
-            if code == "RESOURCE_DOES_NOT_EXIST":
-                raise ModelNotFoundError(
-                    f"registered model {model_name!r} not found (resolving alias {alias!r})"
-                ) from exc
-            if code == "INVALID_PARAMETER_VALUE":
-                raise AliasNotFoundError(
-                    f"alias {alias!r} of model {model_name!r} is not set"
-                ) from exc
-            raise _translate(exc, f"resolving {model_name}@{alias}") from exc
-        except requests.RequestException as exc:
-            raise _unavailable(exc, f"resolving {model_name}@{alias}") from exc
         return _version_info(version)
 
     def get_version(self, model_name: str, version: str) -> ModelVersionInfo:
-        try:
+        not_found = ModelNotFoundError(f"model {model_name!r} version {version} not found")
+        missing = {"RESOURCE_DOES_NOT_EXIST": not_found, "INVALID_PARAMETER_VALUE": not_found}
+        with _calling_mlflow(f"reading {model_name} version {version}", missing):
             found = self._client.get_model_version(model_name, str(version))
-        except MlflowException as exc:
-            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-                raise ModelNotFoundError(
-                    f"model {model_name!r} version {version} not found"
-                ) from exc
-            raise _translate(exc, f"reading {model_name} version {version}") from exc
-        except requests.RequestException as exc:
-            raise _unavailable(exc, f"reading {model_name} version {version}") from exc
         return _version_info(found)
 
     def alias_maps(self) -> AliasMaps:
@@ -128,15 +119,11 @@ class MlflowRegistry:
         maps: AliasMaps = {}
         page_token: str | None = None
         while True:
-            try:
-                self.search_calls += 1
+            self.search_calls += 1
+            with _calling_mlflow("listing registered models"):
                 page = self._client.search_registered_models(
                     max_results=self.page_size, page_token=page_token
                 )
-            except MlflowException as exc:
-                raise _translate(exc, "listing registered models") from exc
-            except requests.RequestException as exc:
-                raise _unavailable(exc, "listing registered models") from exc
             for model in page:
                 maps[model.name] = {
                     str(alias): str(version) for alias, version in (model.aliases or {}).items()
@@ -146,28 +133,29 @@ class MlflowRegistry:
                 return maps
 
     def set_alias(self, model_name: str, alias: str, version: str) -> None:
-        try:
+        missing = {
+            "RESOURCE_DOES_NOT_EXIST": ModelNotFoundError(
+                f"model {model_name!r} version {version} not found"
+            )
+        }
+        with _calling_mlflow(f"setting {model_name}@{alias} -> {version}", missing):
             self._client.set_registered_model_alias(model_name, alias, str(version))
-        except MlflowException as exc:
-            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-                raise ModelNotFoundError(
-                    f"model {model_name!r} version {version} not found"
-                ) from exc
-            raise _translate(exc, f"setting {model_name}@{alias} -> {version}") from exc
-        except requests.RequestException as exc:
-            raise _unavailable(exc, f"setting {model_name}@{alias}") from exc
 
-    def get_run_metrics(self, run_id: str) -> dict[str, float]:
-        """Latest value of each metric of a run, for promotion gates and /metadata."""
-        try:
-            run = self._client.get_run(run_id)
-        except MlflowException as exc:
-            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-                raise ModelNotFoundError(f"run {run_id!r} not found") from exc
-            raise _translate(exc, f"reading run {run_id}") from exc
-        except requests.RequestException as exc:
-            raise _unavailable(exc, f"reading run {run_id}") from exc
-        return {key: float(value) for key, value in run.data.metrics.items()}
+
+@contextmanager
+def _calling_mlflow(
+    what: str, missing: Mapping[str, ControllerError] | None = None
+) -> Iterator[None]:
+    """MLflow's exceptions become ours: `missing` maps MLflow error codes to not-found
+    errors; connection failures and 5xx are temporary, other refusals permanent."""
+    try:
+        yield
+    except MlflowException as exc:
+        if missing and exc.error_code in missing:
+            raise missing[exc.error_code] from exc
+        raise _translate(exc, what) from exc
+    except requests.RequestException as exc:
+        raise _unavailable(exc, what) from exc
 
 
 def _version_info(version: Any) -> ModelVersionInfo:

@@ -70,16 +70,6 @@ def test_reserved_alias_is_refused_permanently(
     assert isinstance(caught.value, PermanentError)
 
 
-def test_get_run_metrics(
-    tracking_uri: str, unique_model_name: str, make_versions: MakeVersions
-) -> None:
-    make_versions(unique_model_name, 1)
-    registry = MlflowRegistry(tracking_uri)
-    info = registry.get_version(unique_model_name, "1")
-    assert info.run_id is not None
-    assert registry.get_run_metrics(info.run_id) == {"accuracy": pytest.approx(0.9)}
-
-
 def test_alias_maps_pages_one_call_per_page(
     tracking_uri: str,
     unique_model_name: str,
