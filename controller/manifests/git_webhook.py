@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from controller.registry.webhook import RejectReason, WebhookRejected
+from controller.registry.webhook import (
+    RejectReason,
+    WebhookRejected,
+    json_body,
+    validated_body,
+)
 
 GITHUB_SIGNATURE_HEADER = "X-Hub-Signature-256"
 GITHUB_EVENT_HEADER = "X-GitHub-Event"
@@ -70,16 +74,4 @@ class PushEvent(BaseModel):
 
 def parse_push_event(raw_body: bytes) -> PushEvent:
     """Parse a verified push body; malformed JSON or missing fields are a 400."""
-    try:
-        payload = json.loads(raw_body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WebhookRejected(
-            RejectReason.MALFORMED_BODY, 400, f"body is not JSON: {exc}"
-        ) from None
-    try:
-        return PushEvent.model_validate(payload)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise WebhookRejected(RejectReason.MALFORMED_BODY, 400, problems) from None
+    return validated_body(PushEvent, json_body(raw_body))

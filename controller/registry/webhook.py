@@ -35,7 +35,7 @@ import hmac
 import json
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -44,6 +44,8 @@ TIMESTAMP_HEADER = "X-MLflow-Timestamp"
 DELIVERY_ID_HEADER = "X-MLflow-Delivery-Id"
 SIGNATURE_VERSION = "v1"
 DEFAULT_MAX_AGE_SECONDS = 300
+
+BodyModel = TypeVar("BodyModel", bound=BaseModel)
 
 ALIAS_EVENTS = frozenset({"model_version_alias.created", "model_version_alias.deleted"})
 
@@ -188,12 +190,7 @@ def parse_alias_event(raw_body: bytes) -> AliasEvent | None:
     Other MLflow events (model versions, tags, prompts) are accepted and ignored, so the
     route answers 202 and MLflow does not log failures for a webhook shared with others.
     """
-    try:
-        payload = json.loads(raw_body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WebhookRejected(
-            RejectReason.MALFORMED_BODY, 400, f"body is not JSON: {exc}"
-        ) from None
+    payload = json_body(raw_body)
     if not isinstance(payload, dict):
         raise WebhookRejected(RejectReason.MALFORMED_BODY, 400, "body is not a JSON object")
     entity, action = payload.get("entity"), payload.get("action")
@@ -203,8 +200,23 @@ def parse_alias_event(raw_body: bytes) -> AliasEvent | None:
         )
     if f"{entity}.{action}" not in ALIAS_EVENTS:
         return None
+    return validated_body(AliasEvent, payload)
+
+
+def json_body(raw_body: bytes) -> Any:
+    """The parsed body of a verified delivery; not JSON is a 400."""
     try:
-        return AliasEvent.model_validate(payload)
+        return json.loads(raw_body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WebhookRejected(
+            RejectReason.MALFORMED_BODY, 400, f"body is not JSON: {exc}"
+        ) from None
+
+
+def validated_body(model: type[BodyModel], payload: Any) -> BodyModel:
+    """`payload` as `model`; every missing or wrong field is named in the 400."""
+    try:
+        return model.model_validate(payload)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
