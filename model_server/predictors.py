@@ -121,13 +121,6 @@ def _bad_scalar(value: Any) -> bool:
     return False
 
 
-def to_jsonable(output: np.ndarray | list[Any]) -> list[Any]:
-    """numpy scalars (int64, str_) are not JSON; `tolist` makes plain Python values."""
-    if isinstance(output, np.ndarray):
-        return output.tolist()  # type: ignore[no-any-return]
-    return output
-
-
 def check_output_length(output: np.ndarray | list[Any], n_rows: int) -> None:
     """The cheap part of `check_output`, run on every call: one prediction per row."""
     if isinstance(output, np.ndarray) and output.ndim == 0:

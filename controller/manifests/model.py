@@ -65,10 +65,6 @@ class ModelRef(_Strict):
             raise ValueError("set exactly one of 'alias' or 'version'")
         return self
 
-    @property
-    def selector(self) -> str:
-        return f"@{self.alias}" if self.alias else f"v{self.version}"
-
 
 class AciTarget(_Strict):
     subscription_id: str = Field(
