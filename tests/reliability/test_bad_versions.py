@@ -36,7 +36,8 @@ from tests.fixtures_models import (  # noqa: F401 - bad_versions is a fixture
 )
 
 NAME = "iris-bad-versions"
-HEALTH_TIMEOUT_S = 8
+# Room for a cold start on a busy machine, still well under the slow version's load time.
+HEALTH_TIMEOUT_S = 14
 # What the deployment's message must say for each kind of bad version.
 REASONS = {
     "unloadable": "could not load",
