@@ -49,7 +49,7 @@ def controller(
     log_format: str | None = typer.Option(None, "--log-format", help="json | human"),
 ) -> None:
     """Run the controller: HTTP API, webhook receiver, poller and reconcile workers."""
-    from controller.settings import SettingsError, load_settings
+    from controller.service.settings import SettingsError, load_settings
 
     try:
         settings = load_settings(
@@ -73,7 +73,7 @@ def controller(
     import uvicorn
 
     from controller.api.app import create_app
-    from controller.logging_setup import configure_logging
+    from controller.service.logging_setup import configure_logging
 
     configure_logging(settings.log_format)
     uvicorn.run(
@@ -102,7 +102,7 @@ def validate(
 
 def schema() -> None:
     """Print the ModelDeployment JSON Schema (for editors and CI)."""
-    from controller.manifests.model import json_schema
+    from controller.core.manifest import json_schema
 
     typer.echo(json.dumps(json_schema(), indent=2))
 
@@ -181,22 +181,22 @@ def diff(
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLFLOW_TRACKING_URI"),
 ) -> None:
     """What a sync would do. Exit 0: nothing to do; 1: changes; 2: errors."""
-    from controller.errors import ControllerError
-    from controller.manifests.source import ManifestSource
+    from controller.core.errors import ControllerError
+    from controller.manifests.source import GitManifestSource
     from controller.reconcile.reconciler import Reconciler
     from controller.registry.mlflow_registry import MlflowRegistry
-    from controller.service import build_runtimes, load_or_create_token
-    from controller.settings import SettingsError, load_settings
-    from controller.store.sql import HistoryStore
+    from controller.service.settings import SettingsError, load_settings
+    from controller.service.wiring import build_runtimes, load_or_create_token
+    from controller.store.sql import SqlHistoryStore
 
     try:
         settings = load_settings(
             manifests_dir=manifests, data_dir=data_dir, mlflow_tracking_uri=tracking_uri
         )
         token = load_or_create_token(settings.data_dir / "server-admin-token")
-        store = HistoryStore("sqlite://")  # a dry run records nothing
+        store = SqlHistoryStore("sqlite://")  # a dry run records nothing
         reconciler = Reconciler(
-            ManifestSource(settings.manifests_dir),
+            GitManifestSource(settings.manifests_dir),
             MlflowRegistry(settings.mlflow_tracking_uri),
             build_runtimes(settings, token),
             store,

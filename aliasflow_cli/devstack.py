@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.netutil import free_port, stop_process, wait_until_ready
+from controller.runtimes.netutil import free_port, stop_process, wait_until_ready
 
 
 @dataclass

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 
 from aliasflow_cli.devstack import MlflowServer, start_mlflow_server
-from controller.netutil import free_port, stop_process, wait_until_ready
-from controller.service import load_or_create_token
+from controller.runtimes.netutil import free_port, stop_process, wait_until_ready
+from controller.service.wiring import load_or_create_token
 
 MODEL_NAME = "iris-classifier"
 CHAMPION = "champion"

@@ -21,7 +21,7 @@ from aliasflow_cli.stack import (
 from aliasflow_cli.stack import (
     down as stop_everything,
 )
-from controller.netutil import free_port
+from controller.runtimes.netutil import free_port
 
 DATA_DIR_OPTION = typer.Option(Path(".aliasflow"), "--data-dir", envvar="ALIASFLOW_DATA_DIR")
 MANIFESTS_OPTION = typer.Option(Path("manifests"), "--manifests", envvar="ALIASFLOW_MANIFESTS_DIR")

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from controller.manifests.loader import ManifestSet
-from controller.manifests.source import ManifestSource
+from controller.manifests.loader import ManifestSnapshot
+from controller.manifests.source import GitManifestSource
 from controller.reconcile.reconciler import Reconciler
 from controller.registry.memory import MemoryRegistry
 from controller.runtimes.aci import AciRuntime, QuotaLimiter, RetryOptions
 from controller.runtimes.probe import ServerProbe
-from controller.store.sql import HistoryStore
+from controller.store.sql import SqlHistoryStore
 from tests.aci_emulator import AciEmulator
 
 SUB = "99999999-0000-0000-0000-000000000000"
@@ -48,10 +48,10 @@ class LoadedOnce:
     """The manifests at one revision: the per-deployment pipeline re-reads its source on
     every reconcile, which for 1,000 files would measure YAML parsing, not ACI."""
 
-    def __init__(self, source: ManifestSource) -> None:
-        self._set = source.load()
+    def __init__(self, source: GitManifestSource) -> None:
+        self._set = source.refresh()
 
-    def load(self) -> ManifestSet:
+    def load(self) -> ManifestSnapshot:
         return self._set
 
 
@@ -97,22 +97,22 @@ def test_aci_scale_steady_state(tmp_path: Path) -> None:
         polling_interval=0.01,
         probe=lambda endpoint: ServerProbe(True, "1"),
     )
-    store = HistoryStore(f"sqlite:///{tmp_path / 'history.db'}")
+    store = SqlHistoryStore(f"sqlite:///{tmp_path / 'history.db'}")
     first = Reconciler(
-        LoadedOnce(ManifestSource(manifests)),
+        LoadedOnce(GitManifestSource(manifests)),
         registry,
         {"aci": runtime},
         store,
         health_poll_interval=0.01,
     )
     # The steady pass reads the 1,000 files from disk, as the controller's poll does.
-    reconciler = Reconciler(ManifestSource(manifests), registry, {"aci": runtime}, store)
+    reconciler = Reconciler(GitManifestSource(manifests), registry, {"aci": runtime}, store)
     try:
         queued: list[str] = []
         started = time.perf_counter()
         first.sync_all("bench", lambda name, _trigger: queued.append(name))
         for name in queued:
-            outcome = first.reconcile(name, "bench")
+            outcome = first.reconcile(name, "poll")
             assert outcome.result.value == "Succeeded", outcome
         first_wall = time.perf_counter() - started
         first_calls = dict(emulator.state.calls)

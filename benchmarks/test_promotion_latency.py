@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from aliasflow_cli.stack import SAMPLE_RECORD, Stack, stop_model_servers_in
-from controller.netutil import free_port
+from controller.runtimes.netutil import free_port
 
 PROMOTIONS = 20
 POLL_INTERVAL = 5.0

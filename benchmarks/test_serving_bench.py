@@ -23,7 +23,7 @@ import pytest
 
 from benchmarks.conftest import BenchModel
 from benchmarks.report import describe_machine, write_section
-from controller.netutil import free_port, stop_process
+from controller.runtimes.netutil import free_port, stop_process
 from tests.fixtures_models import COLUMNS
 
 pytestmark = pytest.mark.bench

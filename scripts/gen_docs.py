@@ -127,7 +127,7 @@ def _settings_table(model: Any, prefix: str, with_description: bool) -> list[str
 
 
 def render_settings() -> str:
-    from controller.settings import ControllerSettings
+    from controller.service.settings import ControllerSettings
     from model_server.settings import ServerSettings
 
     lines = [
@@ -246,7 +246,7 @@ def _walk_paths(schema: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 def render_manifest_reference() -> str:
     import yaml
 
-    from controller.manifests.model import ModelDeployment, json_schema
+    from controller.core.manifest import ModelDeployment, json_schema
 
     # The example is validated on every generation, so it cannot go stale either.
     ModelDeployment.model_validate(

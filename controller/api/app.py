@@ -5,14 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
-from controller.api import dashboard, rollback, routes, webhooks
-from controller.service import Controller
-from controller.settings import ControllerSettings
-from controller.store.sql import StoreUnavailableError
+from controller.api import dashboard, errors, routes, webhooks
+from controller.service.controller import Controller
+from controller.service.settings import ControllerSettings
 
 
 def create_app(settings: ControllerSettings, controller: Controller | None = None) -> FastAPI:
@@ -29,18 +26,6 @@ def create_app(settings: ControllerSettings, controller: Controller | None = Non
     app = FastAPI(title="aliasflow controller", version="1", lifespan=lifespan)
     app.include_router(webhooks.router)
     app.include_router(routes.router)
-    app.include_router(rollback.router)
     app.include_router(dashboard.router)
-
-    @app.exception_handler(RequestValidationError)
-    async def _bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
-        ]
-        return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
-
-    @app.exception_handler(StoreUnavailableError)
-    async def _store_down(_request: Request, exc: StoreUnavailableError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503)
-
+    errors.install(app)
     return app

@@ -16,7 +16,6 @@ forged cross-site request cannot trigger one.
 
 from __future__ import annotations
 
-import hmac
 import time
 from datetime import UTC, datetime
 from functools import cache
@@ -30,16 +29,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from controller.api.auth import COOKIE, bearer, token_matches
 from controller.api.deps import ControllerDep
-from controller.api.rollback import HISTORY_DEPTH, previous_version
-from controller.api.routes import _deployments
-from controller.service import Controller
-from controller.store.records import SyncRecord
+from controller.api.schemas import DeploymentOut, deployment_out
+from controller.core.records import SyncRecord
+from controller.service.controller import Controller
+from controller.service.errors import NotFoundError
+from controller.service.rollback import HISTORY_DEPTH, previous_version
 
 router = APIRouter(include_in_schema=False)
 
 HERE = Path(__file__).parent
-COOKIE = "aliasflow_token"
 STATIC_FILES = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
 HISTORY_ROWS = 50
 EVENT_ROWS = 8
@@ -120,18 +120,8 @@ class LoginRequired(Exception):  # noqa: N818 - control flow to the login page
     pass
 
 
-def _token_ok(controller: Controller, given: str | None) -> bool:
-    token = controller.settings.api_token
-    if token is None or not given:
-        return False
-    return hmac.compare_digest(given.encode(), token.get_secret_value().encode())
-
-
 def _presented_token(request: Request) -> str | None:
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and given.strip():
-        return given.strip()
-    return request.cookies.get(COOKIE)
+    return bearer(request) or request.cookies.get(COOKIE)
 
 
 def require_page(request: Request, controller: Controller) -> None:
@@ -145,7 +135,7 @@ def require_page(request: Request, controller: Controller) -> None:
             "the dashboard requires a token (ALIASFLOW_DASHBOARD_AUTH=true) but "
             "ALIASFLOW_API_TOKEN is not set",
         )
-    if not _token_ok(controller, _presented_token(request)):
+    if not token_matches(settings, _presented_token(request)):
         raise LoginRequired
 
 
@@ -174,17 +164,8 @@ def _safe_next(target: str | None) -> str:
 
 def _controller_view(controller: Controller) -> dict[str, Any]:
     state = controller.state
-    manifests = controller.reconciler.last_manifests
-    counters: dict[str, int] = {}
-    for metric in controller.metrics.webhook_deliveries.collect():
-        for sample in metric.samples:
-            if sample.name.endswith("_total"):
-                outcome = sample.labels.get("outcome", "?")
-                counters[outcome] = counters.get(outcome, 0) + int(sample.value)
-    try:
-        stored = controller.store.delivery_counts()
-    except Exception:  # the store's own error shows on the deployment rows
-        stored = {}
+    manifests = controller.manifests
+    counters = controller.webhook_counters()
     rejected = {k: v for k, v in sorted(counters.items()) if k not in NOT_REJECTED and v}
     return {
         "started_at": state.started_at,
@@ -198,38 +179,37 @@ def _controller_view(controller: Controller) -> dict[str, Any]:
         "duplicate": counters.get("duplicate", 0),
         "rejected": sum(rejected.values()),
         "rejected_by_reason": rejected,
-        "stored_deliveries": stored,
-        "manifest_errors": [str(e) for e in manifests.errors] if manifests else [],
-        "manifest_revision": manifests.revision if manifests else None,
-        "store_error": controller.store.error,
+        "stored_deliveries": controller.delivery_counts(),
+        "manifest_errors": [str(e) for e in manifests.errors],
+        "manifest_revision": manifests.revision,
+        "store_error": controller.store_error,
     }
 
 
 def overview_context(controller: Controller) -> dict[str, Any]:
     return {
-        "deployments": _deployments(controller),
+        "deployments": [deployment_out(view) for view in controller.deployments()],
         "controller": _controller_view(controller),
         "now": time.time(),
         "ui_url": controller.settings.mlflow_ui_url,
     }
 
 
-def _manifest_yaml(controller: Controller, name: str) -> tuple[str | None, str | None]:
+def _manifest_yaml(row: DeploymentOut, controller: Controller) -> str | None:
     """The manifest as loaded, as YAML; secretEnv only ever holds `fromEnv` names."""
-    manifests = controller.reconciler.last_manifests or controller.source.load()
-    loaded = manifests.deployments.get(name)
+    loaded = controller.manifests.deployments.get(row.name)
     if loaded is None:
-        return None, None
+        return None
     document = loaded.deployment.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False), loaded.file
+    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
 
 
-def _events(row: dict[str, Any], history: list[SyncRecord]) -> list[dict[str, Any]]:
+def _events(row: DeploymentOut, history: list[SyncRecord]) -> list[dict[str, Any]]:
     events = [
         {
-            "at": row["updated_at"],
+            "at": row.updated_at,
             "kind": "status",
-            "text": f"{row['sync']} / {row['health']}: {row['message']}",
+            "text": f"{row.sync} / {row.health}: {row.message}",
         }
     ]
     for record in history[: EVENT_ROWS - 1]:
@@ -246,23 +226,20 @@ def _events(row: dict[str, Any], history: list[SyncRecord]) -> list[dict[str, An
 
 
 def deployment_context(controller: Controller, name: str) -> dict[str, Any] | None:
-    rows = {row["name"]: row for row in _deployments(controller)}
-    row = rows.get(name)
-    if row is None:
+    try:
+        row = deployment_out(controller.deployment(name))
+    except NotFoundError:
         return None
-    history = controller.store.history(name, HISTORY_DEPTH)
-    manifest, manifest_file = _manifest_yaml(controller, name)
+    history = controller.history(name, HISTORY_DEPTH)
     rollback_to = (
-        previous_version(row["served_version"], row["desired_version"], history)
-        if row.get("alias")
-        else None
+        previous_version(row.served_version, row.desired_version, history) if row.alias else None
     )
     return {
         "d": row,
         "history": history[:HISTORY_ROWS],
         "events": _events(row, history),
-        "manifest": manifest,
-        "manifest_file": manifest_file,
+        "manifest": _manifest_yaml(row, controller),
+        "manifest_file": row.manifest_file,
         "rollback_to": rollback_to,
         "now": time.time(),
         "ui_url": controller.settings.mlflow_ui_url,
@@ -341,7 +318,7 @@ async def login(request: Request, controller: ControllerDep) -> Response:
     target = _safe_next((fields.get("next") or ["/"])[0])
     if not controller.settings.dashboard_auth:
         return RedirectResponse("/", status.HTTP_303_SEE_OTHER)
-    if not _token_ok(controller, given):
+    if not token_matches(controller.settings, given):
         error = (
             "ALIASFLOW_API_TOKEN is not set on the controller, so nobody can log in"
             if controller.settings.api_token is None

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from controller.service import Controller
+from controller.service.controller import Controller
 
 
 def _controller(request: Request) -> Controller:

@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from controller.store.records import DeploymentStatus, SyncRecord
+from controller.core.records import SyncRecord
+from controller.service.views import DeploymentView
 
 
 class LastSync(BaseModel):
@@ -14,6 +15,7 @@ class LastSync(BaseModel):
     trigger: str
     action: str | None
     result: str
+    reason: str | None = None
     message: str
     model_version: str | None
     started_at: float
@@ -24,6 +26,9 @@ class DeploymentOut(BaseModel):
     name: str
     sync: str
     health: str
+    # One of a fixed set (ReconciliationSucceeded, AliasMissing, HealthCheckFailed, ...):
+    # what a script matches on; `message` is the sentence for people.
+    reason: str | None = None
     message: str
     model_name: str | None
     alias: str | None
@@ -57,6 +62,7 @@ class HistoryRow(BaseModel):
     image_digest: str | None
     action: str | None
     result: str
+    reason: str | None = None
     message: str
     started_at: float
     finished_at: float | None
@@ -91,7 +97,33 @@ def history_row(record: SyncRecord) -> HistoryRow:
     return HistoryRow.model_validate(record, from_attributes=True)
 
 
-def deployment_out(status: DeploymentStatus, last: SyncRecord | None) -> dict[str, Any]:
-    row = DeploymentOut.model_validate(status, from_attributes=True).model_dump()
-    row["last_sync"] = None if last is None else LastSync.model_validate(last, from_attributes=True)
+class RollbackAccepted(BaseModel):
+    deployment: str
+    model_name: str
+    alias: str
+    from_version: str | None
+    to_version: str
+
+
+class RollbackRequest(BaseModel):
+    """Optional body of a rollback: the version to go back to (default: the previous one)."""
+
+    to_version: str | None = None
+
+
+def deployment_out(view: DeploymentView) -> DeploymentOut:
+    row = DeploymentOut.model_validate(view.status, from_attributes=True)
+    if view.last_sync is not None:
+        row.last_sync = LastSync.model_validate(view.last_sync, from_attributes=True)
+    if view.loaded is not None:
+        row.manifest_file = view.loaded.file
+        row.pinned_version = view.loaded.deployment.spec.model.version
+        row.alias = view.loaded.deployment.spec.model.alias
     return row
+
+
+def deployment_detail(view: DeploymentView) -> DeploymentDetail:
+    detail = DeploymentDetail.model_validate(deployment_out(view).model_dump())
+    if view.loaded is not None:
+        detail.manifest = view.loaded.deployment.model_dump(mode="json", by_alias=True)
+    return detail

@@ -2,7 +2,7 @@
 
 Loading never stops at the first problem: a platform engineer wants the whole list,
 and the controller must keep reconciling the valid manifests while it reports the bad
-ones. `ManifestSet.complete` tells the reconciler whether pruning is safe.
+ones. `ManifestSnapshot.complete` tells the reconciler whether pruning is safe.
 """
 
 from __future__ import annotations
@@ -10,14 +10,19 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from controller.manifests.model import ModelDeployment
+from controller.core.manifest import (
+    LoadedManifest,
+    ManifestError,
+    ManifestSnapshot,
+    ModelDeployment,
+)
 
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -26,48 +31,63 @@ _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 @dataclass(frozen=True)
-class ManifestError:
-    file: str
-    document: int | None
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        where = self.file if self.document is None else f"{self.file} (document {self.document})"
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+class _Parsed:
+    stamp: tuple[int, int, int]  # (inode, size, mtime_ns): a changed file has a new stamp
+    manifests: list[LoadedManifest]
+    errors: list[ManifestError]
 
 
-@dataclass(frozen=True)
-class LoadedManifest:
-    deployment: ModelDeployment
-    file: str
-    document: int
+class ParseCache:
+    """Parsed files by path, re-parsed only when their stamp changes.
+
+    A poll re-reads the directory of a thousand manifests every few seconds; parsing and
+    validating every file each time was most of a steady pass. Checks across files
+    (duplicate names, DNS labels) still run on every read.
+    """
+
+    def __init__(self) -> None:
+        self._files: dict[Path, _Parsed] = {}
+
+    def parse(
+        self, path: Path, shown: str, environ: Mapping[str, str]
+    ) -> tuple[list[LoadedManifest], list[ManifestError]]:
+        try:
+            info = path.stat()
+        except OSError as exc:
+            return [], [ManifestError(shown, None, "", f"cannot read: {exc}")]
+        stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
+        cached = self._files.get(path)
+        if cached is None or cached.stamp != stamp:
+            errors: list[ManifestError] = []
+            cached = _Parsed(stamp, _load_file(path, shown, environ, errors), errors)
+            self._files[path] = cached
+        return cached.manifests, cached.errors
+
+    def keep_only(self, paths: set[Path]) -> None:
+        for gone in self._files.keys() - paths:
+            del self._files[gone]
 
 
-@dataclass
-class ManifestSet:
-    deployments: dict[str, LoadedManifest] = field(default_factory=dict)
-    errors: list[ManifestError] = field(default_factory=list)
-    revision: str | None = None
-
-    @property
-    def complete(self) -> bool:
-        """True only when every file parsed: the one condition under which pruning is safe."""
-        return not self.errors
-
-
-def load_directory(directory: Path, environ: Mapping[str, str] | None = None) -> ManifestSet:
+def load_directory(
+    directory: Path,
+    environ: Mapping[str, str] | None = None,
+    cache: ParseCache | None = None,
+) -> ManifestSnapshot:
     environ = os.environ if environ is None else environ
-    result = ManifestSet()
+    cache = cache or ParseCache()
+    result = ManifestSnapshot()
     if not directory.is_dir():
         result.errors.append(ManifestError(str(directory), None, "", "not a directory"))
         return result
     files = sorted(p for p in directory.rglob("*") if p.suffix in MANIFEST_SUFFIXES and p.is_file())
+    cache.keep_only(set(files))
     seen: dict[str, LoadedManifest] = {}
     duplicates: set[str] = set()
     for path in files:
         shown = str(path.relative_to(directory))
-        for loaded in _load_file(path, shown, environ, result.errors):
+        parsed, errors = cache.parse(path, shown, environ)
+        result.errors.extend(errors)
+        for loaded in parsed:
             name = loaded.deployment.name
             if name in seen:
                 first = seen[name]
@@ -231,7 +251,7 @@ def _message(error: Mapping[str, Any]) -> str:
         return "unknown field"
     if kind == "missing":
         return "required field is missing"
-    if kind == "literal_error":
+    if kind in ("literal_error", "enum"):
         return f"{error['msg'].lower()}, got {error['input']!r}"
     message = str(error["msg"])
     return message.removeprefix("Value error, ")

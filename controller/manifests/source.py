@@ -1,6 +1,11 @@
 """Where desired state comes from: a directory of manifests, optionally a git checkout.
 
-Each reconcile records the commit it read (`ManifestSet.revision`), so history can say
+The source holds one snapshot of the manifests (revision, deployments, errors) that
+reconciles, the fleet pass and the API read for free. Only `refresh()` touches the disk
+and runs git: the controller calls it when it polls, after a pull, and when a person asks
+for a sync. Unchanged files are not parsed again.
+
+Each reconcile records the commit it read (`ManifestSnapshot.revision`), so history can say
 which version of the manifests produced a deployment; a work tree with uncommitted
 changes under the manifests directory is marked `<sha>-dirty`, because that sha alone
 would not reproduce what was applied.
@@ -9,7 +14,7 @@ With a remote configured the controller owns a clone in `checkout_dir` and moves
 `origin/<branch>` on every `pull()` (interval, or at once on a git push webhook). Reset,
 not merge: the remote is the source of truth and the checkout is never edited locally.
 Git runs as a subprocess with a timeout and never prompts; a failure is a
-`GitSourceError` (temporary: the last good checkout stays in place and is still read).
+`GitUnavailableError` (temporary: the last good checkout stays in place and is still read).
 """
 
 from __future__ import annotations
@@ -20,15 +25,11 @@ import subprocess
 import threading
 from pathlib import Path
 
-from controller.errors import TemporaryError
-from controller.manifests.loader import ManifestSet, load_directory
+from controller.core.errors import GitUnavailableError
+from controller.manifests.loader import ManifestSnapshot, ParseCache, load_directory
 
 DEFAULT_GIT_TIMEOUT_SECONDS = 60.0
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
-
-
-class GitSourceError(TemporaryError):
-    """A git command failed or timed out; the message carries git's stderr (redacted)."""
 
 
 def redact_url(text: str) -> str:
@@ -36,8 +37,8 @@ def redact_url(text: str) -> str:
     return _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
 
 
-class ManifestSource:
-    """The `ManifestSource` seam: `load()` desired state, `pull()` new commits.
+class GitManifestSource:
+    """The `ManifestSource` seam over a directory: `snapshot()`, `refresh()`, `pull()`.
 
     Without `git_url`, `directory` is read as it is (a plain directory or part of any git
     work tree, whose HEAD is recorded). With `git_url`, `checkout_dir` is required and
@@ -62,13 +63,20 @@ class ManifestSource:
             self.directory = checkout_dir / directory
         else:
             self.directory = directory
-        # pull() resets files that load() reads; never let the two interleave.
+        # pull() resets files that refresh() reads; never let the two interleave.
         self._lock = threading.Lock()
+        self._cache = ParseCache()
+        self._snapshot: ManifestSnapshot | None = None
 
-    def load(self) -> ManifestSet:
+    def snapshot(self) -> ManifestSnapshot:
+        current = self._snapshot
+        return current if current is not None else self.refresh()
+
+    def refresh(self) -> ManifestSnapshot:
         with self._lock:
-            manifests = load_directory(self.directory)
+            manifests = load_directory(self.directory, cache=self._cache)
             manifests.revision = self.revision()
+            self._snapshot = manifests
             return manifests
 
     def revision(self) -> str | None:
@@ -85,7 +93,7 @@ class ManifestSource:
             status = self._git(
                 "status", "--porcelain", "--untracked-files=all", "--", ".", cwd=self.directory
             )
-        except GitSourceError:
+        except GitUnavailableError:
             return None
         return f"{head}-dirty" if status.strip() else head
 
@@ -130,7 +138,7 @@ class ManifestSource:
     def _head(self, checkout: Path) -> str | None:
         try:
             return self._git("rev-parse", "--verify", "HEAD", cwd=checkout).strip()
-        except GitSourceError:
+        except GitUnavailableError:
             return None
 
     def _git(self, *args: str, cwd: Path) -> str:
@@ -150,10 +158,10 @@ class ManifestSource:
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
-            raise GitSourceError(f"`{shown}` timed out after {self.git_timeout:.0f}s") from exc
+            raise GitUnavailableError(f"`{shown}` timed out after {self.git_timeout:.0f}s") from exc
         except OSError as exc:
-            raise GitSourceError(f"`{shown}` could not run: {exc}") from exc
+            raise GitUnavailableError(f"`{shown}` could not run: {exc}") from exc
         if completed.returncode != 0:
             stderr = redact_url(completed.stderr.strip()) or "(no output)"
-            raise GitSourceError(f"`{shown}` failed (exit {completed.returncode}): {stderr}")
+            raise GitUnavailableError(f"`{shown}` failed (exit {completed.returncode}): {stderr}")
         return completed.stdout

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import orjson
 
-from controller.errors import InvalidSpecError
-from controller.manifests.model import ModelDeployment
-from controller.reconcile.types import DesiredState
-from controller.registry.base import ModelVersionInfo
+from controller.core.errors import AliasNotFoundError, InvalidSpecError, ModelNotFoundError
+from controller.core.manifest import LoadedManifest, ModelDeployment
+from controller.core.ports import AliasMaps, ModelVersionInfo, Registry
+from controller.core.types import DesiredState, TargetKind
 
 
 def resolve_secrets(deployment: ModelDeployment, environ: Mapping[str, str]) -> dict[str, str]:
@@ -53,7 +53,7 @@ def spec_hash(
     """
     spec = deployment.spec
     shape = {
-        "kind": spec.target.kind,
+        "kind": spec.target.kind.value,
         "target": target_settings(deployment),
         "image": image or spec.image,
         "port": spec.port,
@@ -89,8 +89,64 @@ def build_desired(
         health_timeout_seconds=spec.rollout.health_timeout_seconds,
         self_heal=spec.sync_policy.self_heal,
         automated=spec.sync_policy.automated,
+        prune=spec.sync_policy.prune,
         alias=spec.model.alias,
         secret_env=tuple(sorted(secrets.items())),
         spec_hash=spec_hash(deployment, secrets, image),
         target_settings=tuple(sorted(target_settings(deployment).items())),
     )
+
+
+class DesiredResolver:
+    """From a loaded manifest to its `DesiredState`: the alias resolved (or the pinned
+    version checked) in the registry, secrets from the environment, the image's digest."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        enabled_kinds: Collection[str],
+        environ: Mapping[str, str],
+        resolve_image: Callable[[str], str] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.enabled_kinds = enabled_kinds
+        self.environ = environ
+        self.resolve_image = resolve_image
+
+    def resolve(self, loaded: LoadedManifest) -> DesiredState:
+        """Asks the registry: raises AliasNotFoundError, ModelNotFoundError, ..."""
+        model = loaded.deployment.spec.model
+        if model.alias is not None:
+            version = self.registry.resolve_alias(model.name, model.alias)
+        else:
+            version = self.registry.get_version(model.name, str(model.version))
+        return self.build(loaded, version)
+
+    def from_maps(self, loaded: LoadedManifest, alias_maps: AliasMaps) -> DesiredState:
+        """From one search's alias maps, without a registry call per deployment.
+
+        Raises the error the per-deployment pipeline would raise for a missing model or
+        alias, so both paths tell the same story.
+        """
+        model = loaded.deployment.spec.model
+        aliases = alias_maps.get(model.name)
+        if aliases is None:
+            raise ModelNotFoundError(f"registered model {model.name!r} not found")
+        if model.alias is None:
+            return self.build(loaded, ModelVersionInfo(model.name, str(model.version), None))
+        version = aliases.get(model.alias)
+        if version is None:
+            raise AliasNotFoundError(f"alias {model.alias!r} of model {model.name!r} is not set")
+        return self.build(loaded, ModelVersionInfo(model.name, version, None))
+
+    def build(self, loaded: LoadedManifest, version: ModelVersionInfo) -> DesiredState:
+        deployment = loaded.deployment
+        if deployment.spec.target.kind.value not in self.enabled_kinds:
+            raise InvalidSpecError(
+                f"target.kind {deployment.spec.target.kind.value!r} is not enabled on this "
+                f"controller (enabled: {', '.join(sorted(self.enabled_kinds))})"
+            )
+        image = None
+        if self.resolve_image is not None and deployment.spec.target.kind is not TargetKind.LOCAL:
+            image = self.resolve_image(deployment.spec.image)
+        return build_desired(deployment, version, self.environ, image)

@@ -9,9 +9,10 @@ drift, which only self-heal corrects.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
 
-from controller.reconcile.types import Action, ActualState, DesiredState, Operation
+from controller.core.types import Action, ActualState, DesiredState, Operation, Strategy
 
 
 def plan_deployment(desired: DesiredState, actual: ActualState | None) -> Action:
@@ -28,37 +29,76 @@ def plan_deployment(desired: DesiredState, actual: ActualState | None) -> Action
         return action(Operation.RECREATE, "workload spec changed (image, resources, env or port)")
     if actual.model_version != desired.model_version:
         reason = f"model version {actual.model_version} -> {desired.model_version}"
-        if desired.strategy == "hotswap" and actual.ready:
+        if desired.strategy == Strategy.HOTSWAP and actual.ready:
             return action(Operation.HOTSWAP, reason)
         return action(Operation.RECREATE, reason)
     if actual.served_version is not None and actual.served_version != desired.model_version:
         if not desired.self_heal:
             return action(Operation.NOOP, "serving another version; selfHeal is off")
         reason = f"serving version {actual.served_version}, expected {desired.model_version}"
-        if desired.strategy == "hotswap" and actual.ready:
+        if desired.strategy == Strategy.HOTSWAP and actual.ready:
             return action(Operation.HOTSWAP, reason)
         return action(Operation.RECREATE, reason)
     return action(Operation.NOOP, "in sync")
 
 
+@dataclass(frozen=True)
+class PruneGate:
+    """What a pass knows; pruning needs all of it. The one rule for sync and diff alike."""
+
+    enabled: bool
+    manifests_complete: bool
+    inventories_complete: bool
+    registry_read: bool
+    deployments: int
+    allow_empty: bool
+
+    def blocked_by(self) -> str | None:
+        """Why nothing may be pruned in this pass, or None when pruning is safe."""
+        if not self.enabled:
+            return "pruning is disabled (ALIASFLOW_PRUNE=false)"
+        if not self.manifests_complete:
+            return "a manifest failed to load"
+        if not self.registry_read:
+            return "MLflow could not be read"
+        if not self.inventories_complete:
+            return "a runtime could not list its workloads"
+        if self.deployments == 0 and not self.allow_empty:
+            return "no manifests at all (start with --allow-empty to prune everything)"
+        return None
+
+
 def plan_prune(
-    desired_names: Iterable[str], owned: Iterable[ActualState], prune_allowed: bool
+    desired_names: Iterable[str],
+    owned: Iterable[ActualState],
+    prune_allowed: bool,
+    keep: Collection[str] = (),
 ) -> list[Action]:
-    """Delete owned workloads that no manifest asks for, only when that knowledge is whole."""
+    """Delete owned workloads that no manifest asks for, only when that knowledge is whole.
+
+    `keep` names deployments whose manifest said `syncPolicy.prune: false` when it was last
+    applied: their workloads outlive the manifest (a no-op that says so).
+    """
     if not prune_allowed:
         return []
     wanted = set(desired_names)
+    orphans = sorted((w for w in owned if w.name not in wanted), key=lambda w: w.name)
     return [
-        Action(Operation.DELETE, workload.name, "no manifest for this workload", None, workload)
-        for workload in sorted(owned, key=lambda w: w.name)
-        if workload.name not in wanted
+        Action(Operation.NOOP, w.name, KEPT, None, w)
+        if w.name in keep
+        else Action(Operation.DELETE, w.name, "no manifest for this workload", None, w)
+        for w in orphans
     ]
+
+
+KEPT = "no manifest for this workload; kept because its syncPolicy.prune was false"
 
 
 def plan(
     desired: Mapping[str, DesiredState],
     actual: Mapping[str, ActualState],
     prune_allowed: bool,
+    keep: Collection[str] = (),
 ) -> list[Action]:
     actions = [plan_deployment(state, actual.get(name)) for name, state in sorted(desired.items())]
-    return actions + plan_prune(desired, actual.values(), prune_allowed)
+    return actions + plan_prune(desired, actual.values(), prune_allowed, keep)

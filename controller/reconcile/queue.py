@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from controller.reconcile.reconciler import Outcome
+from controller.core.types import Outcome
 
 log = logging.getLogger("aliasflow.queue")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from controller.errors import AliasNotFoundError, ModelNotFoundError, RegistryUnavailableError
-from controller.registry.base import AliasMaps, ModelVersionInfo
+from controller.core.errors import AliasNotFoundError, ModelNotFoundError, RegistryUnavailableError
+from controller.core.ports import AliasMaps, ModelVersionInfo
 
 
 class MemoryRegistry:

@@ -24,14 +24,14 @@ import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from controller.errors import (
+from controller.core.errors import (
     AliasNotFoundError,
     ControllerError,
     ModelNotFoundError,
-    PermanentError,
+    RegistryRefusedError,
     RegistryUnavailableError,
 )
-from controller.registry.base import AliasMaps, ModelVersionInfo
+from controller.core.ports import AliasMaps, ModelVersionInfo
 
 # Measured against a port with nothing listening: ~2 s until RegistryUnavailableError.
 FAST_FAIL_ENV = {
@@ -42,13 +42,6 @@ FAST_FAIL_ENV = {
 
 # The largest page MLflow's search_registered_models accepts.
 MAX_PAGE_SIZE = 1000
-
-
-class RegistryRequestError(PermanentError):
-    """MLflow refused the request itself (4xx other than not-found: auth, bad input).
-
-    Retrying the same request cannot succeed until configuration or input changes.
-    """
 
 
 def configure_fast_failure(environ: MutableMapping[str, str] | None = None) -> None:
@@ -176,7 +169,7 @@ def _translate(exc: MlflowException, doing: str) -> Exception:
     status = exc.get_http_status_code()
     if status >= 500 or status in (408, 429):
         return RegistryUnavailableError(f"MLflow unavailable while {doing}: {exc.message}")
-    return RegistryRequestError(f"MLflow refused {doing}: {exc.error_code}: {exc.message}")
+    return RegistryRefusedError(f"MLflow refused {doing}: {exc.error_code}: {exc.message}")
 
 
 def _unavailable(exc: Exception, doing: str) -> RegistryUnavailableError:

@@ -10,7 +10,7 @@ belongs to the controller app.
 
 from __future__ import annotations
 
-from controller.registry.base import AliasMaps, Registry
+from controller.core.ports import AliasMaps, Registry
 
 
 def diff_alias_maps(old: AliasMaps | None, new: AliasMaps) -> set[tuple[str, str]]:

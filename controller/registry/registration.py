@@ -19,8 +19,8 @@ from mlflow import MlflowClient
 from mlflow.entities.webhook import Webhook, WebhookEvent, WebhookStatus
 from mlflow.exceptions import MlflowException
 
-from controller.errors import RegistryUnavailableError
-from controller.registry.mlflow_registry import RegistryRequestError, configure_fast_failure
+from controller.core.errors import RegistryRefusedError, RegistryUnavailableError
+from controller.registry.mlflow_registry import configure_fast_failure
 
 ALIAS_EVENT_NAMES = ("model_version_alias.created", "model_version_alias.deleted")
 DEFAULT_WEBHOOK_NAME = "aliasflow"
@@ -71,7 +71,7 @@ def ensure_webhook(
     except MlflowException as exc:
         if exc.get_http_status_code() >= 500:
             raise RegistryUnavailableError(f"registering the MLflow webhook: {exc}") from exc
-        raise RegistryRequestError(f"MLflow refused the webhook: {exc.message}") from exc
+        raise RegistryRefusedError(f"MLflow refused the webhook: {exc.message}") from exc
     except requests.RequestException as exc:
         raise RegistryUnavailableError(f"registering the MLflow webhook: {exc}") from exc
 

@@ -1,30 +1,50 @@
-"""Pieces every runtime's `apply` needs in the same form."""
+"""What every runtime does the same way: the server's environment, locks, redaction."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
 
-from controller.errors import InvalidSpecError
-from controller.manifests.model import DNS_LABEL
-from controller.reconcile.types import Action, DesiredState
+from controller.core.types import DesiredState
 
 
-def desired_for(action: Action, kind: str) -> DesiredState:
-    """The desired state a create/recreate/hotswap carries, checked to be this runtime's.
+@dataclass(frozen=True)
+class WorkloadEnv:
+    """The model server's environment: `plain` may be shown, `secret` never.
 
-    Deployment names become file, container and container-group names, so they must be
-    DNS labels here as in manifests.
+    The runtime's own entries (which version it boots, where MLflow is, the admin key)
+    are added here once; manifests cannot set the reserved ones (validation refuses them),
+    and `MLFLOW_TRACKING_URI` from a manifest wins over the runtime's default.
     """
-    desired = action.desired
-    if desired is None:
-        raise InvalidSpecError(f"{action.name}: {action.operation} needs a desired state")
-    if desired.target_kind != kind:
-        raise InvalidSpecError(
-            f"{desired.name}: target kind {desired.target_kind!r} sent to the {kind} runtime"
-        )
-    if not DNS_LABEL.match(desired.name):
-        raise InvalidSpecError(f"{desired.name!r} is not a DNS label")
-    return desired
+
+    plain: dict[str, str]
+    secret: dict[str, str]
+
+    def merged(self) -> dict[str, str]:
+        return {**self.plain, **self.secret}
+
+
+def workload_env(
+    desired: DesiredState, *, tracking_uri: str | None, admin_token: str
+) -> WorkloadEnv:
+    plain = dict(desired.env)
+    secret = dict(desired.secret_env)
+    if tracking_uri and "MLFLOW_TRACKING_URI" not in plain | secret:
+        plain["MLFLOW_TRACKING_URI"] = tracking_uri
+    # MODEL_URI pins the version the server boots with: a restarted server comes back on
+    # a known version, and the controller swaps again if that is not the desired one.
+    plain["MODEL_URI"] = desired.model_uri
+    secret["ALIASFLOW_ADMIN_TOKEN"] = admin_token
+    return WorkloadEnv(plain, secret)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` (a log tail, an error) with every secret value replaced by `***`."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 class NameLocks:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import httpx
 
-from controller.errors import HealthTimeoutError, RolloutRejectedError, RuntimeUnavailableError
-from controller.reconcile.types import DesiredState
+from controller.core.errors import HealthTimeoutError, RolloutRejectedError, RuntimeUnavailableError
+from controller.core.types import DesiredState
 
 # Answers that say "not now" rather than "never": retry instead of reporting a rejection.
 RETRYABLE_4XX = frozenset({408, 425, 429})

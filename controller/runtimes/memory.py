@@ -6,7 +6,7 @@ local runtime where the reconciler can tell: CREATE/RECREATE replace the workloa
 failed one leaves the old workload as it was), HOTSWAP changes the recorded and served
 version (a refused one leaves both), DELETE forgets it. Tests steer it with a few knobs:
 queued failures, versions that never load, out-of-band kills and drift, and an outage
-switch. Every apply is recorded in `calls`.
+switch. Every write is recorded in `calls` as (operation, name).
 """
 
 from __future__ import annotations
@@ -14,14 +14,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, replace
 
-from controller.errors import (
+from controller.core.errors import (
     ControllerError,
     HealthTimeoutError,
-    InvalidSpecError,
     RolloutRejectedError,
     RuntimeUnavailableError,
 )
-from controller.reconcile.types import Action, ActualState, DesiredState, Operation
+from controller.core.types import ActualState, DesiredState, Operation
 
 
 @dataclass(frozen=True)
@@ -35,9 +34,10 @@ class MemoryRuntime:
     def __init__(self, kind: str = "local") -> None:
         self.kind = kind
         self.workloads: dict[str, ActualState] = {}
-        #: Every action passed to `apply`, in order (including ones that failed).
-        self.calls: list[Action] = []
-        #: Every name deleted, directly or through `apply`.
+        #: Every write, in order (including ones that failed): a deploy onto nothing is a
+        #: CREATE, onto an existing workload a RECREATE.
+        self.calls: list[tuple[Operation, str]] = []
+        #: Every name deleted.
         self.deleted: list[str] = []
         #: False makes every call raise RuntimeUnavailableError, like a runtime outage.
         self.available = True
@@ -109,7 +109,8 @@ class MemoryRuntime:
         return state
 
     def operations(self) -> list[tuple[Operation, str]]:
-        return [(action.operation, action.name) for action in self.calls]
+        with self._lock:
+            return list(self.calls)
 
     # -- Runtime protocol -----------------------------------------------------------------
 
@@ -123,24 +124,25 @@ class MemoryRuntime:
         with self._lock:
             return [self.workloads[name] for name in sorted(self.workloads)]
 
-    def apply(self, action: Action) -> ActualState | None:
+    def deploy(self, desired: DesiredState) -> ActualState:
         with self._lock:
-            self.calls.append(action)
+            exists = desired.name in self.workloads
+            operation = Operation.RECREATE if exists else Operation.CREATE
+            self.calls.append((operation, desired.name))
         self._check_available()
-        if action.operation is Operation.NOOP:
-            return self.observe(action.name)
-        if action.operation is Operation.DELETE:
-            self.delete(action.name)
-            return None
-        desired = action.desired
-        if desired is None:
-            raise InvalidSpecError(f"{action.name}: {action.operation} needs a desired state")
-        self._raise_queued_failure(action.operation, desired.name)
-        if action.operation is Operation.HOTSWAP:
-            return self._hotswap(desired)
+        self._raise_queued_failure(operation, desired.name)
         return self._roll_out(desired)
 
+    def hotswap(self, desired: DesiredState, current: ActualState | None = None) -> ActualState:
+        with self._lock:
+            self.calls.append((Operation.HOTSWAP, desired.name))
+        self._check_available()
+        self._raise_queued_failure(Operation.HOTSWAP, desired.name)
+        return self._hotswap(desired)
+
     def delete(self, name: str) -> None:
+        with self._lock:
+            self.calls.append((Operation.DELETE, name))
         self._check_available()
         with self._lock:
             self.deleted.append(name)

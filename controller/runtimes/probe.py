@@ -13,6 +13,14 @@ class ServerProbe:
     served_version: str | None
     run_id: str | None = None
 
+    def detail(self, not_ready: str) -> str:
+        """Why the workload is not healthy, or "" when it is ready and says what it serves."""
+        if not self.ready:
+            return not_ready
+        if self.served_version is None:
+            return "server is ready but /metadata did not report a version"
+        return ""
+
 
 def probe_server(endpoint: str, timeout: float = 2.0) -> ServerProbe:
     try:

@@ -15,6 +15,7 @@ from dataclasses import asdict, fields, replace
 from typing import Any, Literal
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Connection,
     Float,
@@ -28,13 +29,14 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     update,
 )
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from controller.errors import TemporaryError
-from controller.store.records import DeploymentStatus, Health, Result, Sync, SyncRecord
+from controller.core.errors import StoreUnavailableError
+from controller.core.records import DeploymentStatus, Health, Reason, Result, Sync, SyncRecord
 
 metadata = MetaData()
 
@@ -56,6 +58,8 @@ status_table = Table(
     Column("manifest_revision", String(64)),
     Column("last_sync_id", Integer),
     Column("updated_at", Float, nullable=False),
+    Column("reason", String(32)),
+    Column("prune", Boolean, nullable=False, default=True),
 )
 
 history_table = Table(
@@ -75,6 +79,7 @@ history_table = Table(
     Column("image", String(512)),
     Column("image_digest", String(128)),
     Column("message", Text, nullable=False, default=""),
+    Column("reason", String(32)),
 )
 
 deliveries_table = Table(
@@ -90,11 +95,17 @@ deliveries_table = Table(
 Access = Literal["read", "update", "insert"]
 
 
-class StoreUnavailableError(TemporaryError):
-    """The history database cannot be read or written (down, disk full, read-only)."""
+# Columns added after the first release: (table, column, SQL type and default). A store
+# created by an older controller gets them on start-up, and its rows stay readable: an old
+# row's reason is read back from the `Reason: ...` prefix its message used to carry.
+ADDED_COLUMNS = (
+    (status_table, "reason", "VARCHAR(32)"),
+    (status_table, "prune", "BOOLEAN NOT NULL DEFAULT TRUE"),
+    (history_table, "reason", "VARCHAR(32)"),
+)
 
 
-class HistoryStore:
+class SqlHistoryStore:
     def __init__(self, url: str) -> None:
         self.url = url
         connect_args: dict[str, Any] = {}
@@ -111,6 +122,7 @@ class HistoryStore:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         with self._connection("insert") as connection:
             metadata.create_all(connection)
+            _add_missing_columns(connection)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -187,6 +199,7 @@ class HistoryStore:
                 .where(history_table.c.result == Result.RUNNING.value)
                 .values(
                     result=Result.INTERRUPTED.value,
+                    reason=Reason.INTERRUPTED.value,
                     finished_at=now or time.time(),
                     message="controller stopped during this sync",
                 )
@@ -230,6 +243,7 @@ class HistoryStore:
         values = asdict(status)
         values["sync"] = status.sync.value
         values["health"] = status.health.value
+        values["reason"] = None if status.reason is None else status.reason.value
         values["updated_at"] = status.updated_at or time.time()
         with self._connection() as connection:
             exists = connection.execute(
@@ -289,6 +303,14 @@ class HistoryStore:
             return {outcome: int(count) for outcome, count in connection.execute(query)}
 
 
+def _add_missing_columns(connection: Connection) -> None:
+    inspector = inspect(connection)
+    for table, column, sql_type in ADDED_COLUMNS:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        if column not in present:
+            connection.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column} {sql_type}")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets the dashboard read while a reconcile writes.
@@ -300,6 +322,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _row(record: SyncRecord) -> dict[str, Any]:
     values = asdict(record)
     values["result"] = record.result.value
+    values["reason"] = None if record.reason is None else record.reason.value
     return values
 
 
@@ -308,6 +331,7 @@ def _sync_record(row: Any) -> SyncRecord:
     values = {key: row[key] for key in names}
     values["result"] = Result(values["result"])
     values["message"] = values["message"] or ""
+    values["reason"] = _reason(values["reason"], values["message"])
     return SyncRecord(**values)
 
 
@@ -316,7 +340,20 @@ def _status(row: Any) -> DeploymentStatus:
     values = {key: row[key] for key in names}
     values["sync"] = Sync(values["sync"])
     values["health"] = Health(values["health"])
+    values["reason"] = _reason(values["reason"], values["message"])
+    values["prune"] = bool(values["prune"]) if values["prune"] is not None else True
     return DeploymentStatus(**values)
+
+
+_KNOWN_REASONS = {reason.value: reason for reason in Reason}
+
+
+def _reason(stored: str | None, message: str) -> Reason | None:
+    """The stored reason; for rows written before it was a column, the message's prefix."""
+    if stored:
+        return _KNOWN_REASONS.get(stored)
+    prefix, colon, _ = (message or "").partition(":")
+    return _KNOWN_REASONS.get(prefix) if colon else None
 
 
 def _short(exc: SQLAlchemyError) -> str:

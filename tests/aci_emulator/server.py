@@ -29,9 +29,9 @@ import trustme
 import uvicorn
 from azure.identity import ClientSecretCredential
 
-from controller.errors import ControllerError
-from controller.netutil import free_port
-from controller.reconcile.types import Action, DesiredState, Operation
+from controller.core.errors import ControllerError
+from controller.core.types import DesiredState
+from controller.runtimes.netutil import free_port
 from tests.aci_emulator.app import FQDN_SUFFIX, create_app
 from tests.aci_emulator.state import EmulatorState, Group
 
@@ -163,7 +163,7 @@ class AciEmulator:
         try:
             desired, admin, tracking = _desired_from_group(group, self._tracking_uri)
             runtime = self._local(admin, tracking)
-            runtime.apply(Action(Operation.RECREATE, desired.name, "emulated PUT", desired))
+            runtime.deploy(desired)
             props = group.body["properties"]
             label = props.get("ipAddress", {}).get("dnsNameLabel")
             fqdn = f"{label}.{group.body.get('location')}.{FQDN_SUFFIX}"

@@ -34,7 +34,7 @@ def test_generated_docs_are_current(gen_docs: ModuleType) -> None:
 
 
 def test_every_setting_is_documented(gen_docs: ModuleType) -> None:
-    from controller.settings import ControllerSettings
+    from controller.service.settings import ControllerSettings
 
     page = gen_docs.render_settings()
     for name in ControllerSettings.model_fields:
@@ -45,7 +45,7 @@ def test_every_setting_is_documented(gen_docs: ModuleType) -> None:
 
 
 def test_every_manifest_field_is_documented(gen_docs: ModuleType) -> None:
-    from controller.manifests.model import json_schema
+    from controller.core.manifest import json_schema
 
     page = gen_docs.render_manifest_reference()
     schema = json_schema()

@@ -27,7 +27,7 @@ import pytest
 from dockerfile_stage import FinalStage, final_stage, stages
 
 from aliasflow_cli.devstack import MlflowServer
-from controller.netutil import free_port, stop_process, wait_until_ready
+from controller.runtimes.netutil import free_port, stop_process, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_VENV_BIN = "/opt/venv/bin"

@@ -17,12 +17,12 @@ from fastapi.testclient import TestClient
 
 from controller.api.app import create_app
 from controller.manifests.git_webhook import sign_github_payload
-from controller.manifests.loader import ManifestSet, load_directory
 from controller.registry.memory import MemoryRegistry
 from controller.registry.webhook import sign_mlflow_payload
 from controller.runtimes.memory import MemoryRuntime
-from controller.service import Controller
-from controller.settings import ControllerSettings
+from controller.service.controller import Controller
+from controller.service.settings import ControllerSettings
+from tests.manifest_sources import DirectorySource
 
 API_TOKEN = "api-token-123"
 WEBHOOK_SECRET = "webhook-secret-456"
@@ -35,16 +35,6 @@ spec:
   secretEnv:
     MLFLOW_TRACKING_TOKEN: {fromEnv: ALIASFLOW_TEST_SECRET}
 """
-
-
-class Source:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def load(self) -> ManifestSet:
-        result = load_directory(self.directory)
-        result.revision = "abc123"
-        return result
 
 
 class Harness:
@@ -117,7 +107,10 @@ def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness
     registry.set_alias("iris", "champion", "1")
     runtime = MemoryRuntime()
     controller = Controller(
-        settings, registry=registry, runtimes={"local": runtime}, source=Source(manifests)
+        settings,
+        registry=registry,
+        runtimes={"local": runtime},
+        source=DirectorySource(manifests, "abc123"),
     )
     controller.reconciler.health_poll_interval = 0.01
     with TestClient(create_app(settings, controller)) as client:
@@ -262,7 +255,7 @@ def test_without_a_configured_token_state_changes_are_disabled(tmp_path: Path) -
         settings,
         registry=MemoryRegistry(),
         runtimes={"local": MemoryRuntime()},
-        source=Source(tmp_path),
+        source=DirectorySource(tmp_path, "abc123"),
     )
     with TestClient(create_app(settings, controller)) as client:
         response = client.post("/api/sync", headers={"Authorization": "Bearer anything"})
@@ -284,7 +277,7 @@ def test_dashboard_auth_protects_reads(tmp_path: Path) -> None:
         settings,
         registry=MemoryRegistry(),
         runtimes={"local": MemoryRuntime()},
-        source=Source(tmp_path),
+        source=DirectorySource(tmp_path, "abc123"),
     )
     with TestClient(create_app(settings, controller)) as client:
         assert client.get("/api/deployments").status_code == 401

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from controller.core.manifest import json_schema
 from controller.manifests.loader import load_directory
-from controller.manifests.model import json_schema
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "manifests"
 
@@ -95,6 +95,14 @@ def test_two_deployments_claiming_one_dns_label(tmp_path: Path) -> None:
         ("model: {name: m, version: 0}", "spec.model.version: Input should be greater than"),
         ("model: {name: m, alias: a}\n  port: 70000", "spec.port: Input should be less than"),
         ("model: {name: m, alias: a}\n  env: {MODEL_URI: x}", "env 'MODEL_URI' is set by"),
+        (
+            "model: {name: m, alias: a}\n  secretEnv: {ALIASFLOW_ADMIN_TOKEN: {fromEnv: T}}",
+            "env 'ALIASFLOW_ADMIN_TOKEN' is set by",
+        ),
+        (
+            "model: {name: m, alias: a}\n  env: {ALIASFLOW_SERVER_PORT: '1'}",
+            "env 'ALIASFLOW_SERVER_PORT' is set by",
+        ),
         ("model: {name: m, alias: a}\n  target: {kind: aci}", "needs an 'aci' block"),
         ("model: {name: m, alias: a}\n  target: {kind: k8s}", "spec.target.kind: input should"),
         ("model: {name: m, alias: a}\n  rollout: {strategy: canary}", "spec.rollout.strategy"),

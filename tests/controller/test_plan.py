@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
+from controller.core.types import ActualState, DesiredState, Operation
 from controller.reconcile.plan import plan, plan_deployment, plan_prune
-from controller.reconcile.types import ActualState, DesiredState, Operation
 
 DESIRED = DesiredState(
     name="iris",

@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
+from controller.core.records import Result
+from controller.core.types import Operation
 from controller.reconcile.queue import WorkQueue
 from controller.reconcile.reconciler import Outcome
-from controller.reconcile.types import Operation
-from controller.store.records import Result
 
 
 class SlowHandler:

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from controller.manifests.loader import ManifestSet, load_directory
+from controller.core.records import Health, Result, Sync
+from controller.core.types import Operation
 from controller.reconcile.reconciler import Reconciler
-from controller.reconcile.types import Operation
 from controller.registry.memory import MemoryRegistry
 from controller.runtimes.memory import MemoryRuntime
-from controller.store.records import Health, Result, Sync
-from controller.store.sql import HistoryStore
+from controller.store.sql import SqlHistoryStore
+from tests.manifest_sources import DirectorySource
 
 MANIFEST = """\
 apiVersion: aliasflow/v1
@@ -29,22 +29,11 @@ spec:
 
 
 @dataclass
-class DirectorySource:
-    directory: Path
-    revision: str = "rev-1"
-
-    def load(self) -> ManifestSet:
-        result = load_directory(self.directory, environ={})
-        result.revision = self.revision
-        return result
-
-
-@dataclass
 class World:
     directory: Path
     registry: MemoryRegistry
     runtime: MemoryRuntime
-    store: HistoryStore
+    store: SqlHistoryStore
     reconciler: Reconciler
     enqueued: list[str] = field(default_factory=list)
 
@@ -81,9 +70,9 @@ def world(tmp_path: Path) -> Iterator[World]:
         registry.add_version("iris", version)
     registry.set_alias("iris", "champion", "1")
     runtime = MemoryRuntime()
-    store = HistoryStore(f"sqlite:///{tmp_path / 'history.db'}")
+    store = SqlHistoryStore(f"sqlite:///{tmp_path / 'history.db'}")
     reconciler = Reconciler(
-        DirectorySource(directory),
+        DirectorySource(directory, environ={}),
         registry,
         {"local": runtime},
         store,
@@ -212,7 +201,7 @@ def test_empty_manifest_directory_never_prunes_unless_allowed(world: World) -> N
     (world.directory / "iris-prod.yaml").unlink()
     world.sync_all()
     assert world.runtime.deleted == []
-    world.reconciler.allow_empty = True
+    world.reconciler.fleet.allow_empty = True
     world.sync_all()
     assert world.runtime.deleted == ["iris-prod"]
 

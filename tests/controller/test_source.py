@@ -1,4 +1,4 @@
-"""ManifestSource with real git: revisions, dirty trees, pulls from a local bare remote."""
+"""GitManifestSource with real git: revisions, dirty trees, pulls from a local bare remote."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.errors import TemporaryError
-from controller.manifests.source import GitSourceError, ManifestSource, redact_url
+from controller.core.errors import GitUnavailableError, TemporaryError
+from controller.manifests.source import GitManifestSource, redact_url
 
 MANIFEST = """\
 apiVersion: aliasflow/v1
@@ -70,20 +70,20 @@ def remote(tmp_path: Path, work_tree: Path) -> Path:
 
 def test_plain_directory_has_no_revision(tmp_path: Path) -> None:
     write_manifest(tmp_path / "manifests", "iris-prod")
-    loaded = ManifestSource(tmp_path / "manifests").load()
+    loaded = GitManifestSource(tmp_path / "manifests").refresh()
     assert loaded.revision is None
     assert list(loaded.deployments) == ["iris-prod"]
     assert loaded.complete
 
 
 def test_revision_is_head_of_the_work_tree(work_tree: Path) -> None:
-    loaded = ManifestSource(work_tree / "manifests").load()
+    loaded = GitManifestSource(work_tree / "manifests").refresh()
     assert loaded.revision == git(work_tree, "rev-parse", "HEAD")
     assert list(loaded.deployments) == ["iris-prod"]
 
 
 def test_uncommitted_manifest_changes_mark_the_revision_dirty(work_tree: Path) -> None:
-    source = ManifestSource(work_tree / "manifests")
+    source = GitManifestSource(work_tree / "manifests")
     head = git(work_tree, "rev-parse", "HEAD")
 
     # An edit outside the manifests directory does not change what is applied.
@@ -98,17 +98,17 @@ def test_uncommitted_manifest_changes_mark_the_revision_dirty(work_tree: Path) -
     git(work_tree, "checkout", "--", "manifests")
     assert source.revision() == head
     write_manifest(work_tree / "manifests", "iris-canary")  # untracked, but it is read
-    assert source.load().revision == f"{head}-dirty"
+    assert source.refresh().revision == f"{head}-dirty"
 
 
 def test_pull_clones_then_follows_new_commits(
     tmp_path: Path, work_tree: Path, remote: Path
 ) -> None:
-    source = ManifestSource(
+    source = GitManifestSource(
         Path("manifests"), git_url=str(remote), checkout_dir=tmp_path / "checkout"
     )
     assert source.pull() is True  # first clone
-    first = source.load()
+    first = source.refresh()
     assert first.revision == git(work_tree, "rev-parse", "HEAD")
     assert list(first.deployments) == ["iris-prod"]
 
@@ -119,7 +119,7 @@ def test_pull_clones_then_follows_new_commits(
     git(work_tree, "push", "-q", "origin", "main")
 
     assert source.pull() is True
-    second = source.load()
+    second = source.refresh()
     assert second.revision == second_sha
     assert sorted(second.deployments) == ["iris-prod", "wine-prod"]
 
@@ -128,7 +128,7 @@ def test_pull_follows_a_force_push_and_discards_local_edits(
     tmp_path: Path, work_tree: Path, remote: Path
 ) -> None:
     checkout = tmp_path / "checkout"
-    source = ManifestSource(Path("manifests"), git_url=str(remote), checkout_dir=checkout)
+    source = GitManifestSource(Path("manifests"), git_url=str(remote), checkout_dir=checkout)
     source.pull()
     (checkout / "manifests" / "stray.yaml").write_text(MANIFEST.format(name="stray"))
 
@@ -140,7 +140,7 @@ def test_pull_follows_a_force_push_and_discards_local_edits(
     git(work_tree, "push", "-q", "--force", "origin", "main")
 
     assert source.pull() is True
-    loaded = source.load()
+    loaded = source.refresh()
     assert loaded.revision == rewritten
     assert list(loaded.deployments) == ["rewritten"]
 
@@ -148,44 +148,44 @@ def test_pull_follows_a_force_push_and_discards_local_edits(
 def test_pull_failure_is_a_clear_temporary_error_and_keeps_the_checkout(
     tmp_path: Path, work_tree: Path, remote: Path
 ) -> None:
-    source = ManifestSource(
+    source = GitManifestSource(
         Path("manifests"), git_url=str(remote), checkout_dir=tmp_path / "checkout"
     )
     source.pull()
     shutil.rmtree(remote)
 
-    with pytest.raises(GitSourceError) as caught:
+    with pytest.raises(GitUnavailableError) as caught:
         source.pull()
     assert isinstance(caught.value, TemporaryError)
     assert "git fetch" in str(caught.value)
     assert "exit" in str(caught.value)
     # The last good checkout is still there to reconcile from.
-    assert list(source.load().deployments) == ["iris-prod"]
+    assert list(source.refresh().deployments) == ["iris-prod"]
 
 
 def test_clone_of_a_missing_remote_or_branch_fails_with_gits_message(
     tmp_path: Path, remote: Path
 ) -> None:
-    missing = ManifestSource(
+    missing = GitManifestSource(
         Path("."), git_url=str(tmp_path / "nope.git"), checkout_dir=tmp_path / "c1"
     )
-    with pytest.raises(GitSourceError, match="git clone"):
+    with pytest.raises(GitUnavailableError, match="git clone"):
         missing.pull()
 
-    wrong_branch = ManifestSource(
+    wrong_branch = GitManifestSource(
         Path("."), git_url=str(remote), git_branch="release", checkout_dir=tmp_path / "c2"
     )
-    with pytest.raises(GitSourceError, match="release"):
+    with pytest.raises(GitUnavailableError, match="release"):
         wrong_branch.pull()
 
 
 def test_without_a_remote_pull_does_nothing(work_tree: Path) -> None:
-    assert ManifestSource(work_tree / "manifests").pull() is False
+    assert GitManifestSource(work_tree / "manifests").pull() is False
 
 
 def test_a_remote_needs_a_checkout_dir() -> None:
     with pytest.raises(ValueError, match="checkout_dir"):
-        ManifestSource(Path("manifests"), git_url="https://example.com/x.git")
+        GitManifestSource(Path("manifests"), git_url="https://example.com/x.git")
 
 
 def test_credentials_in_urls_are_redacted() -> None:

@@ -10,16 +10,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from controller.store.records import DeploymentStatus, Health, Result, Sync, SyncRecord
-from controller.store.sql import HistoryStore, StoreUnavailableError
+from controller.core.errors import StoreUnavailableError
+from controller.core.records import DeploymentStatus, Health, Result, Sync, SyncRecord
+from controller.store.sql import SqlHistoryStore
 
 POSTGRES_URL = os.environ.get("ALIASFLOW_TEST_POSTGRES_URL")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HistoryStore]:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlHistoryStore]:
     if request.param == "sqlite":
-        history = HistoryStore(f"sqlite:///{tmp_path / 'history.db'}")
+        history = SqlHistoryStore(f"sqlite:///{tmp_path / 'history.db'}")
         yield history
         history.close()
         return
@@ -31,7 +32,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HistorySto
     with admin.begin() as connection:
         connection.execute(text(f"CREATE SCHEMA {schema}"))
     separator = "&" if "?" in POSTGRES_URL else "?"
-    history = HistoryStore(f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}")
+    history = SqlHistoryStore(f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}")
     yield history
     history.close()
     with admin.begin() as connection:
@@ -39,7 +40,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HistorySto
     admin.dispose()
 
 
-def test_sync_history_round_trip_newest_first(store: HistoryStore) -> None:
+def test_sync_history_round_trip_newest_first(store: SqlHistoryStore) -> None:
     first = store.begin_sync(SyncRecord("iris", "webhook", started_at=100.0, model_version="1"))
     store.finish_sync(
         SyncRecord(
@@ -70,7 +71,7 @@ def test_sync_history_round_trip_newest_first(store: HistoryStore) -> None:
     assert [r.model_version for r in store.last_succeeded("iris")] == ["1"]
 
 
-def test_running_rows_become_interrupted_after_a_crash(store: HistoryStore) -> None:
+def test_running_rows_become_interrupted_after_a_crash(store: SqlHistoryStore) -> None:
     store.begin_sync(SyncRecord("iris", "webhook", started_at=1.0))
     assert store.mark_interrupted(now=5.0) == 1
     (row,) = store.history("iris")
@@ -80,7 +81,7 @@ def test_running_rows_become_interrupted_after_a_crash(store: HistoryStore) -> N
     assert store.mark_interrupted() == 0
 
 
-def test_status_upsert_and_delete(store: HistoryStore) -> None:
+def test_status_upsert_and_delete(store: SqlHistoryStore) -> None:
     status = DeploymentStatus("iris", Sync.OUT_OF_SYNC, Health.PROGRESSING, "creating")
     store.put_status(status)
     store.put_status(
@@ -95,7 +96,7 @@ def test_status_upsert_and_delete(store: HistoryStore) -> None:
     assert store.get_status("iris") is None
 
 
-def test_delivery_ids_are_remembered_once(store: HistoryStore) -> None:
+def test_delivery_ids_are_remembered_once(store: SqlHistoryStore) -> None:
     assert store.remember_delivery("d-1", "accepted", now=10.0)
     assert not store.remember_delivery("d-1", "accepted", now=11.0)
     assert store.remember_delivery("d-2", "ignored", now=20.0)
@@ -106,10 +107,10 @@ def test_delivery_ids_are_remembered_once(store: HistoryStore) -> None:
 
 def test_history_survives_reopening(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'h.db'}"
-    first = HistoryStore(url)
+    first = SqlHistoryStore(url)
     first.begin_sync(SyncRecord("iris", "poll", started_at=1.0))
     first.close()
-    again = HistoryStore(url)
+    again = SqlHistoryStore(url)
     assert len(again.history("iris")) == 1
     again.close()
 
@@ -117,10 +118,10 @@ def test_history_survives_reopening(tmp_path: Path) -> None:
 def test_unwritable_database_is_a_clear_temporary_error(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'missing-dir' / 'h.db'}"
     with pytest.raises(StoreUnavailableError, match="history store unavailable"):
-        HistoryStore(url)
+        SqlHistoryStore(url)
 
 
-def test_latest_syncs_gives_each_deployments_newest_row(store: HistoryStore) -> None:
+def test_latest_syncs_gives_each_deployments_newest_row(store: SqlHistoryStore) -> None:
     for deployment, started in (("a", 1.0), ("b", 2.0), ("a", 3.0)):
         store.begin_sync(SyncRecord(deployment, "poll", started_at=started))
     latest = store.latest_syncs()

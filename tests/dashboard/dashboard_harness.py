@@ -19,13 +19,13 @@ import uvicorn
 from fastapi import FastAPI
 
 from controller.api.app import create_app
-from controller.manifests.loader import ManifestSet, load_directory
-from controller.netutil import free_port
-from controller.reconcile.types import Action, ActualState, Operation
+from controller.core.types import ActualState, DesiredState
 from controller.registry.memory import MemoryRegistry
 from controller.runtimes.memory import MemoryRuntime
-from controller.service import Controller
-from controller.settings import ControllerSettings
+from controller.runtimes.netutil import free_port
+from controller.service.controller import Controller
+from controller.service.settings import ControllerSettings
+from tests.manifest_sources import DirectorySource
 
 API_TOKEN = "dashboard-api-token-7f3a"
 SECRET_VALUE = "s3cr3t-value-never-shown"
@@ -68,20 +68,13 @@ class SlowRuntime(MemoryRuntime):
         super().__init__()
         self.delay = 0.0
 
-    def apply(self, action: Action) -> ActualState | None:
-        if action.operation is not Operation.NOOP and self.delay:
-            time.sleep(self.delay)
-        return super().apply(action)
+    def deploy(self, desired: DesiredState) -> ActualState:
+        time.sleep(self.delay)
+        return super().deploy(desired)
 
-
-class Source:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def load(self) -> ManifestSet:
-        result = load_directory(self.directory)
-        result.revision = "4f2c9e1d8b7a6c5e4d3c2b1a0f9e8d7c6b5a4f3e"
-        return result
+    def hotswap(self, desired: DesiredState, current: ActualState | None = None) -> ActualState:
+        time.sleep(self.delay)
+        return super().hotswap(desired, current)
 
 
 @dataclass
@@ -148,7 +141,7 @@ def build_stack(
         settings,
         registry=registry if mlflow_model is None else None,
         runtimes={"local": runtime},
-        source=Source(manifests),
+        source=DirectorySource(manifests, "4f2c9e1d8b7a6c5e4d3c2b1a0f9e8d7c6b5a4f3e"),
     )
     controller.reconciler.health_poll_interval = 0.01
     return Stack(create_app(settings, controller), controller, registry, runtime, settings)

@@ -14,8 +14,8 @@ from dashboard_harness import API_TOKEN, REPO, SECRET_VALUE, Stack
 from fastapi.testclient import TestClient
 
 from controller.api.dashboard import age, mlflow_link
-from controller.api.rollback import previous_version
-from controller.store.records import Result, SyncRecord
+from controller.core.records import Result, SyncRecord
+from controller.service.rollback import previous_version
 
 StackFactory = Callable[..., Stack]
 

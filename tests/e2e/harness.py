@@ -13,9 +13,9 @@ import httpx
 import uvicorn
 
 from controller.api.app import create_app
-from controller.netutil import free_port, wait_until_ready
-from controller.service import Controller
-from controller.settings import ControllerSettings
+from controller.runtimes.netutil import free_port, wait_until_ready
+from controller.service.controller import Controller
+from controller.service.settings import ControllerSettings
 
 
 @dataclass

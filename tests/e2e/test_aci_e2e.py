@@ -24,9 +24,9 @@ import pytest
 import uvicorn
 
 from controller.api.app import create_app
-from controller.netutil import free_port, wait_until_ready
-from controller.service import Controller
-from controller.settings import ControllerSettings
+from controller.runtimes.netutil import free_port, wait_until_ready
+from controller.service.controller import Controller
+from controller.service.settings import ControllerSettings
 from tests.aci_emulator import CLIENT_ID, CLIENT_SECRET, TENANT, AciEmulator
 
 SUB = "22222222-3333-4444-5555-666666666666"
@@ -267,7 +267,7 @@ def test_aci_deployment_lifecycle(aci: AciScenario, caplog: pytest.LogCaptureFix
     # Holding the poller's lock keeps its own pass from listing beside the measured one.
     with controller._poll_lock:
         state.reset_counters()
-        controller.reconciler.sync_all("test", lambda name, _t: queued.append(name))
+        controller.reconciler.sync_all("poll", lambda name, _t: queued.append(name))
     assert state.count("GET", "list") == 1
     assert state.writes == 0
     assert queued == []

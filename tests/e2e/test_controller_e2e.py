@@ -23,8 +23,8 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from controller.netutil import free_port
-from controller.settings import ControllerSettings
+from controller.runtimes.netutil import free_port
+from controller.service.settings import ControllerSettings
 from tests.e2e.harness import RunningController, predict_version, serving, start_controller
 from tests.fixtures_models import IrisModels
 

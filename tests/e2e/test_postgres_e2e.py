@@ -18,8 +18,8 @@ from sqlalchemy import create_engine, make_url, text
 
 from aliasflow_cli.devstack import MlflowServer, start_mlflow_server
 from aliasflow_cli.stack import stop_model_servers_in
-from controller.netutil import free_port
-from controller.settings import ControllerSettings
+from controller.runtimes.netutil import free_port
+from controller.service.settings import ControllerSettings
 from tests.e2e.harness import predict_version, serving, start_controller
 from tests.fixtures_models import log_iris_pipeline
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from controller.netutil import free_port
+from controller.runtimes.netutil import free_port
 
 CURL = re.compile(r"curl -s (?P<endpoint>\S+)/predict .* -d '(?P<body>.*)'$")
 

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from controller.netutil import free_port, stop_process
+from controller.runtimes.netutil import free_port, stop_process
 
 API_VERSION = "1.45"
 STUB_SERVER = Path(__file__).with_name("stub_server.py")

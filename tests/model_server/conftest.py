@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from controller.netutil import free_port, stop_process, wait_until_ready
+from controller.runtimes.netutil import free_port, stop_process, wait_until_ready
 from tests.fixtures_models import IrisModels
 
 ADMIN_TOKEN = "test-admin-token"

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller.netutil import free_port, stop_process
+from controller.runtimes.netutil import free_port, stop_process
 from tests.fixtures_models import COLUMNS, IrisModels
 from tests.model_server.conftest import ADMIN_TOKEN, ServerProcess, start_server
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import httpx
 
-from controller.netutil import free_port, stop_process, wait_until_ready
 from controller.runtimes.local.process import SERVE_MODULE
-from controller.settings import ControllerSettings
+from controller.runtimes.netutil import free_port, stop_process, wait_until_ready
+from controller.service.settings import ControllerSettings
 
 API_TOKEN = "reliability-api-token"
 MANIFEST = """\

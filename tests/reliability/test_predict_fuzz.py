@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from controller.netutil import stop_process
+from controller.runtimes.netutil import stop_process
 from tests.fixtures_models import IrisModels
 from tests.model_server.conftest import ServerProcess, start_v1
 

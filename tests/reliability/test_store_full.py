@@ -25,8 +25,9 @@ import httpx
 from mlflow import MlflowClient
 from sqlalchemy import event
 
-from controller.store.records import SyncRecord
-from controller.store.sql import HistoryStore, StoreUnavailableError
+from controller.core.errors import StoreUnavailableError
+from controller.core.records import SyncRecord
+from controller.store.sql import SqlHistoryStore
 from tests.e2e.harness import RunningController, start_controller
 from tests.fixtures_models import IrisModels
 from tests.reliability.controller_faults import (
@@ -56,17 +57,17 @@ def _read_only(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _inject(store: HistoryStore, hook: Hook) -> None:
+def _inject(store: SqlHistoryStore, hook: Hook) -> None:
     event.listen(store.engine, "connect", hook)
     store.engine.dispose()  # pooled connections predate the fault; new ones get it
 
 
-def _repair(store: HistoryStore, hook: Hook) -> None:
+def _repair(store: SqlHistoryStore, hook: Hook) -> None:
     event.remove(store.engine, "connect", hook)
     store.engine.dispose()
 
 
-def _write_until_refused(store: HistoryStore) -> None:
+def _write_until_refused(store: SqlHistoryStore) -> None:
     """Use up the room the tables' last pages still have, as other writers would.
 
     Each table is its own b-tree, so with the page count capped a table whose last page

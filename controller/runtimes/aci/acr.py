@@ -20,7 +20,7 @@ from azure.containerregistry import ContainerRegistryClient
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-from controller.errors import InvalidSpecError
+from controller.core.errors import InvalidSpecError
 from controller.runtimes.aci.errors import wrap_azure_error
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from controller.errors import ControllerError, InvalidSpecError, RuntimeUnavailableError
+from controller.core.errors import ControllerError, InvalidSpecError, RuntimeUnavailableError
 
 # 4xx answers that mean "not now" rather than "never".
 _TEMPORARY_4XX = frozenset({401, 403, 404, 408, 409, 423, 429})

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from controller.errors import RuntimeUnavailableError
+from controller.core.errors import RuntimeUnavailableError
 
 
 class QuotaLimiter:

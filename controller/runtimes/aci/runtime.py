@@ -36,12 +36,12 @@ from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 from azure.mgmt.containerinstance.models import ContainerGroup, Resource
 from azure.mgmt.core.exceptions import ARMErrorFormat
 
-from controller.errors import (
+from controller.core.errors import (
     HealthTimeoutError,
     InvalidSpecError,
     RuntimeUnavailableError,
 )
-from controller.reconcile.types import Action, ActualState, DesiredState, Operation
+from controller.core.types import ActualState, DesiredState
 from controller.runtimes.aci.errors import arm_error_text, wrap_azure_error
 from controller.runtimes.aci.quota import QuotaLimiter
 from controller.runtimes.aci.spec import (
@@ -56,7 +56,6 @@ from controller.runtimes.aci.spec import (
     owned_tags,
     placement_of,
 )
-from controller.runtimes.common import desired_for
 from controller.runtimes.hotswap import request_hot_swap
 from controller.runtimes.probe import ServerProbe, probe_server
 
@@ -171,27 +170,18 @@ class AciRuntime:
         if not health.running or actual.endpoint is None:
             return replace(actual, ready=False)
         probe = self._probe(actual.endpoint)
-        if not probe.ready:
-            detail = health.detail or "container group runs but /readyz is not ready"
-        elif probe.served_version is None:
-            detail = "server is ready but /metadata did not report a version"
-        else:
-            detail = health.detail
+        detail = probe.detail(health.detail or "container group runs but /readyz is not ready")
+        detail = detail or health.detail
         return replace(
             actual, ready=probe.ready, served_version=probe.served_version, detail=detail
         )
 
-    def apply(self, action: Action) -> ActualState | None:
-        operation = action.operation
-        if operation is Operation.NOOP:
-            return self.observe(action.name)
-        if operation is Operation.DELETE:
-            self.delete(action.name)
-            return None
-        desired = desired_for(action, self.kind)
-        if operation is Operation.HOTSWAP:
-            return self._hotswap(desired, action.actual)
+    def deploy(self, desired: DesiredState) -> ActualState:
+        """Create or update are one PUT: ACI replaces the group's spec and restarts it."""
         return self._put(desired)
+
+    def hotswap(self, desired: DesiredState, current: ActualState | None = None) -> ActualState:
+        return self._hotswap(desired, current)
 
     def delete(self, name: str) -> None:
         """Delete an owned group (a no-op when it is gone); refuse anything not ours."""
@@ -226,8 +216,7 @@ class AciRuntime:
 
     # -- writes -------------------------------------------------------------------------
 
-    def _put(self, desired: DesiredState) -> ActualState | None:
-        """CREATE and RECREATE are one PUT: ACI replaces the group and restarts it."""
+    def _put(self, desired: DesiredState) -> ActualState:
         where = placement_of(desired)
         key = self._checked_key(desired.name, where.subscription_id, where.resource_group)
         what = f"put {where.resource_group}/{desired.name}"

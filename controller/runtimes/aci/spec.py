@@ -36,8 +36,9 @@ from azure.mgmt.containerinstance.models import (
     ResourceRequirements,
 )
 
-from controller.errors import InvalidSpecError
-from controller.reconcile.types import ActualState, DesiredState
+from controller.core.errors import InvalidSpecError
+from controller.core.types import ActualState, DesiredState
+from controller.runtimes.common import workload_env
 
 TAG_MANAGED = "aliasflow-managed"
 TAG_DEPLOYMENT = "aliasflow-deployment"
@@ -45,9 +46,6 @@ TAG_SPEC_HASH = "aliasflow-spec-hash"
 TAG_MODEL_VERSION = "aliasflow-model-version"
 OWNED_TAGS = (TAG_MANAGED, TAG_DEPLOYMENT, TAG_SPEC_HASH, TAG_MODEL_VERSION)
 CONTAINER_NAME = "model-server"
-# Set by the runtime; a manifest may not override them (the manifest model also refuses
-# MODEL_URI and ALIASFLOW_ADMIN_TOKEN, this is the runtime's own line of defence).
-RESERVED_ENV = frozenset({"MODEL_URI", "ALIASFLOW_ADMIN_TOKEN"})
 # provisioningState values during which the group exists and is on its way up.
 _IN_PROGRESS = frozenset({"Pending", "Creating", "Updating", "Accepted", "Repairing"})
 # Container states (instance view) that mean a process is, or is about to be, running.
@@ -120,17 +118,9 @@ def build_container_group(
     restarted container comes back on a known version and the controller swaps again.
     """
     where = placement_of(desired)
-    clashes = sorted(k for k, _ in (*desired.env, *desired.secret_env) if k in RESERVED_ENV)
-    if clashes:
-        raise InvalidSpecError(
-            f"{desired.name}: env may not set {', '.join(clashes)}; the runtime sets them"
-        )
-    env = [EnvironmentVariable(name=k, value=v) for k, v in desired.env]
-    if tracking_uri and "MLFLOW_TRACKING_URI" not in dict(desired.env) | dict(desired.secret_env):
-        env.append(EnvironmentVariable(name="MLFLOW_TRACKING_URI", value=tracking_uri))
-    env.append(EnvironmentVariable(name="MODEL_URI", value=desired.model_uri))
-    env += [EnvironmentVariable(name=k, secure_value=v) for k, v in desired.secret_env]
-    env.append(EnvironmentVariable(name="ALIASFLOW_ADMIN_TOKEN", secure_value=admin_token))
+    workload = workload_env(desired, tracking_uri=tracking_uri, admin_token=admin_token)
+    env = [EnvironmentVariable(name=k, value=v) for k, v in workload.plain.items()]
+    env += [EnvironmentVariable(name=k, secure_value=v) for k, v in workload.secret.items()]
     host = desired.image.split("/", 1)[0] if "/" in desired.image else ""
     credentials = [
         ImageRegistryCredential(server=c.server, username=c.username, password=c.password)

@@ -43,18 +43,17 @@ import requests
 from docker.models.containers import Container
 from docker.utils import parse_repository_tag
 
-from controller.errors import (
+from controller.core.errors import (
     HealthTimeoutError,
     InvalidSpecError,
     RolloutRejectedError,
     RuntimeUnavailableError,
 )
-from controller.netutil import free_port
-from controller.reconcile.types import Action, ActualState, DesiredState, Operation
-from controller.runtimes.common import NameLocks, desired_for
-from controller.runtimes.docker.state import Current, DockerState
+from controller.core.types import ActualState, DesiredState
+from controller.runtimes.common import NameLocks, redact, workload_env
+from controller.runtimes.docker.state import Current, DockerState, state_file
 from controller.runtimes.hotswap import request_hot_swap
-from controller.runtimes.local.runtime import RESERVED_ENV
+from controller.runtimes.netutil import free_port
 from controller.runtimes.probe import probe_server
 
 log = logging.getLogger(__name__)
@@ -136,7 +135,7 @@ class DockerRuntime:
         self._admin_token = admin_token
         # MLflow as the container sees it (e.g. http://host.docker.internal:5000).
         self._tracking_uri = tracking_uri
-        self._state = DockerState(Path(data_dir) / "docker" / "state.json")
+        self._state = state_file(Path(data_dir) / "docker" / "state.json")
         self._stop_timeout = stop_timeout_seconds
         self._poll = ready_poll_seconds
         self._client_lock = threading.Lock()
@@ -165,20 +164,15 @@ class DockerRuntime:
         found = (self._actual(n, seen, recorded.get(n)) for n, seen in sorted(by_name.items()))
         return [actual for actual in found if actual is not None]
 
-    def apply(self, action: Action) -> ActualState | None:
-        operation = action.operation
-        if operation is Operation.NOOP:
-            return self.observe(action.name)
-        if operation is Operation.DELETE:
-            self.delete(action.name)
-            return None
-        desired = desired_for(action, self.kind)
+    def deploy(self, desired: DesiredState) -> ActualState:
+        """Blue/green: a deploy that finds a container already there replaces it instead
+        of adding a second one, once the new one is ready."""
         with self._name_lock(desired.name):
-            if operation is Operation.HOTSWAP:
-                return self._hotswap(desired)
-            # CREATE and RECREATE are one blue/green rollout: a CREATE that finds a
-            # container already there replaces it instead of adding a second one.
             return self._roll_out(desired)
+
+    def hotswap(self, desired: DesiredState, current: ActualState | None = None) -> ActualState:
+        with self._name_lock(desired.name):
+            return self._hotswap(desired)
 
     def delete(self, name: str) -> None:
         """Remove every owned container of `name`; unknown is a no-op.
@@ -190,7 +184,7 @@ class DockerRuntime:
             for seen in self._list([OWNED, f"{LABEL_DEPLOYMENT}={name}"]):
                 self._remove(seen.id, graceful=True)
 
-            def forget(current: dict[str, Current]) -> None:
+            def forget(current: DockerState) -> None:
                 current.pop(name, None)
 
             self._state.update(forget)
@@ -214,7 +208,7 @@ class DockerRuntime:
 
         # Record the new container before touching the old ones: a crash in between
         # leaves an extra container that the next rollout or delete removes.
-        def promote(current: dict[str, Current]) -> None:
+        def promote(current: DockerState) -> None:
             current[desired.name] = Current(str(container.id), desired.model_version)
 
         self._state.update(promote)
@@ -271,21 +265,10 @@ class DockerRuntime:
         return args
 
     def _container_env(self, desired: DesiredState) -> dict[str, str]:
-        clashes = sorted(
-            key for key, _ in (*desired.env, *desired.secret_env) if key in RESERVED_ENV
-        )
-        if clashes:
-            raise InvalidSpecError(
-                f"{desired.name}: env may not set {', '.join(clashes)}; the runtime sets them"
-            )
-        env = dict(desired.env)
-        env.update(desired.secret_env)  # only ever here, in the container's env
-        env.update(
-            MODEL_URI=desired.model_uri,
-            MLFLOW_TRACKING_URI=self._tracking_uri,
-            ALIASFLOW_ADMIN_TOKEN=self._admin_token,
-        )
-        return env
+        # Secrets only ever go here, into the container's environment.
+        return workload_env(
+            desired, tracking_uri=self._tracking_uri, admin_token=self._admin_token
+        ).merged()
 
     def _ensure_image(self, desired: DesiredState) -> None:
         """Pull the image when the engine does not have it; a missing image is the spec's fault."""
@@ -304,7 +287,7 @@ class DockerRuntime:
     def _wait_ready(self, desired: DesiredState, container: Container) -> None:
         """Until `/readyz` answers on the published port; fail fast if the container dies."""
         deadline = time.monotonic() + desired.health_timeout_seconds
-        secrets_ = [value for _, value in desired.secret_env if value] + [self._admin_token]
+        secrets_ = [*desired.secret_values, self._admin_token]
         endpoint: str | None = None
         with httpx.Client(timeout=2.0, trust_env=False) as http:
             while True:
@@ -332,14 +315,12 @@ class DockerRuntime:
                     )
                 time.sleep(self._poll)
 
-    def _log_tail(self, container: Container, redact: list[str]) -> str:
+    def _log_tail(self, container: Container, secrets: list[str]) -> str:
         try:
             text = container.logs(tail=20).decode(errors="replace")
         except Exception as exc:
             return f"(logs unavailable: {type(exc).__name__})"
-        for secret in redact:
-            text = text.replace(secret, "***")
-        return text.strip()
+        return redact(text, secrets).strip()
 
     def _hotswap(self, desired: DesiredState) -> ActualState:
         seen = self._list([OWNED, f"{LABEL_DEPLOYMENT}={desired.name}"])
@@ -354,7 +335,7 @@ class DockerRuntime:
         request_hot_swap(endpoint, self._admin_token, desired, was)
         swapped = Current(chosen.id, desired.model_version)
 
-        def set_version(current: dict[str, Current]) -> None:
+        def set_version(current: DockerState) -> None:
             current[desired.name] = swapped
 
         self._state.update(set_version)
@@ -391,12 +372,10 @@ class DockerRuntime:
         probe = probe_server(endpoint) if endpoint else None
         if probe is None:
             detail = f"container {chosen.name} publishes no loopback port"
-        elif not probe.ready:
-            detail = f"container {chosen.name} is {chosen.state} but /readyz is not ready"
-        elif probe.served_version is None:
-            detail = "server is ready but /metadata did not report a version"
         else:
-            detail = ""
+            detail = probe.detail(
+                f"container {chosen.name} is {chosen.state} but /readyz is not ready"
+            )
         return ActualState(
             name=name,
             spec_hash=chosen.spec_hash,

@@ -29,18 +29,17 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from controller.errors import (
+from controller.core.errors import (
     HealthTimeoutError,
-    InvalidSpecError,
     RolloutRejectedError,
     RuntimeUnavailableError,
 )
-from controller.netutil import ProcessDiedError, free_port, wait_until_ready
-from controller.reconcile.types import Action, ActualState, DesiredState, Operation
-from controller.runtimes.common import NameLocks, desired_for
+from controller.core.types import ActualState, DesiredState
+from controller.runtimes.common import NameLocks, redact, workload_env
 from controller.runtimes.hotswap import request_hot_swap
 from controller.runtimes.local.process import is_our_server, log_tail, start_server, stop_server
-from controller.runtimes.local.state import LocalState, ServerRecord, StateFile
+from controller.runtimes.local.state import LocalState, ServerRecord, state_file
+from controller.runtimes.netutil import ProcessDiedError, free_port, wait_until_ready
 from controller.runtimes.probe import probe_server
 
 log = logging.getLogger(__name__)
@@ -68,17 +67,6 @@ INHERITED_ENV = (
     "http_proxy",
     "https_proxy",
     "no_proxy",
-)
-# Set by the runtime; a manifest overriding them would break the controller's contract
-# with the server (which model it boots, which token admits a hot swap, where it binds).
-RESERVED_ENV = frozenset(
-    {
-        "MODEL_URI",
-        "MLFLOW_TRACKING_URI",
-        "ALIASFLOW_ADMIN_TOKEN",
-        "ALIASFLOW_SERVER_HOST",
-        "ALIASFLOW_SERVER_PORT",
-    }
 )
 _PORT_ATTEMPTS = 3
 
@@ -108,7 +96,7 @@ class LocalRuntime:
         self._python = python
         self._grace = stop_grace_seconds
         self._log_files_kept = log_files_kept
-        self._state = StateFile(self.root / "state.json")
+        self._state = state_file(self.root / "state.json")
         # Servers this instance started: kept to fail fast on exit and to reap them.
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._children_lock = threading.Lock()
@@ -136,20 +124,15 @@ class LocalRuntime:
         servers = self._state.read().servers
         return [self._actual(name, record) for name, record in sorted(servers.items())]
 
-    def apply(self, action: Action) -> ActualState | None:
-        operation = action.operation
-        if operation is Operation.NOOP:
-            return self.observe(action.name)
-        if operation is Operation.DELETE:
-            self.delete(action.name)
-            return None
-        desired = desired_for(action, self.kind)
+    def deploy(self, desired: DesiredState) -> ActualState:
+        """A blue/green rollout: a new server on its own port must be ready before the old
+        one (if any) is stopped, so creating and replacing are the same operation."""
         with self._name_lock(desired.name):
-            if operation is Operation.HOTSWAP:
-                return self._hotswap(desired)
-            # CREATE and RECREATE are one blue/green rollout: a CREATE that finds a
-            # server already recorded replaces it instead of starting a duplicate.
             return self._roll_out(desired)
+
+    def hotswap(self, desired: DesiredState, current: ActualState | None = None) -> ActualState:
+        with self._name_lock(desired.name):
+            return self._hotswap(desired)
 
     def delete(self, name: str) -> None:
         """Stop the server (and any half-started one) and forget it; unknown is a no-op.
@@ -207,7 +190,7 @@ class LocalRuntime:
 
     def _start_until_ready(self, desired: DesiredState, env: dict[str, str]) -> ServerRecord:
         """Start a server on a free port and wait for /readyz; on any failure stop it."""
-        secrets = [value for _, value in desired.secret_env if value]
+        secrets = [*desired.secret_values, self._admin_token]
         for attempt in range(1, _PORT_ATTEMPTS + 1):
             port = free_port()
             log_file = self.log_dir / f"{desired.name}-{port}.log"
@@ -242,7 +225,7 @@ class LocalRuntime:
                 return record
             except ProcessDiedError:
                 self._discard_pending(desired.name, record)
-                tail = _redact(log_tail(log_file), secrets)
+                tail = redact(log_tail(log_file), secrets)
                 if "address already in use" in tail.lower() and attempt < _PORT_ATTEMPTS:
                     continue  # another process took the free port first; pick another
                 raise RolloutRejectedError(
@@ -252,7 +235,7 @@ class LocalRuntime:
                 ) from None
             except TimeoutError:
                 self._discard_pending(desired.name, record)
-                tail = _redact(log_tail(log_file), secrets)
+                tail = redact(log_tail(log_file), secrets)
                 raise HealthTimeoutError(
                     f"{desired.name}: the model server for {desired.model_uri} was not ready "
                     f"within {desired.health_timeout_seconds}s and was stopped; the previous "
@@ -294,12 +277,7 @@ class LocalRuntime:
                 f"(log: {record.log_file})",
             )
         probe = probe_server(record.endpoint)
-        if not probe.ready:
-            detail = "server process is running but /readyz is not ready"
-        elif probe.served_version is None:
-            detail = "server is ready but /metadata did not report a version"
-        else:
-            detail = ""
+        detail = probe.detail("server process is running but /readyz is not ready")
         return ActualState(
             name=name,
             spec_hash=record.spec_hash,
@@ -314,23 +292,15 @@ class LocalRuntime:
     # -- helpers --------------------------------------------------------------------------
 
     def _child_env(self, desired: DesiredState) -> dict[str, str]:
-        clashes = sorted(
-            key for key, _ in (*desired.env, *desired.secret_env) if key in RESERVED_ENV
-        )
-        if clashes:
-            raise InvalidSpecError(
-                f"{desired.name}: env may not set {', '.join(clashes)}; the runtime sets them"
-            )
         env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
         env["PYTHONUNBUFFERED"] = "1"  # so the log tail of a failed start is complete
-        env.update(desired.env)
-        env.update(desired.secret_env)  # only ever here, in the child's environment
+        # Secrets only ever go here, into the child's environment.
         env.update(
-            MODEL_URI=desired.model_uri,
-            MLFLOW_TRACKING_URI=self._tracking_uri,
-            ALIASFLOW_ADMIN_TOKEN=self._admin_token,
-            ALIASFLOW_SERVER_HOST="127.0.0.1",
+            workload_env(
+                desired, tracking_uri=self._tracking_uri, admin_token=self._admin_token
+            ).merged()
         )
+        env["ALIASFLOW_SERVER_HOST"] = "127.0.0.1"
         return env
 
     def _write_log_header(self, log_file: Path, desired: DesiredState, port: int) -> None:
@@ -390,9 +360,3 @@ def _set_pending(name: str, record: ServerRecord) -> Callable[[LocalState], None
         state.pending[name] = record
 
     return change
-
-
-def _redact(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text

@@ -9,20 +9,20 @@ from collections.abc import Callable
 import pytest
 from mlflow import MlflowClient
 
-from controller.errors import (
+from controller.core.errors import (
     AliasNotFoundError,
     ModelNotFoundError,
     PermanentError,
+    RegistryRefusedError,
     RegistryUnavailableError,
 )
-from controller.netutil import free_port
-from controller.registry.base import Registry
+from controller.core.ports import Registry
 from controller.registry.mlflow_registry import (
     FAST_FAIL_ENV,
     MlflowRegistry,
-    RegistryRequestError,
     configure_fast_failure,
 )
+from controller.runtimes.netutil import free_port
 
 MakeVersions = Callable[[str, int], list[str]]
 
@@ -65,7 +65,7 @@ def test_reserved_alias_is_refused_permanently(
     tracking_uri: str, unique_model_name: str, make_versions: MakeVersions
 ) -> None:
     make_versions(unique_model_name, 1)
-    with pytest.raises(RegistryRequestError, match="reserved") as caught:
+    with pytest.raises(RegistryRefusedError, match="reserved") as caught:
         MlflowRegistry(tracking_uri).set_alias(unique_model_name, "latest", "1")
     assert isinstance(caught.value, PermanentError)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from controller.errors import RegistryUnavailableError
-from controller.registry.base import AliasMaps
+from controller.core.errors import RegistryUnavailableError
+from controller.core.ports import AliasMaps
 from controller.registry.memory import MemoryRegistry
 from controller.registry.poller import AliasPoller, diff_alias_maps
 

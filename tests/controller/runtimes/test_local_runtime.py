@@ -18,15 +18,15 @@ import httpx
 import pytest
 
 from aliasflow_cli.devstack import MlflowServer
-from controller.errors import (
+from controller.core.errors import (
     HealthTimeoutError,
-    InvalidSpecError,
     RolloutRejectedError,
     RuntimeUnavailableError,
 )
+from controller.core.ports import Runtime
+from controller.core.types import Action, ActualState, DesiredState, Operation
+from controller.reconcile.execute import execute
 from controller.reconcile.plan import plan_deployment
-from controller.reconcile.types import Action, ActualState, DesiredState, Operation
-from controller.runtimes.base import Runtime
 from controller.runtimes.local import LocalRuntime
 from controller.runtimes.local.process import is_our_server, serve_command
 
@@ -85,7 +85,7 @@ def desired(
 
 
 def run(runtime: LocalRuntime, operation: Operation, state: DesiredState) -> ActualState:
-    result = runtime.apply(Action(operation, state.name, "test", state))
+    result = execute(runtime, Action(operation, state.name, "test", state))
     assert result is not None
     return result
 
@@ -164,7 +164,7 @@ def test_create_serves_v1_with_secrets_only_in_the_child_env_then_hot_swaps(
 
     # A version that fails to load is refused; v2 keeps serving and stays recorded.
     with pytest.raises(RolloutRejectedError, match="refused") as refused:
-        runtime.apply(Action(Operation.HOTSWAP, "iris", "test", desired(iris_model, "3")))
+        execute(runtime, Action(Operation.HOTSWAP, "iris", "test", desired(iris_model, "3")))
 
     assert "keeps serving" in str(refused.value)
     assert served_version(endpoint) == "2"
@@ -192,7 +192,7 @@ def test_restarted_controller_adopts_live_servers_and_sees_a_killed_one(
     # A restarted controller with another admin token cannot hot swap; it says why.
     other_token = LocalRuntime(data_dir, "a-new-token", mlflow_server.url)
     with pytest.raises(RolloutRejectedError, match="ALIASFLOW_ADMIN_TOKEN"):
-        other_token.apply(Action(Operation.HOTSWAP, "iris", "test", desired(iris_model, "2")))
+        execute(other_token, Action(Operation.HOTSWAP, "iris", "test", desired(iris_model, "2")))
 
     os.kill(pid, signal.SIGKILL)
     port = int((first.endpoint or "").rsplit(":", 1)[1])
@@ -215,8 +215,9 @@ def test_recreate_is_blue_green_keeps_the_old_server_on_failure_and_delete_stops
 
     # The new server cannot load its version: it is stopped, the old one keeps serving.
     with pytest.raises(RolloutRejectedError, match="exited") as failed:
-        runtime.apply(
-            Action(Operation.RECREATE, "iris", "test", desired(iris_model, "3", spec="spec-b"))
+        execute(
+            runtime,
+            Action(Operation.RECREATE, "iris", "test", desired(iris_model, "3", spec="spec-b")),
         )
 
     assert "JSONDecodeError" in str(failed.value)  # the tail of the new server's log
@@ -238,7 +239,7 @@ def test_recreate_is_blue_green_keeps_the_old_server_on_failure_and_delete_stops
     # Delete stops the process and forgets it; a second delete is a no-op.
     new_pid = pid_of(runtime, "iris")
     new_port = int((new.endpoint or "").rsplit(":", 1)[1])
-    assert runtime.apply(Action(Operation.DELETE, "iris", "prune", None, new)) is None
+    assert execute(runtime, Action(Operation.DELETE, "iris", "prune", None, new)) is None
     assert wait_dead(new_pid, new_port, timeout=1)
     assert runtime.observe("iris") is None
     assert runtime.list_owned() == []
@@ -312,7 +313,7 @@ def test_a_reused_pid_is_not_ours_and_is_never_signalled(data_dir: Path) -> None
         assert actual is not None
         assert not actual.running
         with pytest.raises(RuntimeUnavailableError, match="needs a recreate"):
-            runtime.apply(Action(Operation.HOTSWAP, "iris", "test", desired("m", "2")))
+            execute(runtime, Action(Operation.HOTSWAP, "iris", "test", desired("m", "2")))
         runtime.stop_all()
 
         assert stranger.poll() is None  # still alive: not ours to kill
@@ -332,7 +333,7 @@ def test_a_server_that_exits_at_once_fails_fast_with_its_log(
 
     started = time.monotonic()
     with pytest.raises(RolloutRejectedError, match="boom") as failed:
-        runtime.apply(Action(Operation.CREATE, "iris", "test", desired("m", "1", timeout=60)))
+        execute(runtime, Action(Operation.CREATE, "iris", "test", desired("m", "1", timeout=60)))
 
     assert time.monotonic() - started < 10
     assert "code 3" in str(failed.value)
@@ -351,24 +352,8 @@ def test_a_server_that_never_gets_ready_times_out_and_is_stopped(
         data_dir, ADMIN_TOKEN, "http://127.0.0.1:1", python=str(fake_python), stop_grace_seconds=1
     )
     with pytest.raises(HealthTimeoutError, match="not ready within 1s"):
-        runtime.apply(Action(Operation.CREATE, "iris", "test", desired("m", "1", timeout=1)))
+        execute(runtime, Action(Operation.CREATE, "iris", "test", desired("m", "1", timeout=1)))
     assert runtime.observe("iris") is None
-
-
-@pytest.mark.parametrize(
-    ("env", "secret_env"),
-    [((("MODEL_URI", "models:/x/1"),), ()), ((), (("ALIASFLOW_ADMIN_TOKEN", "mine"),))],
-)
-def test_env_may_not_override_what_the_runtime_sets(
-    data_dir: Path,
-    env: tuple[tuple[str, str], ...],
-    secret_env: tuple[tuple[str, str], ...],
-) -> None:
-    runtime = LocalRuntime(data_dir, ADMIN_TOKEN, "http://127.0.0.1:1")
-    state = desired("m", "1", env=env, secret_env=secret_env)
-    with pytest.raises(InvalidSpecError, match="runtime sets them"):
-        runtime.apply(Action(Operation.CREATE, "iris", "test", state))
-    assert "mine" not in str(runtime.state_file.read_text() if runtime.state_file.exists() else "")
 
 
 def test_serve_command_is_the_image_program() -> None:

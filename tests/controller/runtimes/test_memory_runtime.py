@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from controller.errors import (
+from controller.core.errors import (
     HealthTimeoutError,
     InvalidSpecError,
     RolloutRejectedError,
     RuntimeUnavailableError,
 )
+from controller.core.ports import Runtime
+from controller.core.types import Action, DesiredState, Operation
+from controller.reconcile.execute import execute
 from controller.reconcile.plan import plan_deployment
-from controller.reconcile.types import Action, DesiredState, Operation
-from controller.runtimes.base import Runtime
 from controller.runtimes.memory import MemoryRuntime
 
 
@@ -45,7 +46,7 @@ def test_it_satisfies_the_runtime_protocol() -> None:
 
 def test_create_then_second_plan_is_noop_and_calls_are_recorded() -> None:
     runtime = MemoryRuntime()
-    created = runtime.apply(act(Operation.CREATE, desired("1")))
+    created = execute(runtime, act(Operation.CREATE, desired("1")))
     assert created is not None
     assert (created.running, created.ready, created.model_version, created.served_version) == (
         True,
@@ -59,9 +60,9 @@ def test_create_then_second_plan_is_noop_and_calls_are_recorded() -> None:
 
 def test_hotswap_changes_recorded_and_served_version() -> None:
     runtime = MemoryRuntime()
-    runtime.apply(act(Operation.CREATE, desired("1")))
+    execute(runtime, act(Operation.CREATE, desired("1")))
     before = runtime.observe("iris")
-    swapped = runtime.apply(act(Operation.HOTSWAP, desired("2")))
+    swapped = execute(runtime, act(Operation.HOTSWAP, desired("2")))
     assert swapped is not None
     assert before is not None
     assert (swapped.model_version, swapped.served_version) == ("2", "2")
@@ -70,12 +71,12 @@ def test_hotswap_changes_recorded_and_served_version() -> None:
 
 def test_rejected_version_keeps_the_old_one_on_hotswap_and_recreate() -> None:
     runtime = MemoryRuntime()
-    runtime.apply(act(Operation.CREATE, desired("1")))
+    execute(runtime, act(Operation.CREATE, desired("1")))
     runtime.rejected_versions.add("3")
     with pytest.raises(RolloutRejectedError):
-        runtime.apply(act(Operation.HOTSWAP, desired("3")))
+        execute(runtime, act(Operation.HOTSWAP, desired("3")))
     with pytest.raises(RolloutRejectedError):
-        runtime.apply(act(Operation.RECREATE, desired("3", spec="spec-b")))
+        execute(runtime, act(Operation.RECREATE, desired("3", spec="spec-b")))
     actual = runtime.observe("iris")
     assert actual is not None
     assert (actual.model_version, actual.served_version, actual.spec_hash) == ("1", "1", "spec-a")
@@ -86,27 +87,27 @@ def test_fail_next_fails_once_with_the_default_error_for_the_operation() -> None
     runtime = MemoryRuntime()
     runtime.fail_next(Operation.CREATE)
     with pytest.raises(HealthTimeoutError):
-        runtime.apply(act(Operation.CREATE, desired("1")))
+        execute(runtime, act(Operation.CREATE, desired("1")))
     assert runtime.observe("iris") is None
-    assert runtime.apply(act(Operation.CREATE, desired("1"))) is not None
+    assert execute(runtime, act(Operation.CREATE, desired("1"))) is not None
 
     runtime.fail_next(Operation.HOTSWAP, name="other")
     runtime.fail_next(Operation.HOTSWAP)
     with pytest.raises(RolloutRejectedError):
-        runtime.apply(act(Operation.HOTSWAP, desired("2")))
-    assert runtime.apply(act(Operation.HOTSWAP, desired("2"))) is not None  # "other" remains
+        execute(runtime, act(Operation.HOTSWAP, desired("2")))
+    assert execute(runtime, act(Operation.HOTSWAP, desired("2"))) is not None  # "other" remains
 
 
 def test_fail_next_with_a_given_error() -> None:
     runtime = MemoryRuntime()
     runtime.fail_next(Operation.CREATE, RuntimeUnavailableError("throttled"))
     with pytest.raises(RuntimeUnavailableError, match="throttled"):
-        runtime.apply(act(Operation.CREATE, desired("1")))
+        execute(runtime, act(Operation.CREATE, desired("1")))
 
 
 def test_kill_and_drift_are_seen_by_the_planner() -> None:
     runtime = MemoryRuntime()
-    runtime.apply(act(Operation.CREATE, desired("2")))
+    execute(runtime, act(Operation.CREATE, desired("2")))
     runtime.serve("iris", "1")
     assert plan_deployment(desired("2"), runtime.observe("iris")).operation is Operation.HOTSWAP
     runtime.kill("iris")
@@ -115,7 +116,7 @@ def test_kill_and_drift_are_seen_by_the_planner() -> None:
     assert not actual.running
     assert plan_deployment(desired("2"), actual).operation is Operation.RECREATE
     with pytest.raises(RuntimeUnavailableError, match="needs a recreate"):
-        runtime.apply(act(Operation.HOTSWAP, desired("3")))
+        execute(runtime, act(Operation.HOTSWAP, desired("3")))
     runtime.remove("iris")
     assert plan_deployment(desired("2"), runtime.observe("iris")).operation is Operation.CREATE
 
@@ -124,7 +125,7 @@ def test_delete_and_outage() -> None:
     runtime = MemoryRuntime()
     runtime.add("old", spec_hash="x", model_version="4")
     assert [w.name for w in runtime.list_owned()] == ["old"]
-    assert runtime.apply(Action(Operation.DELETE, "old", "prune")) is None
+    assert execute(runtime, Action(Operation.DELETE, "old", "prune")) is None
     runtime.delete("never-existed")
     assert runtime.list_owned() == []
     assert runtime.deleted == ["old", "never-existed"]
@@ -132,9 +133,9 @@ def test_delete_and_outage() -> None:
     with pytest.raises(RuntimeUnavailableError):
         runtime.list_owned()
     with pytest.raises(RuntimeUnavailableError):
-        runtime.apply(act(Operation.CREATE, desired("1")))
+        execute(runtime, act(Operation.CREATE, desired("1")))
 
 
 def test_create_without_desired_state_is_invalid() -> None:
     with pytest.raises(InvalidSpecError):
-        MemoryRuntime().apply(Action(Operation.CREATE, "iris", "test"))
+        execute(MemoryRuntime(), Action(Operation.CREATE, "iris", "test"))

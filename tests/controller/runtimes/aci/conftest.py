@@ -14,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from controller.netutil import free_port
-from controller.reconcile.types import DesiredState
+from controller.core.types import DesiredState
 from controller.runtimes.aci import AciRuntime, QuotaLimiter, RetryOptions
+from controller.runtimes.netutil import free_port
 from tests.aci_emulator import AciEmulator
 
 SUB = "11111111-2222-3333-4444-555555555555"

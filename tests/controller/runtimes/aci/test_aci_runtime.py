@@ -12,14 +12,15 @@ from dataclasses import replace
 
 import pytest
 
-from controller.errors import (
+from controller.core.errors import (
     HealthTimeoutError,
     InvalidSpecError,
     RolloutRejectedError,
     RuntimeUnavailableError,
 )
+from controller.core.types import Action, Operation
+from controller.reconcile.execute import execute
 from controller.reconcile.plan import plan_deployment
-from controller.reconcile.types import Action, Operation
 from controller.runtimes.aci import QuotaLimiter
 from controller.runtimes.aci.spec import TAG_MODEL_VERSION
 from controller.runtimes.hotswap import swap_deadline
@@ -36,7 +37,7 @@ from tests.controller.runtimes.aci.conftest import (
 
 
 def create(runtime, desired):  # type: ignore[no-untyped-def]
-    return runtime.apply(plan_deployment(desired, runtime.observe(desired.name)))
+    return execute(runtime, plan_deployment(desired, runtime.observe(desired.name)))
 
 
 def test_create_then_one_list_per_resource_group_and_zero_writes_when_unchanged(
@@ -113,7 +114,7 @@ def test_hotswap_posts_to_the_server_and_patches_tags_without_a_put(
     promoted = make_desired("iris-hot", version="2")
     action = plan_deployment(promoted, runtime.observe("iris-hot"))
     assert action.operation is Operation.HOTSWAP
-    result = runtime.apply(action)
+    result = execute(runtime, action)
 
     assert result is not None
     assert result.model_version == "2"
@@ -146,7 +147,7 @@ def test_refused_hotswap_keeps_the_recorded_version(
     stub_server.refuse = True
     action = plan_deployment(make_desired("iris-refuse", "2"), runtime.observe("iris-refuse"))
     with pytest.raises(RolloutRejectedError, match="input example check failed"):
-        runtime.apply(action)
+        execute(runtime, action)
     assert emulator.state.count("PATCH", "group") == 0
     group = emulator.state.group(SUB, "rg-a", "iris-refuse")
     assert group is not None
@@ -160,7 +161,7 @@ def test_a_spec_change_is_one_put(emulator: AciEmulator, make_runtime: RuntimeFa
     changed = make_desired("iris-chg", env=(("LOG_LEVEL", "debug"),))
     action = plan_deployment(changed, runtime.list_owned()[0])
     assert action.operation is Operation.RECREATE
-    runtime.apply(action)
+    execute(runtime, action)
     assert emulator.state.count("PUT", "group") == 1
     assert emulator.state.writes == 1
     assert runtime.quota.in_window() == 1  # an update is not a create: not quota-counted
@@ -211,7 +212,7 @@ def test_tags_patch_is_retried_on_429(
     create(runtime, make_desired("iris-p429"))
     action = plan_deployment(make_desired("iris-p429", "2"), runtime.observe("iris-p429"))
     emulator.state.throttle(count=2, retry_after=0.05, methods="PATCH")
-    runtime.apply(action)
+    execute(runtime, action)
     assert emulator.state.throttled[("PATCH", "group")] == 2
     group = emulator.state.group(SUB, "rg-a", "iris-p429")
     assert group is not None
@@ -230,7 +231,7 @@ def test_bad_request_is_permanent(emulator: AciEmulator, make_runtime: RuntimeFa
     runtime = make_runtime()
     bad = replace(make_desired("iris-bad"), cpu=8.0)
     with pytest.raises(InvalidSpecError, match="InvalidContainerResources"):
-        runtime.apply(Action(Operation.CREATE, "iris-bad", "test", bad))
+        execute(runtime, Action(Operation.CREATE, "iris-bad", "test", bad))
     assert emulator.state.groups == {}
 
 

@@ -12,7 +12,6 @@ from azure.mgmt.containerinstance.models import (
     ContainerState,
 )
 
-from controller.errors import InvalidSpecError
 from controller.runtimes.aci.acr import split_image
 from controller.runtimes.aci.spec import (
     RegistryCredential,
@@ -48,11 +47,6 @@ def test_registry_credentials_only_for_their_registry() -> None:
         build_container_group(other, ADMIN, registry_credentials=CREDS).image_registry_credentials
         is None
     )
-
-
-def test_reserved_env_is_refused() -> None:
-    with pytest.raises(InvalidSpecError, match="MODEL_URI"):
-        build_container_group(make_desired(env=(("MODEL_URI", "x"),)), ADMIN)
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,10 @@ import pytest
 from docker_helpers import ADMIN_TOKEN
 
 from aliasflow_cli.devstack import MlflowServer
-from controller.errors import RolloutRejectedError
+from controller.core.errors import RolloutRejectedError
+from controller.core.types import Action, ActualState, DesiredState, Operation
+from controller.reconcile.execute import execute
 from controller.reconcile.plan import plan_deployment
-from controller.reconcile.types import Action, ActualState, DesiredState, Operation
 from controller.runtimes.docker import DockerRuntime
 from tests.fake_docker import FakeDockerEngine
 
@@ -53,7 +54,7 @@ def desired(model: str, version: str, spec: str = "5e5e5e5e5e5e5e5e") -> Desired
 
 
 def run(runtime: DockerRuntime, operation: Operation, state: DesiredState) -> ActualState:
-    result = runtime.apply(Action(operation, state.name, "test", state))
+    result = execute(runtime, Action(operation, state.name, "test", state))
     assert result is not None
     return result
 
@@ -93,7 +94,7 @@ def test_containers_serve_hot_swap_and_a_broken_version_keeps_the_old_one(
     (container_id,) = engine.containers
     action = plan_deployment(desired(iris_model, "2"), runtime.observe("iris"))
     assert action.operation is Operation.HOTSWAP
-    swapped = runtime.apply(action)
+    swapped = execute(runtime, action)
     assert swapped is not None
     assert (swapped.model_version, swapped.served_version) == ("2", "2")
     assert swapped.endpoint == endpoint

@@ -1,13 +1,37 @@
-"""Value types the planner works on: what should run, what does run, what to do.
+"""Value types the controller works on: what should run, what does run, what to do.
 
-They are plain frozen dataclasses so that `plan()` stays a pure function that tests
-can drive with literal tables, without MLflow, a runtime or a clock.
+They are plain frozen dataclasses and string enums so that `plan()` stays a pure function
+that tests can drive with literal tables, without MLflow, a runtime or a clock.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from controller.core.records import Reason, Result
+
+
+class TargetKind(StrEnum):
+    LOCAL = "local"
+    ACI = "aci"
+    DOCKER = "docker"
+
+
+class Strategy(StrEnum):
+    HOTSWAP = "hotswap"
+    RECREATE = "recreate"
+
+
+class Trigger(StrEnum):
+    """What started a reconcile; recorded in history and used as a metrics label."""
+
+    WEBHOOK = "webhook"
+    POLL = "poll"
+    GIT = "git"
+    MANUAL = "manual"
+    RESTART = "restart"
+    ROLLBACK = "rollback"
 
 
 class Operation(StrEnum):
@@ -23,7 +47,7 @@ class DesiredState:
     """A manifest with its alias resolved to one model version."""
 
     name: str
-    target_kind: str
+    target_kind: TargetKind
     model_name: str
     model_version: str
     run_id: str | None
@@ -32,7 +56,7 @@ class DesiredState:
     cpu: float
     memory_gb: float
     env: tuple[tuple[str, str], ...]
-    strategy: str
+    strategy: Strategy
     health_timeout_seconds: int
     self_heal: bool = True
     automated: bool = True
@@ -43,10 +67,16 @@ class DesiredState:
     # version change can hot swap while any other change must recreate.
     spec_hash: str = ""
     target_settings: tuple[tuple[str, str], ...] = ()
+    prune: bool = True
 
     @property
     def model_uri(self) -> str:
         return f"models:/{self.model_name}/{self.model_version}"
+
+    @property
+    def secret_values(self) -> list[str]:
+        """What must never appear in a log line or a status message."""
+        return [value for _, value in self.secret_env if value]
 
 
 @dataclass(frozen=True)
@@ -76,3 +106,15 @@ class Action:
     @property
     def changes_anything(self) -> bool:
         return self.operation is not Operation.NOOP
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one reconcile ended, for the work queue (retry or not) and the caller."""
+
+    name: str
+    action: Operation
+    result: Result
+    message: str
+    reason: Reason | None = None
+    retry: bool = False

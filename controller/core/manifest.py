@@ -1,4 +1,5 @@
-"""The `ModelDeployment` v1 manifest, as platform engineers write it in git.
+"""The `ModelDeployment` v1 manifest, as platform engineers write it in git, and the
+snapshot of a manifest directory the rest of the controller reads.
 
 Every model forbids unknown keys: a typo such as `healthTimeoutSecond` must be an error,
 not a silently ignored field that leaves a deployment on a default nobody chose.
@@ -7,15 +8,22 @@ not a silently ignored field that leaves a deployment on a default nobody chose.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from controller.core.types import Strategy, TargetKind
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$")
-# The controller sets these on every workload; a manifest must not override them.
-RESERVED_ENV = frozenset({"MODEL_URI", "ALIASFLOW_ADMIN_TOKEN"})
+# The runtimes set these on every workload (which model it boots, which key admits a hot
+# swap, where it binds); a manifest overriding them would break that contract. This is
+# the one list: validation refuses them, so no runtime has to check again.
+RESERVED_ENV = frozenset(
+    {"MODEL_URI", "ALIASFLOW_ADMIN_TOKEN", "ALIASFLOW_SERVER_HOST", "ALIASFLOW_SERVER_PORT"}
+)
 
 
 class _Strict(BaseModel):
@@ -89,20 +97,19 @@ class DockerTarget(_Strict):
 
 
 class Target(_Strict):
-    kind: Literal["local", "aci", "docker"] = Field(
-        default="local", description="Where the model server runs."
-    )
+    kind: TargetKind = Field(default=TargetKind.LOCAL, description="Where the model server runs.")
     aci: AciTarget | None = Field(default=None, description="Required when kind is aci.")
     docker: DockerTarget | None = Field(default=None, description="Optional for kind docker.")
 
     @model_validator(mode="after")
     def _settings_match_kind(self) -> Target:
-        if self.kind == "aci" and self.aci is None:
+        kind = self.kind.value
+        if self.kind is TargetKind.ACI and self.aci is None:
             raise ValueError("target.kind 'aci' needs an 'aci' block")
-        if self.kind != "aci" and self.aci is not None:
-            raise ValueError(f"an 'aci' block does not apply to target.kind {self.kind!r}")
-        if self.kind != "docker" and self.docker is not None:
-            raise ValueError(f"a 'docker' block does not apply to target.kind {self.kind!r}")
+        if self.kind is not TargetKind.ACI and self.aci is not None:
+            raise ValueError(f"an 'aci' block does not apply to target.kind {kind!r}")
+        if self.kind is not TargetKind.DOCKER and self.docker is not None:
+            raise ValueError(f"a 'docker' block does not apply to target.kind {kind!r}")
         return self
 
 
@@ -120,8 +127,8 @@ class SecretRef(_Strict):
 
 
 class Rollout(_Strict):
-    strategy: Literal["hotswap", "recreate"] = Field(
-        default="hotswap",
+    strategy: Strategy = Field(
+        default=Strategy.HOTSWAP,
         description="hotswap: the running server loads the new version beside the old one; "
         "recreate: a new workload replaces the old one.",
     )
@@ -195,8 +202,73 @@ class ModelDeployment(_Strict):
         return (aci.dns_name_label or self.name) if aci else None
 
 
-def json_schema() -> dict[str, object]:
+def json_schema() -> dict[str, Any]:
     schema = ModelDeployment.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "aliasflow ModelDeployment v1"
-    return schema
+    return _inline_enums(schema)
+
+
+def _inline_enums(schema: dict[str, Any]) -> dict[str, Any]:
+    """Enum fields as `{"enum": [...]}` in place, not `$ref`s to one-line definitions:
+    editors then offer the values where the field is, as they did for literals."""
+    defs = schema.get("$defs", {})
+    enums = {name: node for name, node in defs.items() if "enum" in node}
+
+    def visit(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.rsplit("/", 1)[-1] in enums:
+                inlined = dict(enums[ref.rsplit("/", 1)[-1]])
+                inlined.pop("title", None)
+                return {**inlined, **{k: v for k, v in node.items() if k != "$ref"}}
+            return {key: visit(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [visit(item) for item in node]
+        return node
+
+    result: dict[str, Any] = visit(schema)
+    result["$defs"] = {k: v for k, v in result.get("$defs", {}).items() if k not in enums}
+    return result
+
+
+@dataclass(frozen=True)
+class ManifestError:
+    file: str
+    document: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.document is None else f"{self.file} (document {self.document})"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class LoadedManifest:
+    deployment: ModelDeployment
+    file: str
+    document: int
+
+
+@dataclass
+class ManifestSnapshot:
+    """Every valid deployment of one revision of the manifests, and every error found."""
+
+    deployments: dict[str, LoadedManifest] = field(default_factory=dict)
+    errors: list[ManifestError] = field(default_factory=list)
+    revision: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """True only when every file parsed: the one condition under which pruning is safe."""
+        return not self.errors
+
+    def following(self, model_name: str, alias: str) -> list[str]:
+        """Deployments that follow `alias` of `model_name`."""
+        return sorted(
+            name
+            for name, loaded in self.deployments.items()
+            if loaded.deployment.spec.model.name == model_name
+            and loaded.deployment.spec.model.alias == alias
+        )

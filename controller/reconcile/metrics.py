@@ -7,9 +7,12 @@ signature failures (`rate(aliasflow_webhook_deliveries_total{outcome="bad_signat
 
 from __future__ import annotations
 
+import threading
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from controller.store.records import Health, Sync
+from controller.core.records import Health, Reason, Result, Sync
+from controller.core.types import Operation
 
 
 class ControllerMetrics:
@@ -17,8 +20,8 @@ class ControllerMetrics:
         self.registry = CollectorRegistry()
         self.reconciles = Counter(
             "aliasflow_reconciles",
-            "Reconcile passes by action and result.",
-            ["action", "result"],
+            "Reconcile passes by action, result and reason.",
+            ["action", "result", "reason"],
             registry=self.registry,
         )
         self.reconcile_seconds = Histogram(
@@ -46,6 +49,14 @@ class ControllerMetrics:
             ["deployment", "health"],
             registry=self.registry,
         )
+        self.deployment_reason = Gauge(
+            "aliasflow_deployment_reason",
+            "1 for the reason of the deployment's current status.",
+            ["deployment", "reason"],
+            registry=self.registry,
+        )
+        self._reasons: dict[str, str] = {}
+        self._reasons_lock = threading.Lock()
         self.alias_to_serving = Histogram(
             "aliasflow_alias_to_serving_seconds",
             "From the alias move being noticed to the new version serving.",
@@ -70,14 +81,31 @@ class ControllerMetrics:
             registry=self.registry,
         )
 
-    def set_state(self, deployment: str, sync: Sync, health: Health) -> None:
+    def count(self, action: Operation, result: Result, reason: Reason | None) -> None:
+        self.reconciles.labels(action.value, result.value, reason.value if reason else "").inc()
+
+    def set_state(
+        self, deployment: str, sync: Sync, health: Health, reason: Reason | None = None
+    ) -> None:
         for value in Sync:
             self.deployment_sync.labels(deployment, value.value).set(int(value is sync))
         for value in Health:
             self.deployment_health.labels(deployment, value.value).set(int(value is health))
+        # One series per deployment: the old reason's series goes when the reason changes.
+        label = reason.value if reason else ""
+        with self._reasons_lock:
+            old = self._reasons.get(deployment)
+            if old is not None and old != label:
+                self.deployment_reason.remove(deployment, old)
+            self._reasons[deployment] = label
+        self.deployment_reason.labels(deployment, label).set(1)
 
     def forget(self, deployment: str) -> None:
         for value in Sync:
             self.deployment_sync.remove(deployment, value.value)
         for value in Health:
             self.deployment_health.remove(deployment, value.value)
+        with self._reasons_lock:
+            old = self._reasons.pop(deployment, None)
+        if old is not None:
+            self.deployment_reason.remove(deployment, old)

@@ -1,4 +1,9 @@
-"""Rows of the history store as the rest of the controller sees them."""
+"""The status and history records the controller keeps, and the fixed vocabulary they use.
+
+`Reason` is the one set of values a status row, a history row, a log line and the
+Prometheus labels all speak (Flux's style: a short CamelCase word a script can match on,
+with the human detail in `message`).
+"""
 
 from __future__ import annotations
 
@@ -28,6 +33,33 @@ class Result(StrEnum):
     INTERRUPTED = "Interrupted"
 
 
+class Reason(StrEnum):
+    """Why a deployment is in the state it is in; every failure exit has exactly one."""
+
+    SUCCEEDED = "ReconciliationSucceeded"
+    PROGRESSING = "Progressing"
+    MANIFEST_INVALID = "ManifestInvalid"
+    ALIAS_MISSING = "AliasMissing"
+    MODEL_MISSING = "ModelMissing"
+    REGISTRY_UNAVAILABLE = "RegistryUnavailable"
+    REGISTRY_REFUSED = "RegistryRefused"
+    STORE_UNAVAILABLE = "StoreUnavailable"
+    GIT_UNAVAILABLE = "GitUnavailable"
+    SPEC_INVALID = "SpecInvalid"
+    RUNTIME_UNAVAILABLE = "RuntimeUnavailable"
+    ROLLOUT_REJECTED = "RolloutRejected"
+    HEALTH_CHECK_FAILED = "HealthCheckFailed"
+    WORKLOAD_NOT_RUNNING = "WorkloadNotRunning"
+    SELF_HEAL_DISABLED = "SelfHealDisabled"
+    NOT_AUTOMATED = "NotAutomated"
+    PREVIOUSLY_FAILED = "PreviouslyFailed"
+    PRUNED = "Pruned"
+    PRUNE_FAILED = "PruneFailed"
+    PRUNE_DISABLED = "PruneDisabled"
+    INTERRUPTED = "Interrupted"
+    INTERNAL_ERROR = "InternalError"
+
+
 @dataclass(frozen=True)
 class DeploymentStatus:
     name: str
@@ -45,6 +77,10 @@ class DeploymentStatus:
     manifest_revision: str | None = None
     last_sync_id: int | None = None
     updated_at: float = 0.0
+    reason: Reason | None = None
+    # The manifest's syncPolicy.prune when it was last applied: a manifest that is gone
+    # can no longer say whether its workload may be deleted, so the status remembers.
+    prune: bool = True
 
 
 @dataclass(frozen=True)
@@ -63,6 +99,7 @@ class SyncRecord:
     message: str = ""
     finished_at: float | None = None
     id: int | None = None
+    reason: Reason | None = None
 
     @property
     def duration_seconds(self) -> float | None:

@@ -18,7 +18,7 @@ from controller.runtimes.aci.spec import RegistryCredential
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-    from controller.settings import ControllerSettings
+    from controller.service.settings import ControllerSettings
 
 
 def _tls(settings: ControllerSettings) -> dict[str, Any]:

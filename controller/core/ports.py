@@ -1,0 +1,129 @@
+"""The seams between the controller's logic and the outside world.
+
+Each outside system sits behind one small protocol of ours, with the real adapter in its
+own package (`runtimes/`, `registry/`, `manifests/`, `store/`) and, where tests need it,
+an in-memory one beside it. The reconciler only ever sees these protocols.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from controller.core.manifest import ManifestSnapshot
+from controller.core.records import DeploymentStatus, SyncRecord
+from controller.core.types import ActualState, DesiredState
+
+
+@dataclass(frozen=True)
+class ModelVersionInfo:
+    model_name: str
+    version: str
+    run_id: str | None
+    status: str = "READY"
+
+
+# model name -> alias -> version
+AliasMaps = dict[str, dict[str, str]]
+
+
+class Runtime(Protocol):
+    """One serving target (local, docker, aci).
+
+    Runtimes only ever touch workloads they own (state file / Docker labels / ACI tags).
+    They execute what the planner decided and nothing more: readiness and the
+    served-version check are the reconciler's health gate. Every method raises
+    `TemporaryError` or `PermanentError` subclasses, never an SDK's exception.
+    """
+
+    kind: str
+
+    def observe(self, name: str) -> ActualState | None:
+        """The workload's state including what its server says it serves."""
+        ...
+
+    def list_owned(self) -> list[ActualState]:
+        """Every owned workload, as cheaply as the target allows (the full pass)."""
+        ...
+
+    def deploy(self, desired: DesiredState) -> None:
+        """Create the workload, or replace the one there, so that it runs `desired`."""
+        ...
+
+    def hotswap(self, desired: DesiredState, current: ActualState | None) -> None:
+        """Ask the running server to load `desired.model_version` beside the old one."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Remove an owned workload; unknown is a no-op."""
+        ...
+
+
+class Registry(Protocol):
+    def resolve_alias(self, model_name: str, alias: str) -> ModelVersionInfo:
+        """Raises AliasNotFoundError, ModelNotFoundError or RegistryUnavailableError."""
+        ...
+
+    def get_version(self, model_name: str, version: str) -> ModelVersionInfo:
+        """Raises ModelNotFoundError or RegistryUnavailableError."""
+        ...
+
+    def alias_maps(self) -> AliasMaps:
+        """Every registered model's aliases, one search call per page of 1000 models."""
+        ...
+
+    def set_alias(self, model_name: str, alias: str, version: str) -> None: ...
+
+
+class ManifestSource(Protocol):
+    """Desired state as a snapshot per revision: reads are free, refreshes do the I/O."""
+
+    def snapshot(self) -> ManifestSnapshot:
+        """The last snapshot read (read once on first use)."""
+        ...
+
+    def refresh(self) -> ManifestSnapshot:
+        """Re-read the manifests; unchanged files are not parsed again."""
+        ...
+
+    def pull(self) -> bool:
+        """Bring a remote checkout up to date; True when it moved."""
+        ...
+
+
+class HistoryStore(Protocol):
+    """Status rows (one per deployment), sync history and webhook delivery ids."""
+
+    error: str | None
+
+    def begin_sync(self, record: SyncRecord) -> SyncRecord: ...
+
+    def finish_sync(self, record: SyncRecord) -> None: ...
+
+    def running_deployments(self) -> list[str]: ...
+
+    def mark_interrupted(self, now: float | None = None) -> int: ...
+
+    def history(self, deployment: str, limit: int = 50) -> list[SyncRecord]: ...
+
+    def latest_syncs(self) -> dict[str, SyncRecord]: ...
+
+    def put_status(self, status: DeploymentStatus) -> None: ...
+
+    def get_status(self, name: str) -> DeploymentStatus | None: ...
+
+    def list_status(self) -> list[DeploymentStatus]: ...
+
+    def delete_status(self, name: str) -> None: ...
+
+    def remember_delivery(
+        self, delivery_id: str, outcome: str, now: float | None = None
+    ) -> bool: ...
+
+    def forget_deliveries_before(self, cutoff: float) -> int: ...
+
+    def delivery_counts(self) -> dict[str, int]: ...
+
+    def probe(self) -> bool: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,29 @@
+"""Carries out one planned action on its runtime: the one place that dispatches on it."""
+
+from __future__ import annotations
+
+from controller.core.errors import InvalidSpecError
+from controller.core.ports import Runtime
+from controller.core.types import Action, ActualState, Operation
+
+
+def execute(runtime: Runtime, action: Action) -> ActualState | None:
+    """What the workload looks like right after the action (None once deleted)."""
+    if action.operation is Operation.NOOP:
+        return action.actual
+    if action.operation is Operation.DELETE:
+        runtime.delete(action.name)
+        return None
+    desired = action.desired
+    if desired is None:
+        raise InvalidSpecError(f"{action.name}: {action.operation} needs a desired state")
+    if desired.target_kind != runtime.kind:
+        raise InvalidSpecError(
+            f"{desired.name}: target kind {desired.target_kind!r} sent to the "
+            f"{runtime.kind} runtime"
+        )
+    if action.operation is Operation.HOTSWAP:
+        return runtime.hotswap(desired, action.actual)
+    # A create that finds a workload (a controller that died mid-rollout) replaces it:
+    # every runtime's deploy is create-or-replace.
+    return runtime.deploy(desired)

@@ -1,0 +1,210 @@
+"""The reconcile pipeline for one deployment.
+
+It reads top to bottom as its steps: load desired → observe → plan → policy → apply →
+health gate → record. Every step fails in one way, with the reason its error carries,
+and the status is always written (in a `finally`). The served version recorded as
+"applied" moves only after the health gate has seen the workload ready and serving the
+desired version.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+
+from controller.core.errors import ControllerError
+from controller.core.failpoints import failpoint
+from controller.core.manifest import LoadedManifest
+from controller.core.ports import ManifestSource, Runtime
+from controller.core.records import DeploymentStatus, Reason, Result, SyncRecord
+from controller.core.types import Action, ActualState, DesiredState, Operation, Outcome, Trigger
+from controller.reconcile import status as statuses
+from controller.reconcile.desired import DesiredResolver
+from controller.reconcile.execute import execute
+from controller.reconcile.health import wait_until_serving
+from controller.reconcile.plan import plan_deployment
+from controller.reconcile.policy import KnownFailures, decide
+from controller.reconcile.recorder import Recorder
+
+log = logging.getLogger("aliasflow.reconcile")
+
+ROLLOUTS = frozenset({Operation.CREATE, Operation.HOTSWAP, Operation.RECREATE})
+
+
+@dataclass
+class _Pass:
+    """What one run has learnt so far; the `finally` writes whatever it holds."""
+
+    status: DeploymentStatus
+    outcome: Outcome
+    desired: DesiredState | None = None
+    record: SyncRecord | None = None
+
+
+class DeploymentPipeline:
+    def __init__(
+        self,
+        source: ManifestSource,
+        resolver: DesiredResolver,
+        runtimes: Mapping[str, Runtime],
+        recorder: Recorder,
+        failures: KnownFailures,
+        health_poll_interval: float = 0.25,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.source = source
+        self.resolver = resolver
+        self.runtimes = runtimes
+        self.recorder = recorder
+        self.failures = failures
+        self.health_poll_interval = health_poll_interval
+        self.clock = clock
+
+    def run(self, name: str, trigger: Trigger, noticed_at: float | None = None) -> Outcome:
+        manifests = self.source.snapshot()
+        loaded = manifests.deployments.get(name)
+        if loaded is None:
+            errors = [str(e) for e in manifests.errors]
+            message = "no valid manifest" + (f": {'; '.join(errors)}" if errors else "")
+            return Outcome(name, Operation.NOOP, Result.SKIPPED, message, Reason.MANIFEST_INVALID)
+        started = self.clock()
+        previous = self.recorder.previous_status(name)
+        now = _Pass(
+            statuses.base_status(loaded, previous, manifests.revision),
+            Outcome(name, Operation.NOOP, Result.SKIPPED, "not started"),
+        )
+        try:
+            self._steps(now, loaded, previous, trigger, manifests.revision, noticed_at)
+        except ControllerError as exc:
+            self._failed(now, exc)
+        except Exception as exc:
+            # A bug must not leave the deployment shown as Progressing forever.
+            log.exception("unexpected error reconciling %s", name)
+            now.status = statuses.internal_error(now.status, exc)
+            now.outcome = Outcome(
+                name,
+                now.outcome.action,
+                Result.FAILED,
+                now.status.message,
+                Reason.INTERNAL_ERROR,
+                retry=True,
+            )
+        finally:
+            self._record(now, started)
+        return now.outcome
+
+    def _steps(
+        self,
+        now: _Pass,
+        loaded: LoadedManifest,
+        previous: DeploymentStatus | None,
+        trigger: Trigger,
+        revision: str | None,
+        noticed_at: float | None,
+    ) -> None:
+        desired = now.desired = self.resolver.resolve(loaded)
+        now.status = statuses.with_desired(now.status, desired)
+        runtime = self.runtimes[desired.target_kind]
+        actual = runtime.observe(desired.name)
+        now.status = statuses.with_actual(now.status, actual)
+        action = plan_deployment(desired, actual)
+        decision = decide(
+            action,
+            automated=desired.automated,
+            trigger=trigger,
+            failed_before=self.failures.failed_before(desired),
+        )
+        if decision.record:
+            now.record = self.recorder.begin(loaded, desired, action, trigger, revision)
+        if not decision.proceed:
+            self._skipped(now, decision.reason, desired, actual, action, previous)
+            return
+        now.outcome = Outcome(desired.name, action.operation, Result.FAILED, "interrupted")
+        self.recorder.write_status(
+            statuses.progressing(now.status, action, now.record.id if now.record else None)
+        )
+        self._apply(runtime, action, desired, trigger)
+        final = wait_until_serving(runtime, desired, self.health_poll_interval)
+        failpoint("after_health_gate")
+        self.failures.forget(desired.name)
+        now.status = statuses.succeeded(now.status, final, action, desired)
+        now.outcome = Outcome(
+            desired.name, action.operation, Result.SUCCEEDED, now.status.message, Reason.SUCCEEDED
+        )
+        if noticed_at is not None and action.operation in ROLLOUTS:
+            self.recorder.metrics.alias_to_serving.labels(trigger.value).observe(
+                self.clock() - noticed_at
+            )
+
+    def _skipped(
+        self,
+        now: _Pass,
+        reason: Reason,
+        desired: DesiredState,
+        actual: ActualState | None,
+        action: Action,
+        previous: DeploymentStatus | None,
+    ) -> None:
+        if reason is Reason.SUCCEEDED:
+            now.status = statuses.steady(now.status, desired, actual, action)
+            result = Result.SUCCEEDED
+            message = action.reason
+        else:
+            if reason is Reason.NOT_AUTOMATED:
+                now.status = statuses.not_automated(now.status, actual, action)
+            else:
+                now.status = statuses.previously_failed(now.status, previous)
+            result = Result.SKIPPED
+            message = now.status.message
+        now.outcome = Outcome(desired.name, action.operation, result, message, now.status.reason)
+
+    def _apply(
+        self, runtime: Runtime, action: Action, desired: DesiredState, trigger: Trigger
+    ) -> None:
+        log.info(
+            "applying %s to %s: %s",
+            action.operation,
+            desired.name,
+            action.reason,
+            extra={
+                "deployment": desired.name,
+                "model_version": desired.model_version,
+                "trigger": trigger.value,
+                "action": action.operation.value,
+            },
+        )
+        execute(runtime, action)
+        failpoint("after_apply")
+
+    def _failed(self, now: _Pass, exc: ControllerError) -> None:
+        desired_version = now.status.desired_version
+        now.status = statuses.failed(now.status, exc)
+        if not exc.retryable and now.desired is not None:
+            # A rollout that failed its checks or its health gate would fail the same way
+            # on the next timer tick: wait for a change (alias, manifest) or a person.
+            self.failures.remember(now.desired)
+        log.warning(
+            "reconcile of %s failed: %s",
+            now.status.name,
+            now.status.message,
+            extra={"deployment": now.status.name, "model_version": desired_version},
+        )
+        now.outcome = Outcome(
+            now.status.name,
+            now.outcome.action,
+            Result.FAILED,
+            now.status.message,
+            exc.reason,
+            retry=exc.retryable,
+        )
+
+    def _record(self, now: _Pass, started: float) -> None:
+        if now.record is not None and now.record.id is not None:
+            now.status = replace(now.status, last_sync_id=now.record.id)
+        self.recorder.write_status(now.status)
+        if now.record is not None:
+            failpoint("before_finish")
+            self.recorder.finish(now.record, now.outcome)
+        self.recorder.counted(now.outcome, started)

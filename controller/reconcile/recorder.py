@@ -1,0 +1,152 @@
+"""Writes what reconciles did: status rows, history rows and metrics.
+
+Rollouts go on when the history store refuses writes (disk full, read-only, database
+down): serving is the product and the history is its record, so a full disk must not
+stop a promotion. A history row the store refused is kept (bounded, oldest dropped
+first) and written complete once the store accepts writes again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import replace
+
+from controller.core.errors import ControllerError, StoreUnavailableError
+from controller.core.manifest import LoadedManifest
+from controller.core.ports import HistoryStore
+from controller.core.records import DeploymentStatus, Reason, Result, SyncRecord
+from controller.core.types import Action, DesiredState, Operation, Outcome, Trigger
+from controller.reconcile.metrics import ControllerMetrics
+
+log = logging.getLogger("aliasflow.reconcile")
+
+UNRECORDED_LIMIT = 1000
+
+
+class Recorder:
+    def __init__(
+        self,
+        store: HistoryStore,
+        metrics: ControllerMetrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self._unrecorded: deque[SyncRecord] = deque(maxlen=UNRECORDED_LIMIT)
+        self._unrecorded_lock = threading.Lock()
+
+    def previous_status(self, name: str) -> DeploymentStatus | None:
+        return self.store.get_status(name)
+
+    def write_status(self, status: DeploymentStatus) -> None:
+        try:
+            self.store.put_status(replace(status, updated_at=self.clock()))
+        except StoreUnavailableError as exc:
+            log.error("could not record the status of %s: %s", status.name, exc)
+        self.metrics.set_state(status.name, status.sync, status.health, status.reason)
+
+    def forget_status(self, name: str) -> None:
+        self.store.delete_status(name)
+        self.metrics.forget(name)
+
+    def begin(
+        self,
+        loaded: LoadedManifest,
+        desired: DesiredState,
+        action: Action,
+        trigger: Trigger,
+        revision: str | None,
+    ) -> SyncRecord:
+        """The `Running` history row; without a writable store, a row without an id."""
+        record = SyncRecord(
+            deployment=loaded.deployment.name,
+            trigger=trigger.value,
+            started_at=self.clock(),
+            action=action.operation.value,
+            manifest_revision=revision,
+            model_name=desired.model_name,
+            model_version=desired.model_version,
+            run_id=desired.run_id,
+            image=loaded.deployment.spec.image,
+            image_digest=desired.image if desired.image != loaded.deployment.spec.image else None,
+        )
+        try:
+            return self.store.begin_sync(record)
+        except StoreUnavailableError as exc:
+            log.error("could not record the start of a sync of %s: %s", record.deployment, exc)
+            return record
+
+    def finish(self, record: SyncRecord, outcome: Outcome) -> None:
+        finished = replace(
+            record,
+            result=outcome.result,
+            action=outcome.action.value,
+            message=outcome.message,
+            reason=outcome.reason,
+            finished_at=self.clock(),
+        )
+        self.flush_unrecorded()
+        try:
+            self._record(finished)
+        except StoreUnavailableError as exc:
+            log.error(
+                "could not record the end of a sync of %s (kept to write later): %s",
+                record.deployment,
+                exc,
+            )
+            with self._unrecorded_lock:
+                self._unrecorded.append(finished)
+
+    def pruned(self, name: str, trigger: Trigger, delete: Callable[[], None]) -> None:
+        """Run `delete` for a workload no manifest asks for, with its history row."""
+        record = self.store.begin_sync(
+            SyncRecord(name, trigger.value, self.clock(), action=Operation.DELETE.value)
+        )
+        result, reason, message = (
+            Result.SUCCEEDED,
+            Reason.PRUNED,
+            "pruned: no manifest for this workload",
+        )
+        try:
+            delete()
+            self.forget_status(name)
+        except ControllerError as exc:
+            # It stays in the inventory, so the next pass retries the delete.
+            result, reason, message = Result.FAILED, Reason.PRUNE_FAILED, f"prune failed: {exc}"
+        self.store.finish_sync(
+            replace(record, result=result, reason=reason, message=message, finished_at=self.clock())
+        )
+        self.metrics.count(Operation.DELETE, result, reason)
+
+    def counted(self, outcome: Outcome, started: float) -> None:
+        self.metrics.count(outcome.action, outcome.result, outcome.reason)
+        if outcome.action is not Operation.NOOP:
+            self.metrics.reconcile_seconds.labels(outcome.action.value).observe(
+                self.clock() - started
+            )
+
+    def flush_unrecorded(self) -> int:
+        """Write the history rows the store refused earlier; returns how many were written."""
+        written = 0
+        with self._unrecorded_lock:
+            while self._unrecorded:
+                try:
+                    self._record(self._unrecorded[0])
+                except StoreUnavailableError:
+                    break
+                self._unrecorded.popleft()
+                written += 1
+        if written:
+            log.info("wrote %d history row(s) the store had refused", written)
+        return written
+
+    def _record(self, finished: SyncRecord) -> None:
+        if finished.id is None:
+            self.store.begin_sync(finished)  # its start was never written: insert it whole
+        else:
+            self.store.finish_sync(finished)

@@ -1,0 +1,66 @@
+"""Settings → the parts a controller is built from (runtimes, image resolver, admin key).
+
+Runtimes never see settings; this module is where configuration becomes arguments.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+from controller.core.ports import Runtime
+from controller.service.settings import ControllerSettings
+
+
+def load_or_create_token(path: Path) -> str:
+    """The model servers' admin token: generated once, kept private in the data dir."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token)
+    return token
+
+
+def admin_token(settings: ControllerSettings) -> str:
+    configured = settings.server_admin_token
+    if configured is not None:
+        return configured.get_secret_value()
+    return load_or_create_token(settings.data_dir / "server-admin-token")
+
+
+def build_runtimes(settings: ControllerSettings, token: str) -> dict[str, Runtime]:
+    from controller.runtimes.local import LocalRuntime
+
+    runtimes: dict[str, Runtime] = {
+        "local": LocalRuntime(settings.data_dir, token, settings.mlflow_tracking_uri),
+    }
+    if settings.docker_enabled:
+        # Imported only when enabled: the docker SDK is not needed otherwise. Building the
+        # runtime does not contact the engine, so the controller starts while Docker is down.
+        from controller.runtimes.docker import DockerRuntime
+
+        runtimes["docker"] = DockerRuntime(
+            admin_token=token,
+            tracking_uri=settings.docker_tracking_uri or settings.mlflow_tracking_uri,
+            data_dir=settings.data_dir,
+            base_url=settings.docker_host,
+        )
+    if settings.aci_groups:
+        from controller.service.azure import build_aci_runtime
+
+        runtimes["aci"] = build_aci_runtime(settings, token)
+    return runtimes
+
+
+def build_image_resolver(settings: ControllerSettings) -> Callable[[str], str] | None:
+    """Tags on the configured ACR become digests; None when no registry is configured."""
+    if not settings.acr_login_server:
+        return None
+    from controller.service.azure import build_acr_resolver
+
+    return build_acr_resolver(settings)
