@@ -57,11 +57,15 @@ def create_app(
         auth = request.headers.get("authorization", "")
         if not auth.startswith("Bearer ") or auth.removeprefix("Bearer ") not in state.tokens:
             # Assumption (ARM behaviour, not in the spec): 401 AuthenticationFailed.
-            return error(401, "AuthenticationFailed", "missing or invalid bearer token", error_definition)
+            return error(
+                401, "AuthenticationFailed", "missing or invalid bearer token", error_definition
+            )
         version = request.query_params.get("api-version")
         if version is None:
             # Assumption: ARM's codes MissingApiVersionParameter / NoRegisteredProviderFound.
-            return error(400, "MissingApiVersionParameter", "api-version is required", error_definition)
+            return error(
+                400, "MissingApiVersionParameter", "api-version is required", error_definition
+            )
         if version != API_VERSION:
             return error(
                 400,
@@ -76,13 +80,18 @@ def create_app(
         status, retry_after = fault
         if status == 429:
             return error(
-                429, "TooManyRequests", "emulated ARM throttling", error_definition,
+                429,
+                "TooManyRequests",
+                "emulated ARM throttling",
+                error_definition,
                 **{"Retry-After": f"{retry_after:g}"},
             )
         return error(500, "InternalServerError", "emulated ARM failure", error_definition)
 
     def op_urls(app: App, operation: Operation) -> dict[str, str]:
-        base = f"{base_url()}/subscriptions/{app.subscription}/providers/Microsoft.App/locations/{app.environment.location}"
+        location = app.environment.location
+        base = f"{base_url()}/subscriptions/{app.subscription}/providers/Microsoft.App"
+        base += f"/locations/{location}"
         query = f"?api-version={API_VERSION}"
         # spec: ContainerApps_Patch example's azure-asyncoperation header names
         # .../locations/{loc}/containerappOperationResults/{id}; Location is in the spec's
@@ -116,7 +125,10 @@ def create_app(
         if (denied := guard(request, "list", APP_ERROR)) is not None:
             return denied
         state.settle()
-        apps = [views.app_view(a) for a in state.in_resource_group(request.path_params["sub"], request.path_params["rg"])]
+        apps = [
+            views.app_view(a)
+            for a in state.in_resource_group(request.path_params["sub"], request.path_params["rg"])
+        ]
         return send(page(request, apps), "ContainerAppCollection")
 
     def page(request: Request, items: list[Any]) -> dict[str, Any]:
@@ -138,7 +150,11 @@ def create_app(
         app = find(request)
         method = request.method
         if method == "GET":
-            return send(views.app_view(app), "ContainerApp") if app else not_found(params["name"], APP_ERROR)
+            return (
+                send(views.app_view(app), "ContainerApp")
+                if app
+                else not_found(params["name"], APP_ERROR)
+            )
         try:
             if method == "DELETE":
                 operation = state.delete(params["sub"], params["rg"], params["name"])
@@ -155,9 +171,13 @@ def create_app(
                 # Assumption (ARM code): a body that breaks the schema is InvalidRequestContent.
                 return error(400, "InvalidRequestContent", "; ".join(problems), APP_ERROR)
             if method == "PUT":
-                app, operation, created = state.put(params["sub"], params["rg"], params["name"], body)
+                app, operation, created = state.put(
+                    params["sub"], params["rg"], params["name"], body
+                )
             else:
-                app, operation, created = state.patch(params["sub"], params["rg"], params["name"], body)
+                app, operation, created = state.patch(
+                    params["sub"], params["rg"], params["name"], body
+                )
         except ArmError as exc:
             return error(exc.status, exc.code, exc.message, APP_ERROR)
         state.settle()
@@ -169,7 +189,12 @@ def create_app(
         view = views.app_view(app)
         # spec: ContainerApps_CreateOrUpdate answers 201 on create with Azure-AsyncOperation;
         # 200 on update (the example's 200 body; InProgress until the operation ends).
-        return send(view, "ContainerApp", 201 if created else 200, {k: headers[k] for k in ("Azure-AsyncOperation", "Retry-After")})
+        return send(
+            view,
+            "ContainerApp",
+            201 if created else 200,
+            {k: headers[k] for k in ("Azure-AsyncOperation", "Retry-After")},
+        )
 
     async def list_secrets(request: Request) -> Response:
         if (denied := guard(request, "secrets", APP_ERROR)) is not None:
@@ -190,7 +215,12 @@ def create_app(
             return not_found(request.path_params["name"], DEFAULT_ERROR)
         revision = app.revisions.get(request.path_params["rev"])
         if revision is None:
-            return error(404, "ResourceNotFound", f"revision {request.path_params['rev']} not found", DEFAULT_ERROR)
+            return error(
+                404,
+                "ResourceNotFound",
+                f"revision {request.path_params['rev']} not found",
+                DEFAULT_ERROR,
+            )
         return app, revision
 
     async def list_revisions(request: Request) -> Response:
@@ -246,7 +276,12 @@ def create_app(
         params = request.path_params
         env = state.environments.get((params["sub"], params["rg"].lower(), params["env"]))
         if env is None:
-            return error(404, "ResourceNotFound", f"managed environment {params['env']} not found", DEFAULT_ERROR)
+            return error(
+                404,
+                "ResourceNotFound",
+                f"managed environment {params['env']} not found",
+                DEFAULT_ERROR,
+            )
         return send(views.environment_view(env), "ManagedEnvironment")
 
     def operation_of(request: Request) -> Operation | Response:
@@ -279,9 +314,17 @@ def create_app(
         if isinstance(operation, Response):
             return operation
         if operation.status == "InProgress":
-            return Response(status_code=202, headers={"Location": str(request.url), "Retry-After": lro_retry_after})
+            return Response(
+                status_code=202,
+                headers={"Location": str(request.url), "Retry-After": lro_retry_after},
+            )
         if operation.status == "Failed":
-            return error(400, operation.error["code"] if operation.error else "Failed", str(operation.error), APP_ERROR)
+            return error(
+                400,
+                operation.error["code"] if operation.error else "Failed",
+                str(operation.error),
+                APP_ERROR,
+            )
         app = state.apps.get(operation.key)
         if operation.kind == "delete" or app is None:
             return Response(status_code=204)
@@ -308,8 +351,8 @@ def create_app(
         state.calls[("POST", "aad")] += 1
         form = parse_qs((await request.body()).decode())
         if form.get("grant_type") != ["client_credentials"] or not form.get("client_secret"):
-            body = {"error": "invalid_client", "error_description": "client credentials required"}
-            return Response(json.dumps(body), 400, media_type="application/json")
+            refused = {"error": "invalid_client", "error_description": "no client credentials"}
+            return Response(json.dumps(refused), 400, media_type="application/json")
         token = f"arm-{uuid.uuid4().hex}"
         state.tokens.add(token)
         body = {"token_type": "Bearer", "expires_in": 3600, "access_token": token}
@@ -317,7 +360,9 @@ def create_app(
 
     async def unknown(request: Request) -> Response:
         state.calls[(request.method, "unknown")] += 1
-        return error(404, "NoRoute", f"emulator has no route {request.method} {request.url.path}", APP_ERROR)
+        return error(
+            404, "NoRoute", f"emulator has no route {request.method} {request.url.path}", APP_ERROR
+        )
 
     def restart_revision(app: App, revision: Any) -> None:
         with state.lock:

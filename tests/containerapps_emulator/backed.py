@@ -35,6 +35,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from controller.netutil import free_port
+from controller.runtimes.local.process import serve_command
 from tests.containerapps_emulator.state import App, EmulatorState, Replica, Revision, now_iso
 
 log = logging.getLogger(__name__)
@@ -128,11 +129,15 @@ class ReplicaProcesses:
                 env[var["name"]] = secrets.get(var["secretRef"], "")
             else:
                 env[var["name"]] = var.get("value", "")
-        command = [sys.executable, "-m", "aliasflow_cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        command = serve_command(sys.executable, port)
         with open(self._logs / f"{replica.name}.log", "ab") as handle:
             proc = subprocess.Popen(
-                command, env=env, stdin=subprocess.DEVNULL, stdout=handle,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                command,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         with self._lock:
             self._procs[replica.name] = proc
@@ -185,10 +190,17 @@ class Ingress:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._client = httpx.AsyncClient(timeout=60)
-        routes = [Route("/{path:path}", self._proxy, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])]
+        routes = [
+            Route("/{path:path}", self._proxy, methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+        ]
         config = uvicorn.Config(
-            Starlette(routes=routes), host="127.0.0.1", port=self.port,
-            log_config=None, access_log=False, log_level="warning", timeout_graceful_shutdown=1,
+            Starlette(routes=routes),
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            access_log=False,
+            log_level="warning",
+            timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True, name="aca-ingress")
@@ -209,7 +221,9 @@ class Ingress:
         candidates = {
             name: weight
             for name, weight in app.weights().items()
-            if weight > 0 and name in app.revisions and app.revisions[name].active
+            if weight > 0
+            and name in app.revisions
+            and app.revisions[name].active
             and any(r.ready for r in app.revisions[name].replicas)
         }
         if not candidates:
@@ -233,11 +247,18 @@ class Ingress:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
         try:
             upstream = await self._client.request(
-                request.method, f"{replica.endpoint}{request.url.path}",
-                params=request.query_params, content=await request.body(), headers=headers,
+                request.method,
+                f"{replica.endpoint}{request.url.path}",
+                params=request.query_params,
+                content=await request.body(),
+                headers=headers,
             )
         except httpx.HTTPError as exc:
             return Response(f"upstream {replica.name} failed: {exc}".encode(), 502)
-        out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS | {"content-encoding"}}
+        out_headers = {
+            k: v
+            for k, v in upstream.headers.items()
+            if k.lower() not in _HOP_HEADERS | {"content-encoding"}
+        }
         out_headers["x-aca-replica"] = replica.name  # lets tests see where a request went
         return Response(upstream.content, upstream.status_code, headers=out_headers)

@@ -25,7 +25,7 @@ from tests.containerapps_emulator.state import App, EmulatorState, Environment, 
 
 TENANT = "00000000-0000-0000-0000-00000000cccc"
 CLIENT_ID = "00000000-0000-0000-0000-00000000dddd"
-CLIENT_SECRET = "containerapps-emulator-client-secret"  # noqa: S105 - a test credential
+CLIENT_SECRET = "containerapps-emulator-client-secret"
 
 
 class ContainerAppsEmulator:
@@ -108,7 +108,9 @@ class ContainerAppsEmulator:
             connection_verify=str(self.ca_path),
         )
 
-    def add_environment(self, subscription: str, resource_group: str, name: str, location: str = "westeurope") -> Environment:
+    def add_environment(
+        self, subscription: str, resource_group: str, name: str, location: str = "westeurope"
+    ) -> Environment:
         return self.state.add_environment(subscription, resource_group, name, location)
 
     def resolve_endpoint(self, fqdn: str) -> str:

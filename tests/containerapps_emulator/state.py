@@ -89,9 +89,7 @@ class Revision:
     @property
     def scale(self) -> tuple[int, int]:
         scale = self.template.get("scale") or {}
-        return int(scale.get("minReplicas", 0)), int(
-            scale.get("maxReplicas", DEFAULT_MAX_REPLICAS)
-        )
+        return int(scale.get("minReplicas", 0)), int(scale.get("maxReplicas", DEFAULT_MAX_REPLICAS))
 
 
 @dataclass
@@ -156,15 +154,14 @@ class App:
     @property
     def multiple(self) -> bool:
         # spec: Configuration.activeRevisionsMode defaults to Single.
-        return self.configuration.get("activeRevisionsMode", "Single") == "Multiple"
+        mode: str = self.configuration.get("activeRevisionsMode", "Single")
+        return mode == "Multiple"
 
     def fqdn(self, name: str | None = None) -> str:
         return f"{name or self.name}.{self.environment.default_domain}"
 
     def secret_values(self) -> dict[str, str]:
-        return {
-            s["name"]: s.get("value", "") for s in self.configuration.get("secrets") or []
-        }
+        return {s["name"]: s.get("value", "") for s in self.configuration.get("secrets") or []}
 
     def weights(self) -> dict[str, int]:
         """Revision name -> traffic weight, with `latestRevision` entries resolved."""
@@ -209,7 +206,7 @@ class EmulatorState:
         self, subscription: str, resource_group: str, name: str, location: str = "westeurope"
     ) -> Environment:
         # docs: the environment's default domain is <env>-<random>.<region>.azurecontainerapps.io,
-        # as in the spec's Revisions_List example (politehill-ab123456.eastus.azurecontainerapps.io).
+        # as in the spec's Revisions_List example: politehill-ab123456.eastus.azurecontainerapps.io
         domain = f"{name}-{uuid.uuid4().hex[:8]}.{location}.azurecontainerapps.io"
         env = Environment(subscription, resource_group, name, location, domain)
         with self.lock:
@@ -280,7 +277,9 @@ class EmulatorState:
                 environment = existing.environment  # spec: environmentId is read+create only
             if environment is None:
                 # Assumption (no source for the code): ARM answers 404 for a missing parent.
-                raise ArmError(404, "ManagedEnvironmentNotFound", f"environment {env_id!r} not found")
+                raise ArmError(
+                    404, "ManagedEnvironmentNotFound", f"environment {env_id!r} not found"
+                )
             app = App(sub, rg, name, copy.deepcopy(body), environment)
             if existing is not None:
                 app.revisions, app.latest = existing.revisions, existing.latest
@@ -423,10 +422,10 @@ class EmulatorState:
                     continue
                 if app is None:
                     continue
-                revision = app.revisions.get(operation.revision or "")
-                if revision is not None and revision.provisioning == "Provisioning":
-                    self._count_replicas(revision)
-                    revision.provisioning = "Failed" if revision.error else "Provisioned"
+                made = app.revisions.get(operation.revision or "")
+                if made is not None and made.provisioning == "Provisioning":
+                    self._count_replicas(made)
+                    made.provisioning = "Failed" if made.error else "Provisioned"
                 self.finish(app, operation)
 
     def _count_replicas(self, revision: Revision) -> None:
@@ -456,7 +455,9 @@ class EmulatorState:
         """Test hook: what HTTP-concurrency autoscaling would do under load."""
         minimum, maximum = revision.scale
         if not minimum <= replicas <= maximum:
-            raise ValueError(f"{revision.name}: {replicas} replicas is outside [{minimum}, {maximum}]")
+            raise ValueError(
+                f"{revision.name}: {replicas} replicas is outside [{minimum}, {maximum}]"
+            )
         with self.lock:
             if self.on_revision is None:
                 while len(revision.replicas) < replicas:
@@ -497,7 +498,9 @@ def validate_traffic(app: App, new_revision: Revision | None) -> None:
     total = 0
     for entry in entries:
         target = entry.get("revisionName")
-        known = target in app.revisions or (new_revision is not None and target == new_revision.name)
+        known = target in app.revisions or (
+            new_revision is not None and target == new_revision.name
+        )
         if target and not entry.get("latestRevision") and not known:
             raise ArmError(
                 400,

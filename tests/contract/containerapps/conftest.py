@@ -70,9 +70,7 @@ def app_body(
                 "scale": {
                     "minReplicas": min_replicas,
                     "maxReplicas": max_replicas,
-                    "rules": [
-                        {"name": "http", "http": {"metadata": {"concurrentRequests": "50"}}}
-                    ],
+                    "rules": [{"name": "http", "http": {"metadata": {"concurrentRequests": "50"}}}],
                 },
             },
         },

@@ -46,8 +46,12 @@ def model_env(model: str, version: int, tracking_uri: str) -> list[dict[str, str
 def iris_app(
     backed: ContainerAppsEmulator, runtime_model: str, mlflow_server: MlflowServer
 ) -> Iterator[tuple[ContainerAppsAPIClient, str]]:
-    body = app_body(backed.state.environments[(SUB, RG.lower(), "ml-prod")].id,
-                    env=model_env(runtime_model, 1, mlflow_server.url), min_replicas=2, max_replicas=3)
+    body = app_body(
+        backed.state.environments[(SUB, RG.lower(), "ml-prod")].id,
+        env=model_env(runtime_model, 1, mlflow_server.url),
+        min_replicas=2,
+        max_replicas=3,
+    )
     body["properties"]["configuration"]["secrets"][0]["value"] = ADMIN
     with sdk_client(backed) as client:
         client.container_apps.begin_create_or_update(RG, "iris", body).result()
@@ -62,13 +66,15 @@ def test_create_with_two_replicas_serves_through_the_ingress_round_robin(
     app = client.container_apps.get(RG, "iris")
     assert app.provisioning_state == "Succeeded"
     revision = client.container_apps_revisions.get_revision(RG, "iris", app.latest_revision_name)
-    assert revision.replicas == 2 and revision.health_state == "Healthy"
+    assert revision.replicas == 2
+    assert revision.health_state == "Healthy"
     url = backed.resolve_endpoint(app.configuration.ingress.fqdn)
     assert url == backed.resolve_endpoint(app.latest_revision_fqdn)
     seen = Counter()
     for _ in range(10):
         answer = httpx.get(f"{url}/health", timeout=10)
-        assert answer.status_code == 200 and answer.json()["model"]["version"] == "1"
+        assert answer.status_code == 200
+        assert answer.json()["model"]["version"] == "1"
         seen[answer.headers["x-aca-replica"]] += 1
     assert sorted(seen.values()) == [5, 5]
 
@@ -81,8 +87,12 @@ def test_restart_and_scale_out_come_back_on_the_revision_env_not_the_hot_swapped
     revision = app.revisions[app.latest]
     for replica in revision.replicas:
         assert replica.endpoint is not None
-        swap = httpx.post(f"{replica.endpoint}/admin/model", headers={"Authorization": f"Bearer {ADMIN}"},
-                          json={"model_uri": f"models:/{model}/2"}, timeout=60)
+        swap = httpx.post(
+            f"{replica.endpoint}/admin/model",
+            headers={"Authorization": f"Bearer {ADMIN}"},
+            json={"model_uri": f"models:/{model}/2"},
+            timeout=60,
+        )
         assert swap.status_code == 200, swap.text
     assert [served_version(r.endpoint or "") for r in revision.replicas] == ["2", "2"]
     backed.restart_replica(app, app.latest, 0)
@@ -95,20 +105,32 @@ def test_restart_and_scale_out_come_back_on_the_revision_env_not_the_hot_swapped
 
 
 def test_a_new_revision_takes_exactly_its_traffic_weight(
-    backed: ContainerAppsEmulator, iris_app: tuple[ContainerAppsAPIClient, str], mlflow_server: MlflowServer
+    backed: ContainerAppsEmulator,
+    iris_app: tuple[ContainerAppsAPIClient, str],
+    mlflow_server: MlflowServer,
 ) -> None:
     client, model = iris_app
     first = client.container_apps.get(RG, "iris").latest_revision_name
-    body = app_body(backed.state.environments[(SUB, RG.lower(), "ml-prod")].id,
-                    env=model_env(model, 2, mlflow_server.url), min_replicas=1, max_replicas=3,
-                    traffic=[{"revisionName": first, "weight": 100}])
+    body = app_body(
+        backed.state.environments[(SUB, RG.lower(), "ml-prod")].id,
+        env=model_env(model, 2, mlflow_server.url),
+        min_replicas=1,
+        max_replicas=3,
+        traffic=[{"revisionName": first, "weight": 100}],
+    )
     body["properties"]["configuration"]["secrets"][0]["value"] = ADMIN
-    second = client.container_apps.begin_create_or_update(RG, "iris", body).result().latest_revision_name
+    second = (
+        client.container_apps.begin_create_or_update(RG, "iris", body).result().latest_revision_name
+    )
     assert second != first
     body["properties"]["configuration"]["ingress"]["traffic"] = [
-        {"revisionName": first, "weight": 75}, {"revisionName": second, "weight": 25}
+        {"revisionName": first, "weight": 75},
+        {"revisionName": second, "weight": 25},
     ]
-    assert client.container_apps.begin_create_or_update(RG, "iris", body).result().latest_revision_name == second
+    assert (
+        client.container_apps.begin_create_or_update(RG, "iris", body).result().latest_revision_name
+        == second
+    )
     url = backed.resolve_endpoint(client.container_apps.get(RG, "iris").configuration.ingress.fqdn)
     by_revision = Counter()
     for _ in range(40):

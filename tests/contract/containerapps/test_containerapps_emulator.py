@@ -23,7 +23,9 @@ def create(client: ContainerAppsAPIClient, name: str, body: dict) -> object:
     return client.container_apps.begin_create_or_update(RG, name, body).result()
 
 
-def test_environment_resolves_by_name_to_its_resource_id(client: ContainerAppsAPIClient, env_id: str) -> None:
+def test_environment_resolves_by_name_to_its_resource_id(
+    client: ContainerAppsAPIClient, env_id: str
+) -> None:
     env = client.managed_environments.get(RG, "ml-prod")
     assert env.id == env_id
     assert env.provisioning_state == "Succeeded"
@@ -31,7 +33,9 @@ def test_environment_resolves_by_name_to_its_resource_id(client: ContainerAppsAP
         client.managed_environments.get(RG, "no-such-env")
 
 
-def test_create_makes_one_revision_named_app_dash_dash_suffix(client: ContainerAppsAPIClient, env_id: str) -> None:
+def test_create_makes_one_revision_named_app_dash_dash_suffix(
+    client: ContainerAppsAPIClient, env_id: str
+) -> None:
     app = create(client, "create-1", app_body(env_id))
     assert app.provisioning_state == "Succeeded"
     assert app.running_status == "Running"
@@ -41,8 +45,12 @@ def test_create_makes_one_revision_named_app_dash_dash_suffix(client: ContainerA
     assert app.latest_revision_fqdn.startswith(app.latest_revision_name + ".")
     revisions = list(client.container_apps_revisions.list_revisions(RG, "create-1"))
     assert [r.name for r in revisions] == [app.latest_revision_name]
-    assert revisions[0].active and revisions[0].replicas == 2 and revisions[0].traffic_weight == 100
-    replicas = client.container_apps_revision_replicas.list_replicas(RG, "create-1", revisions[0].name)
+    assert revisions[0].active
+    assert revisions[0].replicas == 2
+    assert revisions[0].traffic_weight == 100
+    replicas = client.container_apps_revision_replicas.list_replicas(
+        RG, "create-1", revisions[0].name
+    )
     assert len(replicas.value) == 2
     assert all(r.running_state == "Running" for r in replicas.value)
 
@@ -71,26 +79,50 @@ def test_a_template_change_makes_a_new_revision_and_a_traffic_or_secret_change_d
     body["properties"]["configuration"]["secrets"][0]["value"] = "rotated"
     assert create(client, "rev-1", body).latest_revision_name == first
     patched = client.container_apps.begin_update(RG, "rev-1", {"tags": {"team": "ds"}}).result()
-    assert patched.latest_revision_name == first and patched.tags["team"] == "ds"
+    assert patched.latest_revision_name == first
+    assert patched.tags["team"] == "ds"
     # An image change is revision-scope: a new revision, the old one stays (Multiple mode).
-    body = app_body(env_id, image="myreg.azurecr.io/aliasflow-server:2",
-                    traffic=[{"revisionName": first, "weight": 100}])
+    body = app_body(
+        env_id,
+        image="myreg.azurecr.io/aliasflow-server:2",
+        traffic=[{"revisionName": first, "weight": 100}],
+    )
     second = create(client, "rev-1", body).latest_revision_name
-    assert second != first and second.startswith("rev-1--")
+    assert second != first
+    assert second.startswith("rev-1--")
     by_name = {r.name: r for r in client.container_apps_revisions.list_revisions(RG, "rev-1")}
     assert set(by_name) == {first, second}
-    assert by_name[first].traffic_weight == 100 and by_name[second].traffic_weight == 0
-    assert by_name[first].active and by_name[second].active
+    assert by_name[first].traffic_weight == 100
+    assert by_name[second].traffic_weight == 0
+    assert by_name[first].active
+    assert by_name[second].active
     # Shifting traffic is again no new revision.
     split = [{"revisionName": first, "weight": 80}, {"revisionName": second, "weight": 20}]
-    app = create(client, "rev-1", {**body, "properties": {**body["properties"], "configuration": {
-        **body["properties"]["configuration"], "ingress": {"external": True, "targetPort": 8080, "traffic": split}}}})
+    app = create(
+        client,
+        "rev-1",
+        {
+            **body,
+            "properties": {
+                **body["properties"],
+                "configuration": {
+                    **body["properties"]["configuration"],
+                    "ingress": {"external": True, "targetPort": 8080, "traffic": split},
+                },
+            },
+        },
+    )
     assert app.latest_revision_name == second
-    weights = {r.name: r.traffic_weight for r in client.container_apps_revisions.list_revisions(RG, "rev-1")}
+    weights = {
+        r.name: r.traffic_weight
+        for r in client.container_apps_revisions.list_revisions(RG, "rev-1")
+    }
     assert weights == {first: 80, second: 20}
 
 
-def test_revision_suffix_names_the_revision_and_cannot_be_reused(client: ContainerAppsAPIClient, env_id: str) -> None:
+def test_revision_suffix_names_the_revision_and_cannot_be_reused(
+    client: ContainerAppsAPIClient, env_id: str
+) -> None:
     body = app_body(env_id)
     body["properties"]["template"]["revisionSuffix"] = "v1"
     assert create(client, "suffix-1", body).latest_revision_name == "suffix-1--v1"
@@ -104,7 +136,10 @@ def test_revision_suffix_names_the_revision_and_cannot_be_reused(client: Contain
     ("traffic", "message"),
     [
         ([{"latestRevision": True, "weight": 60}], "must add up to 100, got 60"),
-        ([{"latestRevision": True, "weight": 100}, {"revisionName": "nope--x", "weight": 0}], "does not exist"),
+        (
+            [{"latestRevision": True, "weight": 100}, {"revisionName": "nope--x", "weight": 0}],
+            "does not exist",
+        ),
     ],
 )
 def test_bad_traffic_is_refused_with_a_clear_error(
@@ -119,25 +154,40 @@ def test_bad_traffic_is_refused_with_a_clear_error(
 
 
 @pytest.mark.parametrize(("minimum", "maximum"), [(-1, 10), (0, 0), (0, 1001), (5, 3)])
-def test_scale_limits_follow_the_docs(client: ContainerAppsAPIClient, env_id: str, minimum: int, maximum: int) -> None:
+def test_scale_limits_follow_the_docs(
+    client: ContainerAppsAPIClient, env_id: str, minimum: int, maximum: int
+) -> None:
     with pytest.raises(HttpResponseError) as caught:
         create(client, "scale-bad", app_body(env_id, min_replicas=minimum, max_replicas=maximum))
     assert caught.value.status_code == 400
 
 
-def test_scale_to_zero_and_one_thousand_replicas_are_allowed(client: ContainerAppsAPIClient, env_id: str) -> None:
+def test_scale_to_zero_and_one_thousand_replicas_are_allowed(
+    client: ContainerAppsAPIClient, env_id: str
+) -> None:
     app = create(client, "scale-ok", app_body(env_id, min_replicas=0, max_replicas=1000))
-    assert app.template.scale.min_replicas == 0 and app.template.scale.max_replicas == 1000
-    assert client.container_apps_revisions.get_revision(RG, "scale-ok", app.latest_revision_name).replicas == 0
+    assert app.template.scale.min_replicas == 0
+    assert app.template.scale.max_replicas == 1000
+    assert (
+        client.container_apps_revisions.get_revision(
+            RG, "scale-ok", app.latest_revision_name
+        ).replicas
+        == 0
+    )
 
 
 def test_scale_hook_sets_replicas_between_min_and_max(
     emulator: ContainerAppsEmulator, client: ContainerAppsAPIClient, env_id: str
 ) -> None:
-    revision = create(client, "scale-hook", app_body(env_id, min_replicas=1, max_replicas=3)).latest_revision_name
+    revision = create(
+        client, "scale-hook", app_body(env_id, min_replicas=1, max_replicas=3)
+    ).latest_revision_name
     app = emulator.find(SUB, RG, "scale-hook")
     emulator.scale(app, revision, 3)
-    assert len(client.container_apps_revision_replicas.list_replicas(RG, "scale-hook", revision).value) == 3
+    assert (
+        len(client.container_apps_revision_replicas.list_replicas(RG, "scale-hook", revision).value)
+        == 3
+    )
     with pytest.raises(ValueError, match="outside"):
         emulator.scale(app, revision, 4)
 
@@ -148,26 +198,36 @@ def test_deactivate_activate_and_restart_a_revision(
     revision = create(client, "lifecycle", app_body(env_id)).latest_revision_name
     ops = client.container_apps_revisions
     ops.restart_revision(RG, "lifecycle", revision)
-    replicas = client.container_apps_revision_replicas.list_replicas(RG, "lifecycle", revision).value
+    replicas = client.container_apps_revision_replicas.list_replicas(
+        RG, "lifecycle", revision
+    ).value
     assert all(r.containers[0].restart_count == 1 for r in replicas)
     ops.deactivate_revision(RG, "lifecycle", revision)
     got = ops.get_revision(RG, "lifecycle", revision)
-    assert not got.active and got.running_state == "Stopped" and got.replicas == 0
+    assert not got.active
+    assert got.running_state == "Stopped"
+    assert got.replicas == 0
     ops.activate_revision(RG, "lifecycle", revision)
     assert ops.get_revision(RG, "lifecycle", revision).replicas == 2
 
 
-def test_single_mode_keeps_only_the_latest_revision_active(client: ContainerAppsAPIClient, env_id: str) -> None:
+def test_single_mode_keeps_only_the_latest_revision_active(
+    client: ContainerAppsAPIClient, env_id: str
+) -> None:
     body = app_body(env_id)
     body["properties"]["configuration"]["activeRevisionsMode"] = "Single"
     first = create(client, "single", body).latest_revision_name
     body["properties"]["template"]["containers"][0]["image"] = "img:2"
     second = create(client, "single", body).latest_revision_name
-    active = {r.name: r.active for r in client.container_apps_revisions.list_revisions(RG, "single")}
+    active = {
+        r.name: r.active for r in client.container_apps_revisions.list_revisions(RG, "single")
+    }
     assert active == {first: False, second: True}
 
 
-def test_list_by_resource_group_follows_next_link(client: ContainerAppsAPIClient, env_id: str) -> None:
+def test_list_by_resource_group_follows_next_link(
+    client: ContainerAppsAPIClient, env_id: str
+) -> None:
     for index in range(5):
         create(client, f"page-{index}", app_body(env_id, min_replicas=0))
     names = [a.name for a in client.container_apps.list_by_resource_group(RG)]
@@ -224,24 +284,34 @@ def test_failed_provisioning_ends_the_operation_failed(
     app = client.container_apps.get(RG, "broken")
     assert app.provisioning_state == "Failed"
     revision = client.container_apps_revisions.get_revision(RG, "broken", app.latest_revision_name)
-    assert revision.provisioning_state == "Failed" and revision.health_state == "Unhealthy"
+    assert revision.provisioning_state == "Failed"
+    assert revision.health_state == "Unhealthy"
 
 
 def test_arm_refuses_missing_tokens_wrong_api_versions_and_bad_bodies(
     emulator: ContainerAppsEmulator, client: ContainerAppsAPIClient, env_id: str
 ) -> None:
-    url = f"{emulator.url}/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.App/containerApps"
+    url = f"{emulator.url}/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.App"
+    url += "/containerApps"
     with httpx.Client(verify=str(emulator.ca_path)) as http:
         assert http.get(url, params={"api-version": "2026-07-01"}).status_code == 401
         token = emulator.credential().get_token("https://management.azure.com/.default").token
         auth = {"Authorization": f"Bearer {token}"}
         old = http.get(url, params={"api-version": "2023-05-01"}, headers=auth)
-        assert old.status_code == 400 and old.json()["error"]["code"] == "NoRegisteredProviderFound"
+        assert old.status_code == 400
+        assert old.json()["error"]["code"] == "NoRegisteredProviderFound"
         assert http.get(url, headers=auth).status_code == 400
         bad = copy.deepcopy(app_body(env_id))
         bad["properties"]["template"]["scale"]["minReplicas"] = "two"
-        answer = http.put(f"{url}/bad-body", params={"api-version": "2026-07-01"}, headers=auth,
-                          content=json.dumps(bad))
-        assert answer.status_code == 400 and "minReplicas" in answer.json()["error"]["message"]
-        unknown = http.get(f"{url}/x/authConfigs", params={"api-version": "2026-07-01"}, headers=auth)
+        answer = http.put(
+            f"{url}/bad-body",
+            params={"api-version": "2026-07-01"},
+            headers=auth,
+            content=json.dumps(bad),
+        )
+        assert answer.status_code == 400
+        assert "minReplicas" in answer.json()["error"]["message"]
+        unknown = http.get(
+            f"{url}/x/authConfigs", params={"api-version": "2026-07-01"}, headers=auth
+        )
         assert unknown.status_code == 404

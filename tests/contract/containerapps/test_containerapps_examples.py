@@ -77,7 +77,9 @@ def test_every_example_body_fits_the_transcribed_schema(
 def test_get_follows_containerapps_get_example(client: ContainerAppsAPIClient) -> None:
     """examples/ContainerApps_Get.json (2026-07-01)."""
     body = example("ContainerApps_Get.json")["responses"]["200"]["body"]
-    route = respx.get(f"{APP_URL}/testcontainerApp0").mock(return_value=httpx.Response(200, json=body))
+    route = respx.get(f"{APP_URL}/testcontainerApp0").mock(
+        return_value=httpx.Response(200, json=body)
+    )
     app = client.container_apps.get("rg", "testcontainerApp0")
     assert route.calls.last.request.url.params["api-version"] == "2026-07-01"
     assert route.calls.last.request.headers["authorization"] == "Bearer replay-token"
@@ -88,24 +90,34 @@ def test_get_follows_containerapps_get_example(client: ContainerAppsAPIClient) -
 
 
 @respx.mock
-def test_create_follows_containerapps_createorupdate_example(client: ContainerAppsAPIClient) -> None:
+def test_create_follows_containerapps_createorupdate_example(
+    client: ContainerAppsAPIClient,
+) -> None:
     """examples/ContainerApps_CreateOrUpdate.json (2026-07-01): 201 InProgress, then Succeeded."""
     responses = example("ContainerApps_CreateOrUpdate.built.json")["responses"]
-    status_url = f"{ARM}/subscriptions/{SUB}/providers/Microsoft.App/locations/eastus/containerappOperationStatuses/op1"
+    status_url = f"{ARM}/subscriptions/{SUB}/providers/Microsoft.App/locations/eastus"
+    status_url += "/containerappOperationStatuses/op1"
     respx.put(f"{APP_URL}/testcontainerApp0").mock(
         return_value=httpx.Response(
-            201, json=responses["201"]["body"],
+            201,
+            json=responses["201"]["body"],
             headers={"Azure-AsyncOperation": status_url, "Retry-After": "0"},
         )
     )
-    status = respx.get(status_url).mock(return_value=httpx.Response(200, json={"status": "Succeeded"}))
+    status = respx.get(status_url).mock(
+        return_value=httpx.Response(200, json={"status": "Succeeded"})
+    )
     final = respx.get(f"{APP_URL}/testcontainerApp0").mock(
         return_value=httpx.Response(200, json=responses["200"]["body"])
     )
-    poller = client.container_apps.begin_create_or_update("rg", "testcontainerApp0", {"location": "East US"})
+    poller = client.container_apps.begin_create_or_update(
+        "rg", "testcontainerApp0", {"location": "East US"}
+    )
     app = poller.result()
-    assert status.called and final.called
-    assert app.provisioning_state == "Succeeded" and app.running_status == "Running"
+    assert status.called
+    assert final.called
+    assert app.provisioning_state == "Succeeded"
+    assert app.running_status == "Running"
 
 
 @respx.mock
@@ -114,19 +126,25 @@ def test_patch_follows_containerapps_patch_example(client: ContainerAppsAPIClien
     responses = example("ContainerApps_Patch.built.json")["responses"]
     status_url = responses["202"]["headers"]["azure-asyncoperation"]
     respx.patch(f"{APP_URL}/testcontainerApp0").mock(
-        return_value=httpx.Response(202, headers={"azure-asyncoperation": status_url, "Retry-After": "0"})
+        return_value=httpx.Response(
+            202, headers={"azure-asyncoperation": status_url, "Retry-After": "0"}
+        )
     )
     respx.get(status_url).mock(return_value=httpx.Response(200, json={"status": "Succeeded"}))
     respx.get(f"{APP_URL}/testcontainerApp0").mock(
         return_value=httpx.Response(200, json=responses["200"]["body"])
     )
-    app = client.container_apps.begin_update("rg", "testcontainerApp0", {"tags": {"tag1": "value1"}}).result()
+    app = client.container_apps.begin_update(
+        "rg", "testcontainerApp0", {"tags": {"tag1": "value1"}}
+    ).result()
     assert app.template.containers[0].image == "repo/testcontainerApp0:v4"
 
 
 @pytest.mark.parametrize("status", [200, 202, 204])
 @respx.mock
-def test_delete_follows_containerapps_delete_example(client: ContainerAppsAPIClient, status: int) -> None:
+def test_delete_follows_containerapps_delete_example(
+    client: ContainerAppsAPIClient, status: int
+) -> None:
     """examples/ContainerApps_Delete.json (2025-07-01; 2026-07-01 has none): 200, 202 or 204."""
     responses = example("ContainerApps_Delete.json", "2025-07-01")["responses"]
     headers = dict(responses[str(status)].get("headers", {}))
@@ -135,23 +153,33 @@ def test_delete_follows_containerapps_delete_example(client: ContainerAppsAPICli
         respx.get(headers["azure-asyncoperation"]).mock(
             return_value=httpx.Response(200, json={"status": "Succeeded"})
         )
-    respx.delete(f"{APP_URL}/testworkerapp0").mock(return_value=httpx.Response(status, headers=headers))
+    respx.delete(f"{APP_URL}/testworkerapp0").mock(
+        return_value=httpx.Response(status, headers=headers)
+    )
     assert client.container_apps.begin_delete("rg", "testworkerapp0").result() is None
 
 
 @respx.mock
-def test_list_secrets_follows_containerapps_listsecrets_example(client: ContainerAppsAPIClient) -> None:
+def test_list_secrets_follows_containerapps_listsecrets_example(
+    client: ContainerAppsAPIClient,
+) -> None:
     """examples/ContainerApps_ListSecrets.json (2026-07-01)."""
     body = example("ContainerApps_ListSecrets.json")["responses"]["200"]["body"]
-    respx.post(f"{APP_URL}/testcontainerApp0/listSecrets").mock(return_value=httpx.Response(200, json=body))
-    assert [s.name for s in client.container_apps.list_secrets("rg", "testcontainerApp0").value] == ["secret1", "secret2"]
+    respx.post(f"{APP_URL}/testcontainerApp0/listSecrets").mock(
+        return_value=httpx.Response(200, json=body)
+    )
+    assert [
+        s.name for s in client.container_apps.list_secrets("rg", "testcontainerApp0").value
+    ] == ["secret1", "secret2"]
 
 
 @respx.mock
 def test_revisions_list_follows_revisions_list_example(client: ContainerAppsAPIClient) -> None:
     """examples/Revisions_List.json (2026-07-01): nextLink null ends the paging."""
     body = example("Revisions_List.json")["responses"]["200"]["body"]
-    route = respx.get(f"{APP_URL}/testcontainerApp0/revisions").mock(return_value=httpx.Response(200, json=body))
+    route = respx.get(f"{APP_URL}/testcontainerApp0/revisions").mock(
+        return_value=httpx.Response(200, json=body)
+    )
     revisions = list(client.container_apps_revisions.list_revisions("rg", "testcontainerApp0"))
     assert route.call_count == 1
     assert [(r.name, r.active, r.replicas, r.traffic_weight) for r in revisions] == [
@@ -160,12 +188,14 @@ def test_revisions_list_follows_revisions_list_example(client: ContainerAppsAPIC
 
 
 @respx.mock
-def test_environment_get_follows_managedenvironments_get_example(client: ContainerAppsAPIClient) -> None:
+def test_environment_get_follows_managedenvironments_get_example(
+    client: ContainerAppsAPIClient,
+) -> None:
     """examples/ManagedEnvironments_Get.json (2026-07-01)."""
     body = example("ManagedEnvironments_Get.json")["responses"]["200"]["body"]
-    url = f"{ARM}/subscriptions/{SUB}/resourceGroups/examplerg/providers/Microsoft.App/managedEnvironments/jlaw-demo1"
+    url = f"{ARM}/subscriptions/{SUB}/resourceGroups/examplerg/providers/Microsoft.App"
+    url += "/managedEnvironments/jlaw-demo1"
     respx.get(url).mock(return_value=httpx.Response(200, json=body))
     env = client.managed_environments.get("examplerg", "jlaw-demo1")
     assert env.id.endswith("/managedEnvironments/jlaw-demo1")
     assert env.default_domain == "jlaw-demo1.k4apps.io"
-

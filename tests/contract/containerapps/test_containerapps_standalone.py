@@ -18,7 +18,9 @@ def test_standalone_emulator_prints_what_the_sdk_needs_and_stops_on_ctrl_c() -> 
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.containerapps_emulator", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONPATH": os.getcwd()},
     )
     try:
@@ -26,12 +28,17 @@ def test_standalone_emulator_prints_what_the_sdk_needs_and_stops_on_ctrl_c() -> 
         info = json.loads(proc.stdout.readline())
         assert info["arm_url"] == f"https://127.0.0.1:{port}"
         credential = ClientSecretCredential(
-            info["tenant_id"], info["client_id"], info["client_secret"],
-            authority=info["authority_host"], disable_instance_discovery=True,
+            info["tenant_id"],
+            info["client_id"],
+            info["client_secret"],
+            authority=info["authority_host"],
+            disable_instance_discovery=True,
             connection_verify=info["ca_bundle"],
         )
         client = ContainerAppsAPIClient(
-            credential, info["subscription_id"], base_url=info["arm_url"],
+            credential,
+            info["subscription_id"],
+            base_url=info["arm_url"],
             connection_verify=info["ca_bundle"],
         )
         env = client.managed_environments.get(info["resource_group"], info["environment"])
