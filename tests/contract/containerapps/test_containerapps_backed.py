@@ -17,7 +17,7 @@ from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
 from aliasflow_cli.devstack import MlflowServer
 from tests.containerapps_emulator import ContainerAppsEmulator
-from tests.contract.containerapps.conftest import RG, SUB, app_body, sdk_client
+from tests.contract.containerapps.helpers import RG, SUB, app_body, sdk_client
 
 ADMIN = "admin-token-for-backed-tests"
 

@@ -16,7 +16,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
 from tests.containerapps_emulator import ContainerAppsEmulator
-from tests.contract.containerapps.conftest import RG, SECRET, SUB, app_body
+from tests.contract.containerapps.helpers import RG, SECRET, SUB, app_body
 
 
 def create(client: ContainerAppsAPIClient, name: str, body: dict) -> object:
