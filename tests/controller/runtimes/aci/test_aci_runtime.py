@@ -410,17 +410,17 @@ def test_the_emulator_refuses_other_api_versions_and_unknown_tokens(
             **kwargs,
         )
 
-    with client(emulator.credential(), api_version="2021-10-01") as old:
-        with pytest.raises(HttpResponseError, match="NoRegisteredProviderFound"):
-            old.container_groups.get("rg-a", "anything")
+    old = client(emulator.credential(), api_version="2021-10-01")
+    with old, pytest.raises(HttpResponseError, match="NoRegisteredProviderFound"):
+        old.container_groups.get("rg-a", "anything")
 
     class Forged:
         def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
             return AccessToken("forged", int(time.time()) + 3600)
 
-    with client(Forged()) as forged:
-        with pytest.raises(ClientAuthenticationError, match="InvalidAuthenticationToken"):
-            forged.container_groups.get("rg-a", "anything")
+    forged = client(Forged())
+    with forged, pytest.raises(ClientAuthenticationError, match="InvalidAuthenticationToken"):
+        forged.container_groups.get("rg-a", "anything")
     import ssl
 
     import httpx
