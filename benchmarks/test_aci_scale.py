@@ -134,7 +134,8 @@ def test_aci_scale_steady_state(tmp_path: Path) -> None:
             f"simulated {clock.now:.0f}s under the quota limiter (waited "
             f"{runtime.quota.waited:.0f}s); ARM calls {first_calls}\n"
             f"steady-state sync_all: {steady * 1000:.0f} ms, lists {lists} (pages of "
-            f"{DEFAULT_PAGE_SIZE}) for {len(GROUPS)} resource groups, searches {registry.search_calls}, writes {writes}, "
+            f"{DEFAULT_PAGE_SIZE}) for {len(GROUPS)} resource groups, "
+            f"searches {registry.search_calls}, writes {writes}, "
             f"GETs {emulator.state.count('GET', 'group')}, enqueued {len(requeued)}, "
             f"all calls {dict(emulator.state.calls)}"
         )
