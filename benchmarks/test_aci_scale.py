@@ -8,7 +8,8 @@ serving version 1" — the only substitution.
 
 Measured: the first pass (1,000 creates through the per-deployment pipeline, under the
 100-per-5-minutes quota limiter on a simulated clock) and a steady-state `sync_all`
-(must be: ≤ 1 list per resource group, ≤ 1 search, zero writes, < 2 s).
+(must be: one list per resource group and page — ARM pages with `nextLink`, the
+emulator at `DEFAULT_PAGE_SIZE` groups a page — ≤ 1 search, zero writes, < 2 s).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from controller.runtimes.aci import AciRuntime, QuotaLimiter, RetryOptions
 from controller.runtimes.probe import ServerProbe
 from controller.store.sql import SqlHistoryStore
 from tests.aci_emulator import AciEmulator
+from tests.aci_emulator.app import DEFAULT_PAGE_SIZE
 
 SUB = "99999999-0000-0000-0000-000000000000"
 GROUPS = [f"rg-scale-{i}" for i in range(5)]
@@ -131,14 +133,16 @@ def test_aci_scale_steady_state(tmp_path: Path) -> None:
             f"\nACI scale (counting mode): first pass {N} creates: wall {first_wall:.1f}s, "
             f"simulated {clock.now:.0f}s under the quota limiter (waited "
             f"{runtime.quota.waited:.0f}s); ARM calls {first_calls}\n"
-            f"steady-state sync_all: {steady * 1000:.0f} ms, lists {lists} for "
-            f"{len(GROUPS)} resource groups, searches {registry.search_calls}, writes {writes}, "
+            f"steady-state sync_all: {steady * 1000:.0f} ms, lists {lists} (pages of "
+            f"{DEFAULT_PAGE_SIZE}) for {len(GROUPS)} resource groups, "
+            f"searches {registry.search_calls}, writes {writes}, "
             f"GETs {emulator.state.count('GET', 'group')}, enqueued {len(requeued)}, "
             f"all calls {dict(emulator.state.calls)}"
         )
         print(report)
         assert all(not a.changes_anything for a in actions)
-        assert lists <= len(GROUPS)
+        per_group = -(-N // len(GROUPS))  # ceiling: groups per resource group
+        assert lists == len(GROUPS) * -(-per_group // DEFAULT_PAGE_SIZE)
         assert registry.search_calls <= 1
         assert writes == 0
         assert requeued == []

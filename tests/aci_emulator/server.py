@@ -32,8 +32,8 @@ from azure.identity import ClientSecretCredential
 from controller.core.errors import ControllerError
 from controller.core.types import DesiredState
 from controller.runtimes.netutil import free_port
-from tests.aci_emulator.app import FQDN_SUFFIX, create_app
-from tests.aci_emulator.state import EmulatorState, Group
+from tests.aci_emulator.app import DEFAULT_PAGE_SIZE, create_app
+from tests.aci_emulator.state import EmulatorState, Group, finish_put
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ class AciEmulator:
         *,
         backed_data_dir: Path | None = None,
         tracking_uri: str | None = None,
-        page_size: int | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        port: int | None = None,
     ) -> None:
         self.state = EmulatorState()
         self._tmp = tempfile.TemporaryDirectory(prefix="aci-emulator-")
@@ -62,7 +63,7 @@ class AciEmulator:
         cert.private_key_and_cert_chain_pem.write_to_path(str(self.cert_path))
         self.ca_path = tmp / "ca.pem"
         self._ca.cert_pem.write_to_path(str(self.ca_path))
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"https://127.0.0.1:{self.port}"
         self.backed = backed_data_dir is not None
         self._data_dir = backed_data_dir
@@ -76,6 +77,7 @@ class AciEmulator:
             on_put=self._backed_put if self.backed else None,
             on_delete=self._backed_delete if self.backed else None,
             page_size=page_size,
+            tenant=TENANT,
         )
         config = uvicorn.Config(
             app,
@@ -87,7 +89,7 @@ class AciEmulator:
             access_log=False,
             log_level="warning",
             # The SDK keeps connections alive; do not wait for them on stop.
-            timeout_graceful_shutdown=1,
+            timeout_graceful_shutdown=0.1,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
@@ -104,6 +106,7 @@ class AciEmulator:
         return self
 
     def stop(self) -> None:
+        """Stop serving and the backing servers; fail if any body broke the spec."""
         for runtime in list(self._locals.values()):
             try:
                 runtime.stop_all()
@@ -112,6 +115,44 @@ class AciEmulator:
         self._server.should_exit = True
         self._thread.join(timeout=10)
         self._tmp.cleanup()
+        if self.state.violations:
+            raise AssertionError(
+                "the ACI emulator sent bodies that break the 2023-05-01 spec:\n"
+                + "\n".join(dict.fromkeys(self.state.violations))
+            )
+
+    def restart_container(self, name: str, resource_group: str, subscription: str) -> None:
+        """The container crashes and ACI restarts it from the group's environment.
+
+        Backed mode: the model-server process really stops and starts again with the
+        group's `MODEL_URI`, so after a hot swap it comes back on the boot version. The
+        call returns at once; the group reads `Waiting` until the server is ready.
+        """
+        group = self.state.restart_container(subscription, resource_group, name)
+        if not self.backed:
+            return
+        with self.state.lock:
+            group.container_state = "Waiting"
+
+        def run() -> None:
+            try:
+                desired, admin, tracking = _desired_from_group(group, self._tracking_uri)
+                runtime = self._local(admin, tracking)
+                runtime.deploy(desired)
+                self._map_endpoint(group, runtime, desired.name)
+            except (ControllerError, ValueError) as exc:
+                log.warning("emulator: restart of %s failed: %s", group.name, exc)
+                return
+            with self.state.lock:
+                group.container_state = "Running"
+
+        threading.Thread(target=run, daemon=True, name="aci-restart").start()
+
+    def _map_endpoint(self, group: Group, runtime: Any, name: str) -> None:
+        observed = runtime.observe(name)
+        if group.fqdn and observed is not None and observed.endpoint:
+            with self._lock:
+                self._endpoints[group.fqdn] = observed.endpoint
 
     # -- what the runtime under test is given ----------------------------------------------
 
@@ -157,28 +198,17 @@ class AciEmulator:
         ).start()
 
     def _run_put(self, group: Group, operation_id: str) -> None:
-        from tests.aci_emulator.state import finish_put
-
         operation = self.state.operations[operation_id]
         try:
             desired, admin, tracking = _desired_from_group(group, self._tracking_uri)
             runtime = self._local(admin, tracking)
             runtime.deploy(desired)
-            props = group.body["properties"]
-            label = props.get("ipAddress", {}).get("dnsNameLabel")
-            fqdn = f"{label}.{group.body.get('location')}.{FQDN_SUFFIX}"
-            observed = runtime.observe(desired.name)
-            with self._lock:
-                if observed is not None and observed.endpoint:
-                    self._endpoints[fqdn] = observed.endpoint
+            self._map_endpoint(group, runtime, desired.name)
         except (ControllerError, ValueError) as exc:
             log.warning("emulator: backing server for %s failed: %s", group.name, exc)
             group.fail = True
-            with self.state.lock:
-                finish_put(group, operation, keeps_running=False)
-            return
         with self.state.lock:
-            finish_put(group, operation, self.state.faults.failed_keeps_running)
+            finish_put(group, operation)
 
     def _backed_delete(self, group: Group, operation_id: str) -> None:
         def run() -> None:
@@ -186,7 +216,7 @@ class AciEmulator:
             for runtime in list(self._locals.values()):
                 runtime.delete(group.name)
             with self.state.lock:
-                self.state.groups.pop((group.subscription, group.resource_group, group.name), None)
+                self.state.remove_group(group.key)
                 operation.status = "Succeeded"
 
         threading.Thread(target=run, daemon=True, name="aci-delete").start()

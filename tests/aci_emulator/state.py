@@ -1,7 +1,11 @@
 """The emulator's model of Azure: container groups, operations, faults, call counters.
 
 Kept apart from the HTTP layer so tests can steer it (inject faults, read counters,
-look at the stored spec including secure values) without going through ARM.
+look at the stored spec including secure values) without going through ARM. Every rule
+cites where it comes from; the spec is azure-rest-api-specs
+`specification/containerinstance/resource-manager/Microsoft.ContainerInstance/stable/
+2023-05-01/containerInstance.json` (the api-version azure-mgmt-containerinstance 10.1
+speaks) and its examples, copied under tests/data/azure/.
 """
 
 from __future__ import annotations
@@ -18,6 +22,21 @@ from typing import Any
 
 Json = dict[str, Any]
 
+API_VERSION = "2023-05-01"
+# Public ACI FQDNs: `<label>.<region>.azurecontainer.io` ("Deploy a container instance",
+# learn.microsoft.com/azure/container-instances/container-instances-quickstart).
+FQDN_SUFFIX = "azurecontainer.io"
+# The default maximum of a Linux container group (no GPU) in a region: 4 CPU, 16 GB
+# ("Resource availability by region", learn.microsoft.com/azure/container-instances/
+# container-instances-region-availability). Regions differ; the knob says which applies.
+REGION_MAX_CPU = 4.0
+REGION_MAX_MEMORY_GB = 16.0
+# ACI answers a PUT while the group runs an operation with 409 ContainerGroupTransitioning
+# (troubleshooting article "Container group remains in a transitioning state (StatusCode
+# 409, ContainerGroupTransitioning)", learn.microsoft.com/troubleshoot/azure/
+# azure-container-instances/...); these provisioning states are the transitions.
+TRANSITIONING = frozenset({"Pending", "Creating", "Updating", "Deleting", "Repairing"})
+
 
 @dataclass
 class Throttle:
@@ -32,14 +51,15 @@ class Throttle:
 @dataclass
 class Faults:
     throttle: Throttle = field(default_factory=Throttle)
-    #: Answer 500 to this many ARM requests.
+    #: Answer 500 to this many ARM requests (before doing anything).
     errors_500: int = 0
+    #: Statuses (500, 504) answered to the next PUTs *after* ARM committed them: the
+    #: group is created/updated and restarting, the caller only sees an error.
+    after_commit: list[int] = field(default_factory=list)
     #: Seconds a PUT stays provisioning (counting mode; backed mode waits for the server).
     provisioning_delay: float = 0.0
     #: Group names whose next PUT ends in provisioningState Failed.
     fail_provisioning: set[str] = field(default_factory=set)
-    #: With `fail_provisioning`: whether the containers keep running (ACI does that).
-    failed_keeps_running: bool = True
 
 
 @dataclass
@@ -50,9 +70,24 @@ class Group:
     body: Json  # as PUT, secure values included (never returned)
     provisioning: str = "Creating"
     container_state: str = "Waiting"
-    ready_at: float = 0.0
-    restarts: int = 0
+    #: instanceView.restartCount: restarts of the container inside this deployment
+    #: (a crash under restartPolicy Always), see `EmulatorState.restart_container`.
+    restart_count: int = 0
+    #: Times ARM (re)started the containers: the create, and every PUT of an existing
+    #: group ("When you update a container group, all running containers in the group
+    #: are restarted in-place", learn.microsoft.com/azure/container-instances/
+    #: container-instances-update), and POST .../restart.
+    starts: int = 0
     fail: bool = False
+    fqdn: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.subscription, self.resource_group, self.name)
+
+    @property
+    def location(self) -> str:
+        return str(self.body.get("location", ""))
 
 
 @dataclass
@@ -79,11 +114,22 @@ class EmulatorState:
         self.failed: Counter[tuple[str, str]] = Counter()
         #: Every response body the emulator sent (for "no secret ever leaves" checks).
         self.sent: list[bytes] = []
+        #: Bodies that broke the spec's schema: `AciEmulator.stop()` fails the test.
+        self.violations: list[str] = []
         self.tokens: set[str] = set()
+        #: The `scope` of every AAD token request, in order (which cloud was asked for).
+        self.token_scopes: list[str] = []
         self.acr_tokens: set[str] = set()
         #: ACR repository → tag → digest.
         self.images: dict[str, dict[str, str]] = {}
+        #: (region, label) → who holds it; other customers' labels included.
+        self.dns_labels: dict[tuple[str, str], str] = {}
         self.lro_retry_after = "0.1"
+        #: DELETE answers 200 with the group (done at once) instead of 202 + an operation;
+        #: the spec allows both (ContainerGroups_Delete).
+        self.delete_answers_200 = False
+        self.region_max_cpu = REGION_MAX_CPU
+        self.region_max_memory_gb = REGION_MAX_MEMORY_GB
 
     # -- knobs ---------------------------------------------------------------------------
 
@@ -101,6 +147,11 @@ class EmulatorState:
         with self.lock:
             self.images.setdefault(repository, {})[tag] = digest
         return digest
+
+    def take_dns_label(self, location: str, label: str, owner: str = "another-customer") -> None:
+        """Someone else (any subscription, any tenant) holds `label` in `location`."""
+        with self.lock:
+            self.dns_labels[(region_of(location), label.lower())] = owner
 
     def reset_counters(self) -> None:
         with self.lock:
@@ -168,17 +219,46 @@ class EmulatorState:
                     continue
                 group = self.groups.get(operation.group)
                 if operation.kind == "delete":
-                    self.groups.pop(operation.group, None)
+                    self.remove_group(operation.group)
                     operation.status = "Succeeded"
                 elif group is not None:
-                    finish_put(group, operation, self.faults.failed_keeps_running)
+                    finish_put(group, operation)
+
+    def remove_group(self, key: tuple[str, str, str]) -> None:
+        with self.lock:
+            self.groups.pop(key, None)
+            owner = "/".join(key)
+            for held, holder in list(self.dns_labels.items()):
+                if holder == owner:
+                    del self.dns_labels[held]
+
+    def restart_container(self, sub: str, rg: str, name: str) -> Group:
+        """The container crashed and ACI restarted it from its environment.
+
+        With restartPolicy Always "the containers in the container group are always
+        restarted" (learn.microsoft.com/azure/container-instances/
+        container-instances-restart-policy); the restart counts in the container's
+        `instanceView.restartCount` (spec: ContainerProperties.instanceView). The group's
+        spec, and so `MODEL_URI`, is the one last PUT: a hot-swapped version is gone.
+        """
+        with self.lock:
+            group = self.groups[(sub, rg, name)]
+            group.restart_count += 1
+        return group
 
 
-def finish_put(group: Group, operation: Operation, keeps_running: bool) -> None:
+def region_of(location: str) -> str:
+    """ARM accepts "West Europe" and "westeurope" for the same region."""
+    return location.replace(" ", "").lower()
+
+
+def finish_put(group: Group, operation: Operation) -> None:
     if group.fail:
+        # As ContainerGroupsGet_Failed.json (2021-10-01 example): provisioningState
+        # Failed, the container Waiting, the group's instanceView state Pending.
         group.fail = False
         group.provisioning = "Failed"
-        group.container_state = "Running" if keeps_running else "Terminated"
+        group.container_state = "Waiting"
         operation.status = "Failed"
         operation.error = {
             "code": "ContainerGroupDeploymentFailed",
@@ -190,8 +270,37 @@ def finish_put(group: Group, operation: Operation, keeps_running: bool) -> None:
         operation.status = "Succeeded"
 
 
-def public_view(group: Group, fqdn_suffix: str, instance_view: bool) -> Json:
-    """The group as ARM returns it: no secure values, no registry passwords."""
+def fqdn_for(group: Group, tenant: str) -> str | None:
+    """The FQDN ACI gives the group's label, hashed when a reuse scope is asked for.
+
+    `autoGeneratedDomainNameLabelScope` (spec 2023-05-01, IpAddress): `Unsecure` (the
+    default) keeps `<label>.<region>.azurecontainer.io`; the other scopes add a hash
+    that is deterministic over the tenant (TenantReuse), + subscription
+    (SubscriptionReuse), + resource group (ResourceGroupReuse) and the resource name, or
+    random (Noreuse), as Azure DNS's deterministic names do ("AutoGeneratedDomainNameLabel
+    Scope", learn.microsoft.com/javascript/api/@azure/arm-servicefabricmanagedclusters/
+    autogenerateddomainnamelabelscope: `{name}.{hash}.{region}.<domain>`).
+    """
+    ip = group.body.get("properties", {}).get("ipAddress") or {}
+    label = ip.get("dnsNameLabel")
+    if not label:
+        return None
+    region = region_of(group.location)
+    scope = ip.get("autoGeneratedDomainNameLabelScope") or "Unsecure"
+    if scope == "Unsecure":
+        return f"{label}.{region}.{FQDN_SUFFIX}"
+    parts = {
+        "TenantReuse": (tenant,),
+        "SubscriptionReuse": (tenant, group.subscription),
+        "ResourceGroupReuse": (tenant, group.subscription, group.resource_group.lower()),
+        "Noreuse": (uuid.uuid4().hex,),
+    }[scope]
+    digest = hashlib.sha256("|".join((*parts, group.name, label)).encode()).hexdigest()
+    return f"{label}.{digest[:16]}.{region}.{FQDN_SUFFIX}"
+
+
+def public_view(group: Group, instance_view: bool) -> Json:
+    """The group as ARM returns it: no `x-ms-secret` values (spec), read-only fields set."""
     body = copy.deepcopy(group.body)
     props = body.setdefault("properties", {})
     for container in props.get("containers", []):
@@ -203,21 +312,21 @@ def public_view(group: Group, fqdn_suffix: str, instance_view: bool) -> Json:
         cprops["environmentVariables"] = env
         if instance_view:
             cprops["instanceView"] = {
-                "restartCount": group.restarts,
-                "currentState": {"state": group.container_state},
+                "restartCount": group.restart_count,
+                "currentState": {"state": group.container_state, "detailStatus": ""},
                 "events": [],
             }
     for credential in props.get("imageRegistryCredentials", []) or []:
         credential.pop("password", None)
     ip = props.get("ipAddress")
     if ip:
-        label = ip.get("dnsNameLabel")
-        if label:
-            ip["fqdn"] = f"{label}.{body.get('location', 'westeurope')}.{fqdn_suffix}"
+        if group.fqdn:
+            ip["fqdn"] = group.fqdn
         ip["ip"] = "127.0.0.1"
     props["provisioningState"] = group.provisioning
-    props["osType"] = props.get("osType", "Linux")
     if instance_view:
+        # The group's state: Running once its containers run, Pending before and in the
+        # Failed example (ContainerGroupsGet_Failed.json).
         props["instanceView"] = {
             "state": "Running" if group.container_state == "Running" else "Pending",
             "events": [],

@@ -34,8 +34,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from controller.netutil import free_port
 from controller.runtimes.local.process import serve_command
+from controller.runtimes.netutil import free_port
 from tests.containerapps_emulator.state import App, EmulatorState, Replica, Revision, now_iso
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import trustme
 import uvicorn
 from azure.identity import ClientSecretCredential
 
-from controller.netutil import free_port
+from controller.runtimes.netutil import free_port
 from tests.containerapps_emulator.app import create_app
 from tests.containerapps_emulator.backed import Ingress, ReplicaProcesses
 from tests.containerapps_emulator.state import App, EmulatorState, Environment, Revision

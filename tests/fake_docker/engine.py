@@ -19,9 +19,17 @@ binds on 127.0.0.1, so the endpoint the runtime reads from the engine is the rea
 In `host` network mode nothing is published and the process binds the `--port` of the
 container's command, as it would on the host's network.
 
-Not emulated: restart policies (a dead container stays exited), networks other than
-recording the mode, exec, events. Fault knobs: `fail(...)` for any route, images present
-locally or only "in the registry", `kill(...)` to crash a running container.
+Restart policies as the engine applies them (moby `daemon/internal/restartmanager/
+restartmanager.go`): a container whose process dies under `always`, `unless-stopped`
+(not stopped by hand) or `on-failure` (non-zero exit) is `restarting` for a back-off of
+100 ms doubling to at most 1 minute (reset after a run of 10 s or more), then `running`
+again from its create-time env; `RestartCount` counts it. A stopped container is not
+restarted. Every list and inspect body is checked against the Engine API's swagger
+definitions (`schema.py`); a violation fails the test at `close()`.
+
+Not emulated: networks other than recording the mode, exec, events. Fault knobs:
+`fail(...)` for any route, images present locally or only "in the registry", `kill(...)`
+to crash a running container.
 """
 
 from __future__ import annotations
@@ -44,8 +52,14 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from controller.runtimes.netutil import free_port, stop_process
+from tests.fake_docker.schema import violations
 
 API_VERSION = "1.45"
+# moby restartmanager.go: defaultTimeout, backoffMultiplier, maxRestartTimeout, and the
+# 10 s of execution after which the back-off starts over.
+RESTART_BACKOFF = 0.1
+RESTART_BACKOFF_MAX = 60.0
+RESTART_RESET_AFTER = 10.0
 STUB_SERVER = Path(__file__).with_name("stub_server.py")
 # What a container process inherits from the host besides the container's own env:
 # just enough for the venv's python to start.
@@ -74,6 +88,11 @@ class FakeContainer:
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     started_at: str = "0001-01-01T00:00:00Z"
+    started_mono: float = 0.0
+    restart_count: int = 0
+    backoff: float = 0.0
+    restart_at: float = 0.0
+    stopped_by_hand: bool = False
 
     @property
     def labels(self) -> dict[str, str]:
@@ -115,6 +134,11 @@ class FakeDockerEngine:
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._closing = threading.Event()
+        #: Bodies that break the Engine API's swagger definitions.
+        self.violations: list[str] = []
+        #: The host's CPUs, as the engine counts them for the NanoCpus check.
+        self.cpus = os.cpu_count() or 1
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -124,6 +148,7 @@ class FakeDockerEngine:
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
+        threading.Thread(target=self._supervise, daemon=True, name="fake-docker-restarts").start()
         return self.base_url
 
     @property
@@ -133,13 +158,20 @@ class FakeDockerEngine:
 
     def close(self) -> None:
         """Stop the API and every container process: a test must leave no strays."""
+        self._closing.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
         with self._lock:
             for container in self.containers.values():
+                container.stopped_by_hand = True
                 self._stop_process(container, grace=2.0)
+        if self.violations:
+            raise AssertionError(
+                "the fake Docker engine sent bodies that break the Engine API swagger:\n"
+                + "\n".join(dict.fromkeys(self.violations))
+            )
 
     # -- knobs --------------------------------------------------------------------------
 
@@ -243,7 +275,9 @@ class FakeDockerEngine:
     def _pull(self, query: Any, payload: Any) -> tuple[int, Any, str]:
         repo = query.get("fromImage", [""])[0]
         tag = query.get("tag", ["latest"])[0] or "latest"
-        key = _normalize(f"{repo}:{tag}")
+        # The engine takes a digest in `tag` too (moby api/server/router/image
+        # postImagesCreate: "The 'tag' could actually be a digest").
+        key = _normalize(f"{repo}@{tag}" if tag.startswith("sha256:") else f"{repo}:{tag}")
         with self._lock:
             if key not in self.registry:
                 message = (
@@ -258,6 +292,15 @@ class FakeDockerEngine:
     def _create_route(self, query: Any, payload: dict[str, Any]) -> tuple[int, Any, str]:
         name = query.get("name", [""])[0] or f"fake_{secrets.token_hex(4)}"
         image = _normalize(str(payload.get("Image", "")))
+        nano = int((payload.get("HostConfig") or {}).get("NanoCpus") or 0)
+        if nano < 0 or nano > self.cpus * 10**9:
+            # moby daemon/daemon_unix.go verifyPlatformContainerResources, an
+            # InvalidParameter error (HTTP 400).
+            message = (
+                f"range of CPUs is from 0.01 to {self.cpus}.00, as there are only "
+                f"{self.cpus} CPUs available"
+            )
+            return 400, {"message": message}, "application/json"
         with self._lock:
             if image not in self.images:
                 return 404, {"message": f"No such image: {image}"}, "application/json"
@@ -298,6 +341,8 @@ class FakeDockerEngine:
             if not all(_label_matches(container.labels, want) for want in wanted_labels):
                 continue
             rows.append(self._summary(container))
+        for row in rows:
+            self.violations.extend(violations("ContainerSummary", row))
         return 200, rows, "application/json"
 
     def _summary(self, container: FakeContainer) -> dict[str, Any]:
@@ -344,6 +389,8 @@ class FakeDockerEngine:
         if container is None:
             return self._missing(ref)
         self._refresh(container)
+        process = container.process
+        pid = process.pid if container.state == "running" and process is not None else 0
         body = {
             "Id": container.id,
             "Name": f"/{container.name}",
@@ -352,9 +399,16 @@ class FakeDockerEngine:
             "State": {
                 "Status": container.state,
                 "Running": container.state == "running",
+                "Paused": False,
+                "Restarting": container.state == "restarting",
+                "OOMKilled": False,
+                "Dead": False,
+                "Pid": pid,
                 "ExitCode": container.exit_code,
+                "Error": "",
                 "StartedAt": container.started_at,
             },
+            "RestartCount": container.restart_count,
             "Config": {
                 "Image": container.image,
                 "Env": container.body.get("Env") or [],
@@ -366,6 +420,7 @@ class FakeDockerEngine:
             "HostConfig": container.host_config,
             "NetworkSettings": {"Ports": container.port_bindings()},
         }
+        self.violations.extend(violations("ContainerInspectResponse", body))
         return 200, body, "application/json"
 
     def _start(self, query: Any, payload: Any, ref: str) -> tuple[int, Any, str]:
@@ -375,6 +430,14 @@ class FakeDockerEngine:
         self._refresh(container)
         if container.state == "running":
             return 304, None, "application/json"
+        container.stopped_by_hand = False
+        failure = self._launch(container)
+        if failure is not None:
+            return failure
+        return 204, None, "application/json"
+
+    def _launch(self, container: FakeContainer) -> tuple[int, Any, str] | None:
+        """Start the container's process (on `start`, and again after a crash)."""
         host_config = container.host_config
         if host_config.get("NetworkMode") == "host":
             command = container.body.get("Cmd") or []
@@ -385,7 +448,8 @@ class FakeDockerEngine:
             if len(bindings) != 1:
                 return 400, {"message": "the fake engine publishes exactly one port"}, "text/plain"
             (binding,) = next(iter(bindings.values()))
-            port = int(binding.get("HostPort") or 0) or free_port()
+            # A restarted container keeps the host port it was given.
+            port = container.host_port or int(binding.get("HostPort") or 0) or free_port()
             container.host_port = port
         kind = self.images.get(container.image, "stub")
         container.log_path = self.workdir / f"{container.id[:12]}.log"
@@ -403,7 +467,8 @@ class FakeDockerEngine:
             )
         container.state = "running"
         container.started_at = datetime.now(UTC).isoformat()
-        return 204, None, "application/json"
+        container.started_mono = time.monotonic()
+        return None
 
     def _command(self, kind: str, port: int) -> list[str]:
         if kind == "serve":
@@ -420,6 +485,10 @@ class FakeDockerEngine:
         if container is None:
             return self._missing(ref)
         self._refresh(container)
+        container.stopped_by_hand = True
+        if container.state == "restarting":
+            container.state = "exited"
+            return 204, None, "application/json"
         if container.state != "running":
             return 304, None, "application/json"
         self._stop_process(container, grace=float(query.get("t", ["10"])[0]))
@@ -460,12 +529,51 @@ class FakeDockerEngine:
     # -- processes ------------------------------------------------------------------------
 
     def _refresh(self, container: FakeContainer) -> None:
-        process = container.process
-        if container.state == "running" and process is not None and process.poll() is not None:
-            container.state = "exited"
-            container.exit_code = process.returncode
+        with self._lock:
+            process = container.process
+            if container.state != "running" or process is None or process.poll() is None:
+                return
+            # A signal shows as 128 + its number, as the engine reports an OOM kill (137).
+            code = process.returncode
+            container.exit_code = code if code >= 0 else 128 - code
+            if self._restarts(container):
+                ran = time.monotonic() - container.started_mono
+                if ran >= RESTART_RESET_AFTER or container.backoff == 0:
+                    container.backoff = RESTART_BACKOFF
+                else:
+                    container.backoff = min(container.backoff * 2, RESTART_BACKOFF_MAX)
+                container.state = "restarting"
+                container.restart_count += 1
+                container.restart_at = time.monotonic() + container.backoff
+            else:
+                container.state = "exited"
+
+    def _restarts(self, container: FakeContainer) -> bool:
+        policy = (container.host_config.get("RestartPolicy") or {}).get("Name", "no")
+        if policy == "always":
+            return True
+        if policy == "unless-stopped":
+            return not container.stopped_by_hand
+        return policy == "on-failure" and container.exit_code != 0
+
+    def _supervise(self) -> None:
+        """The daemon's side of restart policies: notice deaths, restart after back-off."""
+        while not self._closing.wait(0.05):
+            with self._lock:
+                found = list(self.containers.values())
+            for container in found:
+                self._refresh(container)
+                with self._lock:
+                    due = (
+                        container.state == "restarting"
+                        and time.monotonic() >= container.restart_at
+                        and container.id in self.containers
+                    )
+                    if due:
+                        self._launch(container)
 
     def _stop_process(self, container: FakeContainer, grace: float) -> None:
+        container.stopped_by_hand = True
         process = container.process
         if process is not None:
             stop_process(process, grace=grace)
@@ -495,6 +603,8 @@ def _status_text(container: FakeContainer) -> str:
         return "Up"
     if container.state == "exited":
         return f"Exited ({container.exit_code})"
+    if container.state == "restarting":
+        return f"Restarting ({container.exit_code})"
     return "Created"
 
 

@@ -9,8 +9,9 @@ ACI facts that shape this module:
   secret values included) is the only drift signal.
 - Tags are the ownership record: only groups tagged `aliasflow-managed=true` are ever
   observed, updated or deleted.
-- `provisioningState: Failed` does not mean the containers stopped; the container
-  states in the instance view say whether anything still runs.
+- `provisioningState: Failed` means not running: the official example
+  (ContainerGroupsGet_Failed.json, Microsoft.ContainerInstance 2021-10-01 examples) is a
+  Failed group whose container is `Waiting` and whose group state is `Pending`.
 """
 
 from __future__ import annotations
@@ -175,9 +176,9 @@ class GroupHealth:
 def group_health(group: ContainerGroup) -> GroupHealth:
     """Running or not, from the group's provisioning state and instance views.
 
-    A list response may carry no instance view; then a `Failed` group is undecided
-    (`needs_instance_view`) rather than assumed dead, because ACI reports `Failed` for
-    groups whose containers still run (e.g. a failed update of a running group).
+    `Failed` is not running whatever the containers say: in ACI's own example of a
+    Failed group (ContainerGroupsGet_Failed.json) the container is `Waiting`, which
+    elsewhere means "about to run". Nothing documents a Failed group that still serves.
     """
     provisioning = group.provisioning_state or "Unknown"
     states = [
@@ -190,6 +191,8 @@ def group_health(group: ContainerGroup) -> GroupHealth:
     group_state = group.instance_view.state if group.instance_view is not None else None
     if provisioning == "Deleting":
         return GroupHealth(False, "container group is being deleted")
+    if provisioning == "Failed":
+        return GroupHealth(False, _describe(provisioning, states or [group_state or "unknown"]))
     if states:
         alive = any(state in _ALIVE_CONTAINER for state in states)
         detail = "" if alive and provisioning == "Succeeded" else _describe(provisioning, states)
@@ -201,12 +204,6 @@ def group_health(group: ContainerGroup) -> GroupHealth:
         return GroupHealth(True, "")
     if provisioning in _IN_PROGRESS:
         return GroupHealth(True, f"provisioning: {provisioning}")
-    if provisioning == "Failed":
-        return GroupHealth(
-            True,
-            "provisioningState Failed; container state not known yet",
-            needs_instance_view=True,
-        )
     return GroupHealth(False, f"provisioningState {provisioning}")
 
 

@@ -11,7 +11,7 @@ import sys
 from azure.identity import ClientSecretCredential
 from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
-from controller.netutil import free_port
+from controller.runtimes.netutil import free_port
 
 
 def test_standalone_emulator_prints_what_the_sdk_needs_and_stops_on_ctrl_c() -> None:

@@ -18,7 +18,7 @@ from controller.core.errors import (
     RolloutRejectedError,
     RuntimeUnavailableError,
 )
-from controller.core.types import Action, Operation
+from controller.core.types import Action, DesiredState, Operation
 from controller.reconcile.execute import execute
 from controller.reconcile.plan import plan_deployment
 from controller.runtimes.aci import QuotaLimiter
@@ -130,7 +130,7 @@ def test_hotswap_posts_to_the_server_and_patches_tags_without_a_put(
     assert emulator.state.count("PATCH", "group") == 1
     after = emulator.state.group(SUB, "rg-a", "iris-hot")
     assert after is before
-    assert after.restarts == 0
+    assert after.starts == 1  # started once, by the create; the swap restarted nothing
     assert after.body["tags"][TAG_MODEL_VERSION] == "2"
     observed = runtime.observe("iris-hot")
     assert observed is not None
@@ -154,7 +154,9 @@ def test_refused_hotswap_keeps_the_recorded_version(
     assert group.body["tags"][TAG_MODEL_VERSION] == "1"
 
 
-def test_a_spec_change_is_one_put(emulator: AciEmulator, make_runtime: RuntimeFactory) -> None:
+def test_an_env_change_is_one_put_that_restarts_in_place(
+    emulator: AciEmulator, make_runtime: RuntimeFactory
+) -> None:
     runtime = make_runtime()
     create(runtime, make_desired("iris-chg"))
     emulator.state.reset_counters()
@@ -165,6 +167,51 @@ def test_a_spec_change_is_one_put(emulator: AciEmulator, make_runtime: RuntimeFa
     assert emulator.state.count("PUT", "group") == 1
     assert emulator.state.writes == 1
     assert runtime.quota.in_window() == 1  # an update is not a create: not quota-counted
+    group = emulator.state.group(SUB, "rg-a", "iris-chg")
+    assert group is not None
+    env = group.body["properties"]["containers"][0]["properties"]["environmentVariables"]
+    assert {"name": "LOG_LEVEL", "value": "debug"} in env  # the change reached ACI
+    assert group.starts == 2  # "all running containers in the group are restarted"
+
+
+def _more_cpu(name: str) -> DesiredState:
+    return replace(make_desired(name), cpu=2.0, spec_hash="cpu2-" + make_desired(name).spec_hash)
+
+
+def test_a_resource_change_is_refused_in_place_as_aci_does(
+    emulator: AciEmulator, make_runtime: RuntimeFactory
+) -> None:
+    """CPU/memory/GPU, OS type, restart policy, network profile and zones cannot change
+    on an existing group: ACI refuses the PUT (InvalidContainerGroupUpdate)."""
+    runtime = make_runtime()
+    create(runtime, make_desired("iris-cpu"))
+    with pytest.raises(InvalidSpecError, match="InvalidContainerGroupUpdate"):
+        execute(runtime, Action(Operation.RECREATE, "iris-cpu", "test", _more_cpu("iris-cpu")))
+    group = emulator.state.group(SUB, "rg-a", "iris-cpu")
+    assert group is not None
+    assert group.body["properties"]["containers"][0]["properties"]["resources"] == {
+        "requests": {"memoryInGB": 1.5, "cpu": 1.0}
+    }
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="planner/runtime (issue 11 item 2): a resource change must be planned as a "
+    "replace (delete, then create), not a PUT that ACI refuses",
+)
+def test_a_resource_change_replaces_the_group(
+    emulator: AciEmulator, make_runtime: RuntimeFactory
+) -> None:
+    runtime = make_runtime()
+    create(runtime, make_desired("iris-rep"))
+    execute(runtime, plan_deployment(_more_cpu("iris-rep"), runtime.observe("iris-rep")))
+    group = emulator.state.group(SUB, "rg-a", "iris-rep")
+    assert group is not None
+    assert (
+        group.body["properties"]["containers"][0]["properties"]["resources"]["requests"]["cpu"]
+        == 2.0
+    )
+    assert emulator.state.count("DELETE", "group") == 1
 
 
 def test_prune_deletes_only_owned_groups(
@@ -172,7 +219,11 @@ def test_prune_deletes_only_owned_groups(
 ) -> None:
     runtime = make_runtime()
     create(runtime, make_desired("iris-owned"))
-    foreign = {"location": "westeurope", "tags": {"team": "other"}, "properties": {}}
+    foreign = {
+        "location": "westeurope",
+        "tags": {"team": "other"},
+        "properties": {"containers": [], "osType": "Linux"},
+    }
     emulator.state.groups[(SUB, "rg-a", "not-ours")] = Group(
         SUB, "rg-a", "not-ours", foreign, "Succeeded", "Running"
     )
@@ -227,11 +278,27 @@ def test_server_errors_are_survived(emulator: AciEmulator, make_runtime: Runtime
     assert len(runtime.list_owned()) == 1
 
 
-def test_bad_request_is_permanent(emulator: AciEmulator, make_runtime: RuntimeFactory) -> None:
+def test_a_dns_label_held_by_another_customer_is_permanent(
+    emulator: AciEmulator, make_runtime: RuntimeFactory
+) -> None:
     runtime = make_runtime()
-    bad = replace(make_desired("iris-bad"), cpu=8.0)
-    with pytest.raises(InvalidSpecError, match="InvalidContainerResources"):
-        execute(runtime, Action(Operation.CREATE, "iris-bad", "test", bad))
+    emulator.state.take_dns_label("West Europe", "iris-taken")  # another subscription's
+    with pytest.raises(InvalidSpecError, match="DnsNameLabelAlreadyTaken") as refused:
+        create(runtime, make_desired("iris-taken"))
+    assert "Try using a different label" in str(refused.value)
+    assert emulator.state.groups == {}
+
+
+def test_more_than_the_region_offers_is_arms_409_with_the_request_in_the_message(
+    emulator: AciEmulator, make_runtime: RuntimeFactory
+) -> None:
+    """A Linux group may request 4 CPU / 16 GB in a region by default (region
+    availability docs); ARM answers more with 409 ServiceUnavailable, not a 400."""
+    runtime = make_runtime()
+    bad = replace(make_desired("iris-big"), cpu=8.0)
+    with pytest.raises(RuntimeUnavailableError, match="ServiceUnavailable") as refused:
+        execute(runtime, Action(Operation.CREATE, "iris-big", "test", bad))
+    assert "'8' CPU" in str(refused.value)
     assert emulator.state.groups == {}
 
 
@@ -254,20 +321,19 @@ def test_lro_timeout_is_a_clear_health_timeout(
     assert "Creating" in observed[0].detail or "Waiting" in observed[0].detail
 
 
-@pytest.mark.parametrize("keeps_running", [True, False])
-def test_provisioning_failed_reports_what_the_containers_do(
-    emulator: AciEmulator, make_runtime: RuntimeFactory, keeps_running: bool
+def test_provisioning_failed_with_a_waiting_container_is_not_running_and_is_recreated(
+    emulator: AciEmulator, make_runtime: RuntimeFactory
 ) -> None:
+    """As ContainerGroupsGet_Failed.json: provisioningState Failed, container Waiting."""
     runtime = make_runtime()
     emulator.state.faults.fail_provisioning.add("iris-fail")
-    emulator.state.faults.failed_keeps_running = keeps_running
     with pytest.raises(RuntimeUnavailableError, match="provisioning failed") as raised:
         create(runtime, make_desired("iris-fail"))
-    assert ("still running" if keeps_running else "not running") in str(raised.value)
-    emulator.state.reset_counters()
+    assert "not running" in str(raised.value)
     (owned,) = runtime.list_owned()
-    assert owned.running is keeps_running  # decided by the instance view, not by "Failed"
-    assert emulator.state.count("GET", "group") == 1  # the one Failed group was looked at
+    assert not owned.running
+    assert "Failed" in owned.detail
+    assert plan_deployment(make_desired("iris-fail"), owned).operation is Operation.RECREATE
 
 
 def test_quota_limiter_waits_on_the_simulated_clock(
@@ -289,3 +355,143 @@ def test_quota_limiter_waits_on_the_simulated_clock(
     strict.acquire()
     with pytest.raises(RuntimeUnavailableError, match="quota"):
         strict.acquire("create x")
+
+
+# -- ARM semantics the emulator keeps (issue 11, item 5) -----------------------------------
+
+
+def test_a_put_while_the_group_is_transitioning_is_a_409(
+    emulator: AciEmulator, make_runtime: RuntimeFactory
+) -> None:
+    runtime = make_runtime()
+    emulator.state.faults.provisioning_delay = 30
+    with pytest.raises(HealthTimeoutError):
+        create(runtime, make_desired("iris-409", timeout=1))
+    changed = make_desired("iris-409", env=(("LOG_LEVEL", "debug"),))
+    with pytest.raises(RuntimeUnavailableError, match="ContainerGroupTransitioning"):
+        execute(runtime, Action(Operation.RECREATE, "iris-409", "test", changed))
+    group = emulator.state.group(SUB, "rg-a", "iris-409")
+    assert group is not None
+    assert group.starts == 1  # the refused PUT changed nothing
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="runtime (issue 11 item 5): after a 5xx the SDK re-sends the PUT, and ACI "
+    "restarts the containers again for an identical PUT; the runtime must GET and "
+    "compare the spec hash before any retry",
+)
+@pytest.mark.parametrize("status", [500, 504])
+def test_a_put_committed_before_a_5xx_restarts_the_group_once(
+    emulator: AciEmulator, make_runtime: RuntimeFactory, status: int
+) -> None:
+    runtime = make_runtime()
+    emulator.state.faults.after_commit.append(status)
+    create(runtime, make_desired("iris-commit"))
+    assert [g.name for g in emulator.state.in_resource_group(SUB, "rg-a")] == ["iris-commit"]
+    group = emulator.state.group(SUB, "rg-a", "iris-commit")
+    assert group is not None
+    assert group.starts == 1
+
+
+def test_the_emulator_refuses_other_api_versions_and_unknown_tokens(
+    emulator: AciEmulator,
+) -> None:
+    from azure.core.credentials import AccessToken
+    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+    from azure.mgmt.containerinstance import ContainerInstanceManagementClient
+
+    def client(credential: object, **kwargs: object) -> ContainerInstanceManagementClient:
+        return ContainerInstanceManagementClient(
+            credential,  # type: ignore[arg-type]
+            SUB,
+            base_url=emulator.url,
+            connection_verify=str(emulator.ca_path),
+            retry_total=0,
+            **kwargs,
+        )
+
+    old = client(emulator.credential(), api_version="2021-10-01")
+    with old, pytest.raises(HttpResponseError, match="NoRegisteredProviderFound"):
+        old.container_groups.get("rg-a", "anything")
+
+    class Forged:
+        def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+            return AccessToken("forged", int(time.time()) + 3600)
+
+    forged = client(Forged())
+    with forged, pytest.raises(ClientAuthenticationError, match="InvalidAuthenticationToken"):
+        forged.container_groups.get("rg-a", "anything")
+    import ssl
+
+    import httpx
+
+    bare = httpx.get(
+        f"{emulator.url}/subscriptions/{SUB}/resourceGroups/rg-a/providers/"
+        "Microsoft.ContainerInstance/containerGroups?api-version=2023-05-01",
+        verify=ssl.create_default_context(cafile=str(emulator.ca_path)),
+        trust_env=False,
+    )
+    assert (bare.status_code, bare.json()["error"]["code"]) == (401, "AuthenticationFailed")
+
+
+def test_the_token_is_asked_for_the_public_clouds_arm_scope(
+    emulator: AciEmulator, make_runtime: RuntimeFactory
+) -> None:
+    """The emulator records each scope asked for; another cloud needs its own (item 6)."""
+    make_runtime().list_owned()
+    assert set(emulator.state.token_scopes) == {"https://management.azure.com/.default"}
+
+
+def test_a_delete_answered_200_as_the_spec_allows(
+    emulator: AciEmulator, make_runtime: RuntimeFactory
+) -> None:
+    runtime = make_runtime()
+    create(runtime, make_desired("iris-del200"))
+    emulator.state.delete_answers_200 = True
+    runtime.delete("iris-del200")
+    assert emulator.state.groups == {}
+
+
+def test_restart_count_and_starts_tell_a_crash_from_an_update(
+    emulator: AciEmulator, make_runtime: RuntimeFactory
+) -> None:
+    runtime = make_runtime()
+    create(runtime, make_desired("iris-crash"))
+    emulator.restart_container("iris-crash", "rg-a", SUB)
+    group = runtime._get((SUB, "rg-a"), "iris-crash")
+    assert group is not None
+    (container,) = group.containers
+    assert container.instance_view.restart_count == 1
+    stored = emulator.state.group(SUB, "rg-a", "iris-crash")
+    assert stored is not None
+    assert stored.starts == 1  # a crash is not an ARM operation
+
+
+def test_a_reuse_scope_gives_a_hashed_fqdn_even_when_the_label_is_taken(
+    emulator: AciEmulator,
+) -> None:
+    """autoGeneratedDomainNameLabelScope (2023-05-01): the FQDN carries a hash, so the
+    bare label may belong to someone else; the same group gets the same FQDN again."""
+    from azure.mgmt.containerinstance import ContainerInstanceManagementClient
+
+    from controller.runtimes.aci.spec import build_container_group
+
+    emulator.state.take_dns_label("westeurope", "iris-scoped")
+    group = build_container_group(make_desired("iris-scoped"), ADMIN)
+    group.ip_address.auto_generated_domain_name_label_scope = "TenantReuse"
+    with ContainerInstanceManagementClient(
+        emulator.credential(),
+        SUB,
+        base_url=emulator.url,
+        connection_verify=str(emulator.ca_path),
+        polling_interval=0.01,
+    ) as client:
+        first = client.container_groups.begin_create_or_update("rg-a", "iris-scoped", group)
+        fqdn = first.result().ip_address.fqdn
+        again = client.container_groups.begin_create_or_update("rg-a", "iris-scoped", group)
+        assert again.result().ip_address.fqdn == fqdn
+    label, digest, region, *_ = fqdn.split(".")
+    assert (label, region) == ("iris-scoped", "westeurope")
+    assert len(digest) == 16
+    assert fqdn.endswith(".azurecontainer.io")

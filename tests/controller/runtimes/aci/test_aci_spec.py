@@ -81,8 +81,10 @@ def _group(provisioning: str, container_state: str | None) -> ContainerGroup:
     [
         ("Succeeded", None, True, False),
         ("Creating", None, True, False),
-        ("Failed", None, True, True),  # a list carries no instance view: look closer
-        ("Failed", "Running", True, False),  # ACI quirk: Failed, yet still serving
+        ("Creating", "Waiting", True, False),  # pulling the image: on its way up
+        # ContainerGroupsGet_Failed.json: Failed with the container Waiting is not running.
+        ("Failed", "Waiting", False, False),
+        ("Failed", None, False, False),
         ("Failed", "Terminated", False, False),
         ("Succeeded", "Terminated", False, False),
         ("Deleting", "Running", False, False),

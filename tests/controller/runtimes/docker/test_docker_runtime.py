@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
@@ -265,24 +267,66 @@ def test_a_container_that_never_gets_ready_times_out_and_is_removed(
     assert runtime.observe("iris") is None
 
 
-def test_a_crashed_container_is_reported_not_running_and_recreated(
+def test_a_crash_restarts_the_container_on_its_boot_version_and_self_heal_swaps_again(
     runtime: DockerRuntime, engine: FakeDockerEngine
 ) -> None:
-    run(runtime, Operation.CREATE, desired())
+    """`unless-stopped`: the engine restarts a crashed container (state `restarting`,
+    then `running`) from its create-time env, so a hot-swapped version is gone."""
+    run(runtime, Operation.CREATE, desired("1"))
+    run(runtime, Operation.HOTSWAP, desired("2"))
     (container_id,) = engine.containers
     engine.kill(container_id)
 
-    seen = runtime.observe("iris")
+    during = runtime.observe("iris")
+    assert during is not None
+    assert (during.running, during.ready) == (True, False)  # transient, not a failure
+    assert "restarting" in during.detail
 
-    assert seen is not None
-    assert not seen.running
-    assert "Exited" in seen.detail
-    action = plan_deployment(desired(), seen)
-    assert action.operation is Operation.RECREATE
+    back = _wait_for(lambda: _served(runtime, "1"), "the restarted container to serve")
+    assert (back.model_version, back.served_version) == ("2", "1")
+    assert engine.containers[container_id].restart_count == 1
+    action = plan_deployment(desired("2"), back)
+    assert action.operation is Operation.HOTSWAP  # the same container, swapped again
     healed = execute(runtime, action)
     assert healed is not None
-    assert healed.ready
-    assert container_id not in engine.containers
+    assert healed.served_version == "2"
+    assert list(engine.containers) == [container_id]
+
+
+def _served(runtime: DockerRuntime, version: str) -> ActualState | None:
+    seen = runtime.observe("iris")
+    return seen if seen is not None and seen.served_version == version else None
+
+
+def _wait_for(check: Callable[[], ActualState | None], what: str) -> ActualState:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        found = check()
+        if found is not None:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_an_image_pinned_by_digest_is_pulled(
+    runtime: DockerRuntime, engine: FakeDockerEngine
+) -> None:
+    """The ACR resolver pins images to `repo@sha256:...`; the engine pulls by digest."""
+    pinned = f"registry.example.com/team/stub@sha256:{'ab' * 32}"
+    engine.add_remote_image(pinned, "stub")
+    created = run(runtime, Operation.CREATE, desired(image=pinned))
+    assert created.ready
+    (container,) = engine.containers.values()
+    assert container.image == pinned
+
+
+def test_more_cpus_than_the_host_has_is_refused_with_the_engines_message(
+    runtime: DockerRuntime, engine: FakeDockerEngine
+) -> None:
+    too_many = dataclasses.replace(desired(), cpu=float(engine.cpus + 1))
+    with pytest.raises(InvalidSpecError, match=r"range of CPUs is from 0\.01 to"):
+        run(runtime, Operation.CREATE, too_many)
+    assert engine.containers == {}
 
 
 def test_delete_and_prune_remove_only_owned_containers(
