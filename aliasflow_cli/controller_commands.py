@@ -145,6 +145,7 @@ def format_status_table(rows: list[dict[str, Any]]) -> str:
         "NAME",
         "SYNC",
         "HEALTH",
+        "REASON",
         "MODEL",
         "DESIRED",
         "SERVED",
@@ -155,17 +156,21 @@ def format_status_table(rows: list[dict[str, Any]]) -> str:
     table = [columns]
     for row in rows:
         selector = f"@{row['alias']}" if row.get("alias") else f"v{row.get('pinned_version')}"
+        reason = row.get("reason") or "-"
+        # The reason has its own column; the message repeats it as a prefix.
+        message = str(row.get("message") or "").removeprefix(f"{reason}: ")
         table.append(
             [
                 row["name"],
                 row["sync"],
                 row["health"],
+                reason,
                 f"{row.get('model_name') or '-'}{selector}",
                 row.get("desired_version") or "-",
                 row.get("served_version") or "-",
                 row.get("target_kind") or "-",
                 row.get("endpoint") or "-",
-                (row.get("message") or "")[:60],
+                message[:60],
             ]
         )
     widths = [max(len(str(line[i])) for line in table) for i in range(len(columns))]

@@ -138,6 +138,42 @@ def test_start_up_poll_deploys_and_api_reports_it(harness: Harness) -> None:
     assert harness.client.get("/api/deployments/nope").status_code == 404
 
 
+def test_reason_is_a_field_of_status_history_and_metrics(harness: Harness) -> None:
+    detail = harness.client.get("/api/deployments/iris-prod").json()
+    assert detail["reason"] == "ReconciliationSucceeded"
+    history = harness.client.get("/api/deployments/iris-prod/history").json()
+    assert history[0]["reason"] == "ReconciliationSucceeded"
+    harness.registry.aliases["iris"].pop("champion")
+    harness.controller.sync("iris-prod")
+    harness.settle()
+    detail = harness.client.get("/api/deployments/iris-prod").json()
+    assert (detail["reason"], detail["health"]) == ("AliasMissing", "Degraded")
+    assert detail["message"].startswith("AliasMissing: alias 'champion'")
+    metrics = harness.client.get("/metrics").text
+    assert 'aliasflow_deployment_reason{deployment="iris-prod",reason="AliasMissing"} 1.0' in (
+        metrics
+    )
+    assert 'reason="ReconciliationSucceeded"} 1.0' not in metrics.split("deployment_reason")[-1]
+
+
+def test_status_table_shows_the_reason_once() -> None:
+    from aliasflow_cli.controller_commands import format_status_table
+
+    row = {
+        "name": "iris-prod",
+        "sync": "OutOfSync",
+        "health": "Degraded",
+        "reason": "AliasMissing",
+        "alias": "champion",
+        "model_name": "iris",
+        "message": "AliasMissing: alias 'champion' of model 'iris' is not set",
+    }
+    header, line = format_status_table([row]).splitlines()
+    assert header.split()[:4] == ["NAME", "SYNC", "HEALTH", "REASON"]
+    assert line.split()[:4] == ["iris-prod", "OutOfSync", "Degraded", "AliasMissing"]
+    assert line.count("AliasMissing") == 1
+
+
 def test_secret_values_never_reach_the_api(harness: Harness) -> None:
     for path in (
         "/api/deployments",
@@ -284,3 +320,42 @@ def test_dashboard_auth_protects_reads(tmp_path: Path) -> None:
         authorized = {"Authorization": f"Bearer {API_TOKEN}"}
         assert client.get("/api/deployments", headers=authorized).status_code == 200
         assert client.get("/healthz").status_code == 200
+
+
+def test_delivery_ids_are_forgotten_after_the_replay_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood for longer than the signature window leaves a bounded table: ids older
+    than the window are deleted on a schedule (a replay of them is refused as stale)."""
+    window = 2
+    monkeypatch.setenv("ALIASFLOW_TEST_SECRET", "s3cr3t-value")
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    settings = ControllerSettings(
+        manifests_dir=manifests,
+        data_dir=tmp_path / "data",
+        webhook_secret=WEBHOOK_SECRET,
+        webhook_max_age_seconds=window,
+        poll_interval_seconds=3600,
+        allow_empty=True,
+    )
+    controller = Controller(
+        settings,
+        registry=MemoryRegistry(),
+        runtimes={"local": MemoryRuntime()},
+        source=DirectorySource(manifests),
+    )
+    with TestClient(create_app(settings, controller)) as client:
+        harness = Harness(client, controller, MemoryRegistry(), MemoryRuntime())
+        sizes = []
+        started = time.monotonic()
+        while time.monotonic() - started < 3 * window:
+            for _ in range(20):
+                assert harness.deliver(alias_event())[0] == 202
+            sizes.append(sum(controller.delivery_counts().values()))
+            time.sleep(0.1)
+        delivered = 20 * len(sizes)
+        # Kept: at most the last window plus one cleanup interval of deliveries.
+        per_second = delivered / (3 * window)
+        assert max(sizes) <= per_second * (window + window / 2 + 1) + 20
+        assert sizes[-1] < delivered

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.core.records import Health, Result, Sync
+from controller.core.records import Health, Reason, Result, Sync
 from controller.core.types import Operation
 from controller.reconcile.reconciler import Reconciler
 from controller.registry.memory import MemoryRegistry
@@ -24,7 +24,7 @@ spec:
   model: {{name: iris, {selector}}}
   env: {{LOG_LEVEL: {log_level}}}
   rollout: {{strategy: {strategy}, healthTimeoutSeconds: 1}}
-  syncPolicy: {{automated: {automated}, selfHeal: true, prune: true}}
+  syncPolicy: {{automated: {automated}, selfHeal: true, prune: {prune}}}
 """
 
 
@@ -44,6 +44,7 @@ class World:
         strategy: str = "hotswap",
         automated: str = "true",
         log_level: str = "info",
+        prune: str = "true",
     ) -> None:
         (self.directory / f"{name}.yaml").write_text(
             MANIFEST.format(
@@ -52,6 +53,7 @@ class World:
                 strategy=strategy,
                 automated=automated,
                 log_level=log_level,
+                prune=prune,
             )
         )
 
@@ -204,6 +206,37 @@ def test_empty_manifest_directory_never_prunes_unless_allowed(world: World) -> N
     world.reconciler.fleet.allow_empty = True
     world.sync_all()
     assert world.runtime.deleted == ["iris-prod"]
+
+
+def test_prune_false_keeps_the_workload_when_its_manifest_goes(world: World) -> None:
+    world.write("keep-me", prune="false")
+    world.reconciler.reconcile("keep-me", "poll")
+    world.reconciler.reconcile("iris-prod", "poll")
+    (world.directory / "keep-me.yaml").unlink()
+    (world.directory / "iris-prod.yaml").unlink()
+    world.reconciler.fleet.allow_empty = True
+    world.sync_all()
+    # The default (prune: true) goes; the one that said prune: false stays, and says why.
+    assert world.runtime.deleted == ["iris-prod"]
+    assert "keep-me" in world.runtime.workloads
+    status = world.store.get_status("keep-me")
+    assert status is not None
+    assert (status.sync, status.reason) == (Sync.OUT_OF_SYNC, Reason.PRUNE_DISABLED)
+    assert "syncPolicy.prune was false" in status.message
+    world.sync_all()
+    assert world.runtime.deleted == ["iris-prod"]
+
+
+def test_changing_prune_to_false_is_recorded_before_the_manifest_goes(world: World) -> None:
+    world.reconciler.reconcile("iris-prod", "poll")
+    world.write(prune="false")
+    world.sync_all()  # in sync, but the recorded policy is stale: the pipeline runs again
+    assert world.enqueued == ["iris-prod"]
+    world.reconciler.reconcile("iris-prod", "poll")
+    (world.directory / "iris-prod.yaml").unlink()
+    world.reconciler.fleet.allow_empty = True
+    world.sync_all()
+    assert world.runtime.deleted == []
 
 
 def test_self_heal_recreates_a_killed_workload(world: World) -> None:

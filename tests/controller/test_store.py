@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from controller.core.errors import StoreUnavailableError
-from controller.core.records import DeploymentStatus, Health, Result, Sync, SyncRecord
+from controller.core.records import DeploymentStatus, Health, Reason, Result, Sync, SyncRecord
 from controller.store.sql import SqlHistoryStore
 
 POSTGRES_URL = os.environ.get("ALIASFLOW_TEST_POSTGRES_URL")
@@ -126,3 +126,56 @@ def test_latest_syncs_gives_each_deployments_newest_row(store: SqlHistoryStore) 
         store.begin_sync(SyncRecord(deployment, "poll", started_at=started))
     latest = store.latest_syncs()
     assert {name: row.started_at for name, row in latest.items()} == {"a": 3.0, "b": 2.0}
+
+
+# The tables as the first release created them: no `reason`, no `prune`.
+FIRST_RELEASE_TABLES = (
+    """CREATE TABLE aliasflow_status (
+        name VARCHAR(63) PRIMARY KEY, sync VARCHAR(16) NOT NULL, health VARCHAR(16) NOT NULL,
+        message TEXT NOT NULL, model_name VARCHAR(256), alias VARCHAR(256),
+        desired_version VARCHAR(32), served_version VARCHAR(32), run_id VARCHAR(64),
+        target_kind VARCHAR(16), endpoint VARCHAR(512), image VARCHAR(512),
+        manifest_revision VARCHAR(64), last_sync_id INTEGER, updated_at FLOAT NOT NULL)""",
+    """CREATE TABLE aliasflow_sync_history (
+        id INTEGER PRIMARY KEY, deployment VARCHAR(63) NOT NULL, trigger VARCHAR(16) NOT NULL,
+        started_at FLOAT NOT NULL, finished_at FLOAT, result VARCHAR(16) NOT NULL,
+        action VARCHAR(16), manifest_revision VARCHAR(64), model_name VARCHAR(256),
+        model_version VARCHAR(32), run_id VARCHAR(64), image VARCHAR(512),
+        image_digest VARCHAR(128), message TEXT NOT NULL)""",
+    "INSERT INTO aliasflow_status (name, sync, health, message, updated_at) VALUES "
+    "('iris', 'OutOfSync', 'Degraded', 'HealthCheckFailed: not serving version 2', 1.0)",
+    "INSERT INTO aliasflow_sync_history (id, deployment, trigger, started_at, result, message)"
+    " VALUES (1, 'iris', 'poll', 1.0, 'Failed', 'RolloutRejected: the server refused it')",
+    "INSERT INTO aliasflow_sync_history (id, deployment, trigger, started_at, result, message)"
+    " VALUES (2, 'iris', 'poll', 2.0, 'Succeeded', 'hotswap done: serving version 1')",
+)
+
+
+def test_a_first_release_store_gains_the_new_columns_and_stays_readable(
+    store: SqlHistoryStore,
+) -> None:
+    url = store.url
+    store.close()
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE aliasflow_status"))
+        connection.execute(text("DROP TABLE aliasflow_sync_history"))
+        for statement in FIRST_RELEASE_TABLES:
+            connection.execute(text(statement))
+    engine.dispose()
+
+    upgraded = SqlHistoryStore(url)
+    try:
+        (status,) = upgraded.list_status()
+        assert (status.reason, status.prune) == (Reason.HEALTH_CHECK_FAILED, True)
+        rows = upgraded.history("iris")
+        assert [(r.id, r.reason) for r in rows] == [(2, None), (1, Reason.ROLLOUT_REJECTED)]
+        # New rows carry their reason in the new column.
+        upgraded.put_status(
+            DeploymentStatus(
+                "iris", Sync.SYNCED, Health.HEALTHY, "in sync", reason=Reason.SUCCEEDED
+            )
+        )
+        assert upgraded.get_status("iris").reason is Reason.SUCCEEDED  # type: ignore[union-attr]
+    finally:
+        upgraded.close()
