@@ -6,13 +6,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from controller.core.deliveries import WebhookRejected
 from controller.core.errors import (
     ControllerError,
     ModelNotFoundError,
     RegistryUnavailableError,
     StoreUnavailableError,
 )
-from controller.registry.webhook import WebhookRejected
 from controller.service.errors import ConflictError, DisabledError, NotFoundError, ServiceError
 
 SERVICE_STATUS: dict[type[ServiceError], int] = {

@@ -46,11 +46,11 @@ class Runtime(Protocol):
         """Every owned workload, as cheaply as the target allows (the full pass)."""
         ...
 
-    def deploy(self, desired: DesiredState) -> None:
+    def deploy(self, desired: DesiredState) -> ActualState:
         """Create the workload, or replace the one there, so that it runs `desired`."""
         ...
 
-    def hotswap(self, desired: DesiredState, current: ActualState | None) -> None:
+    def hotswap(self, desired: DesiredState, current: ActualState | None = None) -> ActualState:
         """Ask the running server to load `desired.model_version` beside the old one."""
         ...
 

@@ -14,7 +14,7 @@ import hmac
 
 from pydantic import BaseModel, ConfigDict
 
-from controller.registry.webhook import (
+from controller.core.deliveries import (
     RejectReason,
     WebhookRejected,
     json_body,

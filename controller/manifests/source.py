@@ -26,7 +26,8 @@ import threading
 from pathlib import Path
 
 from controller.core.errors import GitUnavailableError
-from controller.manifests.loader import ManifestSnapshot, ParseCache, load_directory
+from controller.core.manifest import ManifestSnapshot
+from controller.manifests.loader import ParseCache, load_directory
 
 DEFAULT_GIT_TIMEOUT_SECONDS = 60.0
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")

@@ -18,68 +18,49 @@ from controller.core.types import Operation
 class ControllerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        registry = self.registry
         self.reconciles = Counter(
             "aliasflow_reconciles",
             "Reconcile passes by action, result and reason.",
             ["action", "result", "reason"],
-            registry=self.registry,
+            registry=registry,
         )
         self.reconcile_seconds = Histogram(
             "aliasflow_reconcile_duration_seconds",
             "Duration of reconciles that took an action.",
             ["action"],
-            registry=self.registry,
+            registry=registry,
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+        )
+        self.alias_to_serving = Histogram(
+            "aliasflow_alias_to_serving_seconds",
+            "From the alias move being noticed to the new version serving.",
+            ["trigger"],
+            registry=registry,
+            buckets=(0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 30, 60, 120),
         )
         self.webhook_deliveries = Counter(
             "aliasflow_webhook_deliveries",
             "Webhook deliveries by source and outcome.",
             ["source", "outcome"],
-            registry=self.registry,
-        )
-        self.deployment_sync = Gauge(
-            "aliasflow_deployment_sync",
-            "1 for the deployment's current sync state.",
-            ["deployment", "sync"],
-            registry=self.registry,
-        )
-        self.deployment_health = Gauge(
-            "aliasflow_deployment_health",
-            "1 for the deployment's current health.",
-            ["deployment", "health"],
-            registry=self.registry,
-        )
-        self.deployment_reason = Gauge(
-            "aliasflow_deployment_reason",
-            "1 for the reason of the deployment's current status.",
-            ["deployment", "reason"],
-            registry=self.registry,
-        )
-        self._reasons: dict[str, str] = {}
-        self._reasons_lock = threading.Lock()
-        self.alias_to_serving = Histogram(
-            "aliasflow_alias_to_serving_seconds",
-            "From the alias move being noticed to the new version serving.",
-            ["trigger"],
-            registry=self.registry,
-            buckets=(0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 30, 60, 120),
+            registry=registry,
         )
         self.polls = Counter(
-            "aliasflow_registry_polls",
-            "MLflow polls by outcome.",
-            ["outcome"],
-            registry=self.registry,
+            "aliasflow_registry_polls", "MLflow polls by outcome.", ["outcome"], registry=registry
         )
         self.last_poll = Gauge(
             "aliasflow_last_poll_timestamp_seconds",
             "When MLflow was last polled successfully.",
-            registry=self.registry,
+            registry=registry,
         )
         self.registry_up = Gauge(
-            "aliasflow_registry_up",
-            "1 when the last MLflow call succeeded.",
-            registry=self.registry,
+            "aliasflow_registry_up", "1 when the last MLflow call succeeded.", registry=registry
         )
+        self.deployment_sync = _state_gauge(registry, "sync", "sync state")
+        self.deployment_health = _state_gauge(registry, "health", "health")
+        self.deployment_reason = _state_gauge(registry, "reason", "status reason")
+        self._reasons: dict[str, str] = {}
+        self._reasons_lock = threading.Lock()
 
     def count(self, action: Operation, result: Result, reason: Reason | None) -> None:
         self.reconciles.labels(action.value, result.value, reason.value if reason else "").inc()
@@ -87,10 +68,10 @@ class ControllerMetrics:
     def set_state(
         self, deployment: str, sync: Sync, health: Health, reason: Reason | None = None
     ) -> None:
-        for value in Sync:
-            self.deployment_sync.labels(deployment, value.value).set(int(value is sync))
-        for value in Health:
-            self.deployment_health.labels(deployment, value.value).set(int(value is health))
+        for state in Sync:
+            self.deployment_sync.labels(deployment, state.value).set(int(state is sync))
+        for level in Health:
+            self.deployment_health.labels(deployment, level.value).set(int(level is health))
         # One series per deployment: the old reason's series goes when the reason changes.
         label = reason.value if reason else ""
         with self._reasons_lock:
@@ -101,11 +82,21 @@ class ControllerMetrics:
         self.deployment_reason.labels(deployment, label).set(1)
 
     def forget(self, deployment: str) -> None:
-        for value in Sync:
-            self.deployment_sync.remove(deployment, value.value)
-        for value in Health:
-            self.deployment_health.remove(deployment, value.value)
+        for state in Sync:
+            self.deployment_sync.remove(deployment, state.value)
+        for level in Health:
+            self.deployment_health.remove(deployment, level.value)
         with self._reasons_lock:
             old = self._reasons.pop(deployment, None)
         if old is not None:
             self.deployment_reason.remove(deployment, old)
+
+
+def _state_gauge(registry: CollectorRegistry, label: str, what: str) -> Gauge:
+    """`aliasflow_deployment_<label>{deployment, <label>}`: 1 for the current value."""
+    return Gauge(
+        f"aliasflow_deployment_{label}",
+        f"1 for the deployment's current {what}.",
+        ["deployment", label],
+        registry=registry,
+    )

@@ -160,13 +160,19 @@ def _version_info(version: Any) -> ModelVersionInfo:
     )
 
 
+def http_status(exc: MlflowException) -> int:
+    """The HTTP status MLflow maps the error code to (500 for codes it does not know)."""
+    status: int = exc.get_http_status_code()  # type: ignore[no-untyped-call]
+    return status
+
+
 def _translate(exc: MlflowException, doing: str) -> Exception:
     """Any other MLflow error: 5xx and transport failures are temporary, 4xx permanent.
 
     A connection failure reaches us as an MlflowException with INTERNAL_ERROR (HTTP 500
     equivalent) after MLflow's own retries, so it lands on the temporary branch.
     """
-    status = exc.get_http_status_code()
+    status = http_status(exc)
     if status >= 500 or status in (408, 429):
         return RegistryUnavailableError(f"MLflow unavailable while {doing}: {exc.message}")
     return RegistryRefusedError(f"MLflow refused {doing}: {exc.error_code}: {exc.message}")

@@ -16,13 +16,16 @@ from collections.abc import Iterator
 
 import requests
 from mlflow import MlflowClient
-from mlflow.entities.webhook import Webhook, WebhookEvent, WebhookStatus
+from mlflow.entities.webhook import Webhook, WebhookEvent, WebhookEventStr, WebhookStatus
 from mlflow.exceptions import MlflowException
 
 from controller.core.errors import RegistryRefusedError, RegistryUnavailableError
-from controller.registry.mlflow_registry import configure_fast_failure
+from controller.registry.mlflow_registry import configure_fast_failure, http_status
 
-ALIAS_EVENT_NAMES = ("model_version_alias.created", "model_version_alias.deleted")
+ALIAS_EVENT_NAMES: tuple[WebhookEventStr, ...] = (
+    "model_version_alias.created",
+    "model_version_alias.deleted",
+)
 DEFAULT_WEBHOOK_NAME = "aliasflow"
 
 
@@ -42,7 +45,9 @@ def ensure_webhook(
         raise ValueError("a webhook secret is required: unsigned deliveries are rejected")
     configure_fast_failure()
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    events = [WebhookEvent.from_str(event) for event in ALIAS_EVENT_NAMES]
+    events: list[WebhookEventStr | WebhookEvent] = [
+        WebhookEvent.from_str(event) for event in ALIAS_EVENT_NAMES
+    ]
     try:
         existing = list(_all_webhooks(client))
         match = next((w for w in existing if w.name == name), None) or next(
@@ -69,7 +74,7 @@ def ensure_webhook(
         )
         return str(updated.webhook_id)
     except MlflowException as exc:
-        if exc.get_http_status_code() >= 500:
+        if http_status(exc) >= 500:
             raise RegistryUnavailableError(f"registering the MLflow webhook: {exc}") from exc
         raise RegistryRefusedError(f"MLflow refused the webhook: {exc.message}") from exc
     except requests.RequestException as exc:

@@ -32,12 +32,12 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 from datetime import datetime
-from enum import StrEnum
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
+
+from controller.core.deliveries import RejectReason, WebhookRejected, json_body, validated_body
 
 SIGNATURE_HEADER = "X-MLflow-Signature"
 TIMESTAMP_HEADER = "X-MLflow-Timestamp"
@@ -45,29 +45,8 @@ DELIVERY_ID_HEADER = "X-MLflow-Delivery-Id"
 SIGNATURE_VERSION = "v1"
 DEFAULT_MAX_AGE_SECONDS = 300
 
-BodyModel = TypeVar("BodyModel", bound=BaseModel)
 
 ALIAS_EVENTS = frozenset({"model_version_alias.created", "model_version_alias.deleted"})
-
-
-class RejectReason(StrEnum):
-    MISSING_HEADER = "missing_header"
-    MALFORMED_SIGNATURE = "malformed_signature"
-    BAD_SIGNATURE = "bad_signature"
-    MALFORMED_TIMESTAMP = "malformed_timestamp"
-    STALE_TIMESTAMP = "stale_timestamp"
-    FUTURE_TIMESTAMP = "future_timestamp"
-    MALFORMED_BODY = "malformed_body"
-
-
-class WebhookRejected(Exception):  # noqa: N818 - a rejection, not an error of ours
-    """A delivery we refuse; `status_code` is what the HTTP route answers."""
-
-    def __init__(self, reason: RejectReason, status_code: int, detail: str = "") -> None:
-        self.reason = reason
-        self.status_code = status_code
-        self.detail = detail or reason.value
-        super().__init__(f"{status_code} {reason.value}: {self.detail}")
 
 
 class AliasEventData(BaseModel):
@@ -201,24 +180,3 @@ def parse_alias_event(raw_body: bytes) -> AliasEvent | None:
     if f"{entity}.{action}" not in ALIAS_EVENTS:
         return None
     return validated_body(AliasEvent, payload)
-
-
-def json_body(raw_body: bytes) -> Any:
-    """The parsed body of a verified delivery; not JSON is a 400."""
-    try:
-        return json.loads(raw_body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WebhookRejected(
-            RejectReason.MALFORMED_BODY, 400, f"body is not JSON: {exc}"
-        ) from None
-
-
-def validated_body(model: type[BodyModel], payload: Any) -> BodyModel:
-    """`payload` as `model`; every missing or wrong field is named in the 400."""
-    try:
-        return model.model_validate(payload)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise WebhookRejected(RejectReason.MALFORMED_BODY, 400, problems) from None

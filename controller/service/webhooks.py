@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from controller.core.deliveries import WebhookRejected
 from controller.core.errors import StoreUnavailableError
 from controller.core.manifest import ManifestSnapshot
 from controller.core.ports import HistoryStore
@@ -30,7 +31,6 @@ from controller.registry.webhook import (
     DELIVERY_ID_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    WebhookRejected,
     parse_alias_event,
     verify_mlflow_signature,
 )

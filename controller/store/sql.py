@@ -357,4 +357,4 @@ def _reason(stored: str | None, message: str) -> Reason | None:
 
 
 def _short(exc: SQLAlchemyError) -> str:
-    return str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0][:300]
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]

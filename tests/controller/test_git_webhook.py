@@ -8,12 +8,12 @@ import json
 
 import pytest
 
+from controller.core.deliveries import RejectReason, WebhookRejected
 from controller.manifests.git_webhook import (
     parse_push_event,
     sign_github_payload,
     verify_github_signature,
 )
-from controller.registry.webhook import RejectReason, WebhookRejected
 
 SECRET = "It's a Secret to Everybody"
 BODY = json.dumps(

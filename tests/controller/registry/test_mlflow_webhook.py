@@ -18,12 +18,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from mlflow import MlflowClient
 
+from controller.core.deliveries import RejectReason, WebhookRejected
 from controller.registry.mlflow_registry import MlflowRegistry
 from controller.registry.registration import ALIAS_EVENT_NAMES, ensure_webhook
 from controller.registry.webhook import (
     AliasEvent,
-    RejectReason,
-    WebhookRejected,
     parse_alias_event,
     sign_mlflow_payload,
     verify_mlflow_signature,
