@@ -15,6 +15,8 @@ class Sync(StrEnum):
     SYNCED = "Synced"
     OUT_OF_SYNC = "OutOfSync"
     UNKNOWN = "Unknown"
+    # The manifest does not validate: nothing can be compared until it is fixed.
+    INVALID = "Invalid"
 
 
 class Health(StrEnum):
@@ -47,6 +49,7 @@ class Reason(StrEnum):
     GIT_UNAVAILABLE = "GitUnavailable"
     SPEC_INVALID = "SpecInvalid"
     RUNTIME_UNAVAILABLE = "RuntimeUnavailable"
+    PORT_IN_USE = "PortInUse"
     ROLLOUT_REJECTED = "RolloutRejected"
     HEALTH_CHECK_FAILED = "HealthCheckFailed"
     WORKLOAD_NOT_RUNNING = "WorkloadNotRunning"

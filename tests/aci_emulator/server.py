@@ -188,7 +188,9 @@ class AciEmulator:
             runtime = self._locals.get(key)
             if runtime is None:
                 digest = hashlib.sha256("|".join(key).encode()).hexdigest()[:8]
-                runtime = LocalRuntime(self._data_dir / digest, admin_token, tracking_uri)
+                runtime = LocalRuntime(
+                    self._data_dir / digest, admin_token, tracking_uri, stable_ports=False
+                )
                 self._locals[key] = runtime
         return runtime
 

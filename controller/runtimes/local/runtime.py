@@ -1,4 +1,4 @@
-"""The `local` runtime: model servers as child processes on free loopback ports.
+"""The `local` runtime: model servers as child processes, each deployment on its own port.
 
 It is the embedded default (`make up`, the demo, the ACI emulator's backing) and runs
 exactly the program the server image runs, `aliasflow serve`, so what works here works
@@ -8,9 +8,16 @@ desired version) stays the reconciler's. What it adds is the I/O: processes, por
 the admin call for a hot swap, and an inventory on disk so that a restarted controller
 adopts the servers still alive instead of starting duplicates.
 
-Not enforced locally: `cpu`, `memory_gb`, `image` and the manifest's `port` (a free
-loopback port is chosen; the endpoint is reported instead). They still feed the spec
-hash, so changing them recreates the server, as it would on ACI.
+A deployment is served on `127.0.0.1:<spec.port>`, the address its manifest names, for as
+long as it exists: a small proxy holds that port (`proxy.py` says why a proxy), and each
+server listens on a free loopback port behind it, so a recreate stays blue/green (the new
+server is ready before the proxy points at it and the old one stops) without a failed
+request. A port something else holds is a `PortInUse` status, never a silent move.
+`stable_ports=False` (the emulators, where every container group has an address of its
+own) serves each server on its free port directly, as the endpoint.
+
+Not enforced locally: `cpu`, `memory_gb` and `image`. They still feed the spec hash, so
+changing them recreates the server, as it would on ACI.
 
 One controller per data dir: two controllers acting on the same deployments at once
 would each roll out their own servers.
@@ -21,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -37,8 +45,9 @@ from controller.core.errors import (
 from controller.core.types import ActualState, DesiredState
 from controller.runtimes.common import NameLocks, redact, workload_env
 from controller.runtimes.hotswap import request_hot_swap
+from controller.runtimes.local.frontdoor import FrontDoors
 from controller.runtimes.local.process import is_our_server, log_tail, start_server, stop_server
-from controller.runtimes.local.state import LocalState, ServerRecord, state_file
+from controller.runtimes.local.state import LocalState, ProxyRecord, ServerRecord, state_file
 from controller.runtimes.netutil import ProcessDiedError, free_port, wait_until_ready
 from controller.runtimes.probe import probe_server
 
@@ -88,6 +97,7 @@ class LocalRuntime:
         *,
         stop_grace_seconds: float = 10.0,
         log_files_kept: int = 3,
+        stable_ports: bool = True,
     ) -> None:
         self.root = Path(data_dir) / "local"
         self.log_dir = self.root / "logs"
@@ -102,6 +112,8 @@ class LocalRuntime:
         self._children_lock = threading.Lock()
         # The reconciler runs one pass per deployment at a time; this makes it a fact.
         self._name_lock = NameLocks()
+        self._stable = stable_ports
+        self._doors = FrontDoors(self.root, python, self.log_dir, stop_grace_seconds)
 
     @property
     def state_file(self) -> Path:
@@ -116,13 +128,17 @@ class LocalRuntime:
 
     def observe(self, name: str) -> ActualState | None:
         self._reap()
-        record = self._state.read().servers.get(name)
-        return None if record is None else self._actual(name, record)
+        state = self._state.read()
+        record = state.servers.get(name)
+        return None if record is None else self._actual(name, record, state.proxies.get(name))
 
     def list_owned(self) -> list[ActualState]:
         self._reap()
-        servers = self._state.read().servers
-        return [self._actual(name, record) for name, record in sorted(servers.items())]
+        state = self._state.read()
+        return [
+            self._actual(name, record, state.proxies.get(name))
+            for name, record in sorted(state.servers.items())
+        ]
 
     def deploy(self, desired: DesiredState) -> ActualState:
         """A blue/green rollout: a new server on its own port must be ready before the old
@@ -135,58 +151,114 @@ class LocalRuntime:
             return self._hotswap(desired)
 
     def delete(self, name: str) -> None:
-        """Stop the server (and any half-started one) and forget it; unknown is a no-op.
+        """Stop the proxy and the server (and any half-started one) and forget them;
+        unknown is a no-op."""
+        self._delete(name)
 
-        The record is dropped only after the process is gone, so a failed stop stays in
-        the inventory and the next pass retries it.
-        """
+    def stop_all(self) -> list[str]:
+        """Stop every owned process (`aliasflow down`; the controller's exit does not),
+        and say which: one line per process stopped."""
+        stopped: list[str] = []
+        for name in self._state.read().names():
+            stopped += self._delete(name)
+        return stopped
+
+    def _delete(self, name: str) -> list[str]:
+        """The records are dropped only after the processes are gone, so a failed stop
+        stays in the inventory and the next pass retries it."""
+        stopped: list[str] = []
         with self._name_lock(name):
             state = self._state.read()
-            for record in (state.pending.get(name), state.servers.get(name)):
-                if record is not None:
-                    try:
+            door = state.proxies.get(name)
+            try:
+                if door is not None and self._doors.alive(door):
+                    self._doors.stop(door)
+                    stopped.append(f"{name}: proxy on port {door.port} (pid {door.pid})")
+                for record in (state.pending.get(name), state.servers.get(name)):
+                    if record is not None and is_our_server(record.pid, record.port):
                         self._stop(record)
-                    except OSError as exc:
-                        raise RuntimeUnavailableError(
-                            f"{name}: cannot stop server pid {record.pid}: {exc}"
-                        ) from exc
+                        stopped.append(
+                            f"{name}: model server on port {record.port} (pid {record.pid})"
+                        )
+            except OSError as exc:
+                raise RuntimeUnavailableError(f"{name}: cannot stop its processes: {exc}") from exc
 
             def forget(current: LocalState) -> None:
                 current.servers.pop(name, None)
                 current.pending.pop(name, None)
+                current.proxies.pop(name, None)
 
             self._state.update(forget)
-
-    def stop_all(self) -> None:
-        """Stop every owned server (`aliasflow down`); the controller's exit does not."""
-        state = self._state.read()
-        for name in sorted(state.servers.keys() | state.pending.keys()):
-            self.delete(name)
+        return stopped
 
     # -- rollouts -----------------------------------------------------------------------
 
     def _roll_out(self, desired: DesiredState) -> ActualState:
         env = self._child_env(desired)
         self._stop_stale_pending(desired.name)
-        old = self._state.read().servers.get(desired.name)
-        new = self._start_until_ready(desired, env)
+        state = self._state.read()
+        old, door = state.servers.get(desired.name), state.proxies.get(desired.name)
+        # The port first: a busy one fails the rollout before a server starts for nothing.
+        listener = self._doors.claim(desired.name, desired.port, door) if self._stable else None
+        try:
+            new = self._start_until_ready(desired, env)
+            try:
+                new_door = self._open_door(desired, new, door, listener)
+            except BaseException:
+                self._discard_pending(desired.name, new)
+                raise
+        finally:
+            if listener is not None:
+                listener.close()  # the proxy holds its own copy
 
         # Record the new server before touching the old one: a crash in between leaves
         # an old process running untracked-but-harmless rather than nothing serving.
         def promote(state: LocalState) -> None:
             state.servers[desired.name] = new
             state.pending.pop(desired.name, None)
+            if new_door is not None:
+                state.proxies[desired.name] = new_door
 
         self._state.update(promote)
-        if old is not None and (old.pid, old.port) != (new.pid, new.port):
-            try:
+        try:
+            if door is not None and new_door is not None and door != new_door:
+                self._doors.stop(door)
+            if old is not None and (old.pid, old.port) != (new.pid, new.port):
                 self._stop(old)
+        except OSError as exc:
+            log.warning("%s: could not stop a replaced process: %s", desired.name, exc)
+        self._prune_logs(desired.name, keep=Path(new.log_file))
+        return self._actual(desired.name, new, new_door)
+
+    def _open_door(
+        self,
+        desired: DesiredState,
+        new: ServerRecord,
+        door: ProxyRecord | None,
+        listener: socket.socket | None,
+    ) -> ProxyRecord | None:
+        """Point the deployment's port at `new`: the live proxy switches, or a new one
+        starts on `listener`. Returns once new connections reach `new`."""
+        if not self._stable:
+            return None
+        if listener is None and door is not None:
+            try:
+                self._doors.point(door, new.port)
+                return door
             except OSError as exc:
                 log.warning(
-                    "%s: could not stop the replaced server pid %s: %s", desired.name, old.pid, exc
+                    "%s: the proxy on port %s did not answer (%s); replacing it",
+                    desired.name,
+                    door.port,
+                    exc,
                 )
-        self._prune_logs(desired.name, keep=Path(new.log_file))
-        return self._actual(desired.name, new)
+                self._doors.stop(door)
+        own = listener or self._doors.take(desired.name, desired.port)
+        try:
+            return self._doors.open(desired.name, own, new.port, self._process_env())
+        finally:
+            if own is not listener:
+                own.close()
 
     def _start_until_ready(self, desired: DesiredState, env: dict[str, str]) -> ServerRecord:
         """Start a server on a free port and wait for /readyz; on any failure stop it."""
@@ -261,29 +333,38 @@ class LocalRuntime:
                 state.servers[desired.name] = swapped
 
         self._state.update(set_version)
-        return self._actual(desired.name, swapped)
+        return self._actual(desired.name, swapped, self._state.read().proxies.get(desired.name))
 
     # -- observing ----------------------------------------------------------------------
 
-    def _actual(self, name: str, record: ServerRecord) -> ActualState:
+    def _actual(self, name: str, record: ServerRecord, door: ProxyRecord | None) -> ActualState:
+        endpoint: str | None = record.endpoint
+        gone = None
         if not is_our_server(record.pid, record.port):
+            gone = f"server process {record.pid} on port {record.port} is gone"
+        if self._stable:
+            endpoint = door.endpoint if door is not None else None
+            if gone is None and door is None:
+                gone = "no proxy holds the deployment's port yet"
+            elif gone is None and door is not None and not self._doors.alive(door):
+                gone = f"the proxy on port {door.port} (pid {door.pid}) is gone"
+        if gone is not None or endpoint is None:
             return ActualState(
                 name=name,
                 spec_hash=record.spec_hash,
                 model_version=record.model_version,
                 running=False,
-                endpoint=record.endpoint,
-                detail=f"server process {record.pid} on port {record.port} is gone "
-                f"(log: {record.log_file})",
+                endpoint=endpoint,
+                detail=f"{gone} (log: {record.log_file})",
             )
-        probe = probe_server(record.endpoint)
+        probe = probe_server(endpoint)
         detail = probe.detail("server process is running but /readyz is not ready")
         return ActualState(
             name=name,
             spec_hash=record.spec_hash,
             model_version=record.model_version,
             running=True,
-            endpoint=record.endpoint,
+            endpoint=endpoint,
             served_version=probe.served_version,
             ready=probe.ready,
             detail=detail,
@@ -291,9 +372,13 @@ class LocalRuntime:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _child_env(self, desired: DesiredState) -> dict[str, str]:
+    def _process_env(self) -> dict[str, str]:
         env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
         env["PYTHONUNBUFFERED"] = "1"  # so the log tail of a failed start is complete
+        return env
+
+    def _child_env(self, desired: DesiredState) -> dict[str, str]:
+        env = self._process_env()
         # Secrets only ever go here, into the child's environment.
         env.update(
             workload_env(

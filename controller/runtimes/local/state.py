@@ -1,4 +1,4 @@
-"""The local runtime's inventory: which model-server processes it owns, on disk.
+"""The local runtime's inventory: which model-server and proxy processes it owns, on disk.
 
 The servers run in their own sessions and outlive the controller; this file is how a
 restarted controller adopts them instead of starting duplicates (see `statefile.py` for
@@ -9,9 +9,21 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from controller.runtimes.statefile import JsonStateFile
+
+Record = TypeVar("Record", "ServerRecord", "ProxyRecord")
+
+
+def _from_json(cls: type[Record], raw: object) -> Record:
+    if not isinstance(raw, dict):
+        raise ValueError(f"expected an object, got {type(raw).__name__}")
+    names = {f.name for f in fields(cls)}
+    missing = names - raw.keys()
+    if missing:
+        raise ValueError(f"missing keys {sorted(missing)}")
+    return cls(**{name: raw[name] for name in names})
 
 
 @dataclass(frozen=True)
@@ -29,32 +41,54 @@ class ServerRecord:
 
     @classmethod
     def from_json(cls, raw: object) -> ServerRecord:
-        if not isinstance(raw, dict):
-            raise ValueError(f"expected an object, got {type(raw).__name__}")
-        names = {f.name for f in fields(cls)}
-        missing = names - raw.keys()
-        if missing:
-            raise ValueError(f"missing keys {sorted(missing)}")
-        record = cls(**{name: raw[name] for name in names})
+        record = _from_json(cls, raw)
         if not isinstance(record.pid, int) or not isinstance(record.port, int):
             raise ValueError("pid and port must be integers")
         return record
 
 
 @dataclass(frozen=True)
+class ProxyRecord:
+    """The proxy that holds a deployment's stable port (see `proxy.py`)."""
+
+    pid: int
+    port: int
+    control: str
+    started_at: str
+    log_file: str
+
+    @classmethod
+    def from_json(cls, raw: object) -> ProxyRecord:
+        record = _from_json(cls, raw)
+        if not isinstance(record.pid, int) or not isinstance(record.port, int):
+            raise ValueError("pid and port must be integers")
+        return record
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass(frozen=True)
 class LocalState:
-    """Current servers by deployment name, plus `pending`: servers being started.
+    """Current servers by deployment name, plus `pending`: servers being started, and
+    `proxies`: what holds each deployment's stable port.
 
     A pending record exists only while a new server is being health-checked. One that
-    survives a crash of the controller marks an orphan the next apply must stop.
+    survives a crash of the controller marks an orphan the next apply must stop. A state
+    file written before proxies existed has none: its deployments are recreated behind one.
     """
 
     servers: dict[str, ServerRecord]
     pending: dict[str, ServerRecord]
+    proxies: dict[str, ProxyRecord]
 
     @classmethod
     def empty(cls) -> LocalState:
-        return cls({}, {})
+        return cls({}, {}, {})
+
+    def names(self) -> list[str]:
+        return sorted(self.servers.keys() | self.pending.keys() | self.proxies.keys())
 
 
 def state_file(path: Path) -> JsonStateFile[LocalState]:
@@ -67,18 +101,24 @@ def state_file(path: Path) -> JsonStateFile[LocalState]:
     )
 
 
+def _section(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    section = raw.get(key, {})
+    if not isinstance(section, dict):
+        raise ValueError(f"{key!r} is not an object")
+    return section
+
+
 def _parse(raw: dict[str, Any]) -> LocalState:
-    sections: list[dict[str, ServerRecord]] = []
-    for key in ("servers", "pending"):
-        section = raw.get(key, {})
-        if not isinstance(section, dict):
-            raise ValueError(f"{key!r} is not an object")
-        sections.append({str(k): ServerRecord.from_json(v) for k, v in section.items()})
-    return LocalState(*sections)
+    return LocalState(
+        servers={str(k): ServerRecord.from_json(v) for k, v in _section(raw, "servers").items()},
+        pending={str(k): ServerRecord.from_json(v) for k, v in _section(raw, "pending").items()},
+        proxies={str(k): ProxyRecord.from_json(v) for k, v in _section(raw, "proxies").items()},
+    )
 
 
 def _dump(state: LocalState) -> dict[str, Any]:
     return {
         "servers": {name: asdict(r) for name, r in sorted(state.servers.items())},
         "pending": {name: asdict(r) for name, r in sorted(state.pending.items())},
+        "proxies": {name: asdict(r) for name, r in sorted(state.proxies.items())},
     }

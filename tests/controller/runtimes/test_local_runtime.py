@@ -1,7 +1,8 @@
 """The local runtime against real `aliasflow serve` processes and a real MLflow server.
 
 Every server a test starts is stopped by the `runtime` fixture's finalizer (`stop_all`),
-so a failing test never leaves strays behind on the shared cores.
+so a failing test never leaves strays behind on the shared cores. Each test serves on a
+free port of its own, as a manifest's `port` would name it.
 """
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +32,9 @@ from controller.core.types import Action, ActualState, DesiredState, Operation
 from controller.reconcile.execute import execute
 from controller.reconcile.plan import plan_deployment
 from controller.runtimes.local import LocalRuntime
-from controller.runtimes.local.process import is_our_server, serve_command
+from controller.runtimes.local.frontdoor import FrontDoors, PortInUseError
+from controller.runtimes.local.process import is_our_proxy, is_our_server, serve_command
+from controller.runtimes.netutil import free_port
 
 ADMIN_TOKEN = "test-admin-token"
 SECRET = "s3cr3t-value-never-on-disk"
@@ -48,6 +54,12 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def port() -> int:
+    """The deployment's stable port (its manifest's `port`)."""
+    return free_port()
+
+
+@pytest.fixture
 def runtime(data_dir: Path, mlflow_server: MlflowServer) -> Iterator[LocalRuntime]:
     local = LocalRuntime(data_dir, ADMIN_TOKEN, mlflow_server.url, stop_grace_seconds=5)
     try:
@@ -61,6 +73,7 @@ def desired(
     version: str,
     *,
     name: str = "iris",
+    port: int,
     spec: str = "spec-a",
     timeout: int = 90,
     secret_env: tuple[tuple[str, str], ...] = (),
@@ -73,7 +86,7 @@ def desired(
         model_version=version,
         run_id=None,
         image="aliasflow-server:latest",
-        port=8080,
+        port=port,
         cpu=1.0,
         memory_gb=1.0,
         env=env,
@@ -103,6 +116,17 @@ def pid_of(runtime: LocalRuntime, name: str) -> int:
     return int(state["servers"][name]["pid"])
 
 
+def server_port_of(runtime: LocalRuntime, name: str) -> int:
+    """The server's own port behind the stable one."""
+    state = json.loads(runtime.state_file.read_text())
+    return int(state["servers"][name]["port"])
+
+
+def proxy_of(runtime: LocalRuntime, name: str) -> tuple[int, int]:
+    proxy = json.loads(runtime.state_file.read_text())["proxies"][name]
+    return int(proxy["pid"]), int(proxy["port"])
+
+
 def wait_dead(pid: int, port: int, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -119,18 +143,20 @@ def test_is_a_runtime(runtime: LocalRuntime) -> None:
 
 
 def test_create_serves_v1_with_secrets_only_in_the_child_env_then_hot_swaps(
-    runtime: LocalRuntime, iris_model: str, monkeypatch: pytest.MonkeyPatch
+    runtime: LocalRuntime, iris_model: str, port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # One server for the whole story: a cold start costs seconds on two shared cores.
     monkeypatch.setenv("ALIASFLOW_API_TOKEN", "controller-only")  # must not leak to servers
-    state = desired(iris_model, "1", secret_env=(("MLFLOW_TRACKING_TOKEN", SECRET),))
+    state = desired(iris_model, "1", port=port, secret_env=(("MLFLOW_TRACKING_TOKEN", SECRET),))
 
     actual = run(runtime, Operation.CREATE, state)
 
     assert actual.running
     assert actual.ready
     assert (actual.model_version, actual.served_version, actual.spec_hash) == ("1", "1", "spec-a")
+    # Served on the manifest's port, not wherever a free port happened to be.
     endpoint = actual.endpoint or ""
+    assert endpoint == f"http://127.0.0.1:{port}"
     response = predict(endpoint)
     assert response.status_code == 200, response.text
     assert len(response.json()["predictions"]) == 1
@@ -148,23 +174,31 @@ def test_create_serves_v1_with_secrets_only_in_the_child_env_then_hot_swaps(
     assert child_env["ALIASFLOW_ADMIN_TOKEN"] == ADMIN_TOKEN
     assert child_env["LOG_LEVEL"] == "info"
     assert "ALIASFLOW_API_TOKEN" not in child_env
+    proxy_pid, _ = proxy_of(runtime, "iris")
+    proxy_env = Path(f"/proc/{proxy_pid}/environ").read_text()
+    assert SECRET not in proxy_env
+    assert ADMIN_TOKEN not in proxy_env
     for path in runtime.root.rglob("*"):
         if path.is_file():
             assert SECRET not in path.read_text(errors="replace"), path
 
-    # Hot swap to v2: same process, state and /metadata move to v2.
-    swapped = run(runtime, Operation.HOTSWAP, desired(iris_model, "2"))
+    # Hot swap to v2: same process, same address, state and /metadata move to v2.
+    swapped = run(runtime, Operation.HOTSWAP, desired(iris_model, "2", port=port))
 
     assert (swapped.model_version, swapped.served_version) == ("2", "2")
     assert swapped.endpoint == endpoint
     assert pid_of(runtime, "iris") == pid
+    assert proxy_of(runtime, "iris") == (proxy_pid, port)
     assert served_version(endpoint) == "2"
     recorded = json.loads(runtime.state_file.read_text())["servers"]["iris"]
     assert recorded["model_version"] == "2"
 
     # A version that fails to load is refused; v2 keeps serving and stays recorded.
     with pytest.raises(RolloutRejectedError, match="refused") as refused:
-        execute(runtime, Action(Operation.HOTSWAP, "iris", "test", desired(iris_model, "3")))
+        execute(
+            runtime,
+            Action(Operation.HOTSWAP, "iris", "test", desired(iris_model, "3", port=port)),
+        )
 
     assert "keeps serving" in str(refused.value)
     assert served_version(endpoint) == "2"
@@ -175,11 +209,12 @@ def test_create_serves_v1_with_secrets_only_in_the_child_env_then_hot_swaps(
 
 
 def test_restarted_controller_adopts_live_servers_and_sees_a_killed_one(
-    runtime: LocalRuntime, iris_model: str, data_dir: Path, mlflow_server: MlflowServer
+    runtime: LocalRuntime, iris_model: str, data_dir: Path, port: int, mlflow_server: MlflowServer
 ) -> None:
-    state = desired(iris_model, "1")
+    state = desired(iris_model, "1", port=port)
     first = run(runtime, Operation.CREATE, state)
     pid = pid_of(runtime, "iris")
+    proxy_pid, _ = proxy_of(runtime, "iris")
 
     restarted = LocalRuntime(data_dir, ADMIN_TOKEN, mlflow_server.url)
     adopted = restarted.observe("iris")
@@ -192,11 +227,22 @@ def test_restarted_controller_adopts_live_servers_and_sees_a_killed_one(
     # A restarted controller with another admin token cannot hot swap; it says why.
     other_token = LocalRuntime(data_dir, "a-new-token", mlflow_server.url)
     with pytest.raises(RolloutRejectedError, match="ALIASFLOW_ADMIN_TOKEN"):
-        execute(other_token, Action(Operation.HOTSWAP, "iris", "test", desired(iris_model, "2")))
+        execute(
+            other_token,
+            Action(Operation.HOTSWAP, "iris", "test", desired(iris_model, "2", port=port)),
+        )
+
+    # Whatever holds the port dying is a workload that is not running: self-heal recreates.
+    os.kill(proxy_pid, signal.SIGKILL)
+    assert wait_gone(lambda: is_our_proxy(proxy_pid, port))
+    no_proxy = restarted.observe("iris")
+    assert no_proxy is not None
+    assert not no_proxy.running
+    assert f"proxy on port {port}" in no_proxy.detail
+    assert plan_deployment(state, no_proxy).operation is Operation.RECREATE
 
     os.kill(pid, signal.SIGKILL)
-    port = int((first.endpoint or "").rsplit(":", 1)[1])
-    assert wait_dead(pid, port)
+    assert wait_dead(pid, server_port_of(runtime, "iris"))
     dead = restarted.observe("iris")
 
     assert dead is not None
@@ -206,44 +252,128 @@ def test_restarted_controller_adopts_live_servers_and_sees_a_killed_one(
     assert plan_deployment(state, dead).operation is Operation.RECREATE
 
 
-def test_recreate_is_blue_green_keeps_the_old_server_on_failure_and_delete_stops_it(
-    runtime: LocalRuntime, iris_model: str
+def test_recreate_is_blue_green_on_one_port_without_a_failed_request(
+    runtime: LocalRuntime, iris_model: str, port: int
 ) -> None:
-    old = run(runtime, Operation.CREATE, desired(iris_model, "1"))
-    old_pid = pid_of(runtime, "iris")
-    old_port = int((old.endpoint or "").rsplit(":", 1)[1])
+    old = run(runtime, Operation.CREATE, desired(iris_model, "1", port=port))
+    old_pid, old_port = pid_of(runtime, "iris"), server_port_of(runtime, "iris")
+    endpoint = old.endpoint or ""
 
     # The new server cannot load its version: it is stopped, the old one keeps serving.
     with pytest.raises(RolloutRejectedError, match="exited") as failed:
         execute(
             runtime,
-            Action(Operation.RECREATE, "iris", "test", desired(iris_model, "3", spec="spec-b")),
+            Action(
+                Operation.RECREATE,
+                "iris",
+                "test",
+                desired(iris_model, "3", port=port, spec="spec-b"),
+            ),
         )
 
     assert "JSONDecodeError" in str(failed.value)  # the tail of the new server's log
     assert runtime.observe("iris") == old
     assert pid_of(runtime, "iris") == old_pid
-    assert predict(old.endpoint or "").status_code == 200
+    assert predict(endpoint).status_code == 200
     assert json.loads(runtime.state_file.read_text())["pending"] == {}
     assert _serve_processes_for(runtime.root.parent) == [old_pid]
 
-    # A good recreate: new port, new spec and version, then the old process is gone.
-    new = run(runtime, Operation.RECREATE, desired(iris_model, "2", spec="spec-b"))
+    # A good recreate under load: clients that keep their connections and clients that
+    # open one per request see the version change on the same address, and no failure.
+    with PredictLoad(endpoint) as load:
+        load.wait_for("1")
+        new = run(runtime, Operation.RECREATE, desired(iris_model, "2", port=port, spec="spec-b"))
+        load.wait_for("2")
 
-    assert new.endpoint != old.endpoint
+    assert load.failures == []
+    assert load.answered["1"] > 0
+    assert load.answered["2"] > 0
+    assert new.endpoint == endpoint
     assert (new.spec_hash, new.model_version, new.served_version) == ("spec-b", "2", "2")
-    assert predict(new.endpoint or "").status_code == 200
+    assert pid_of(runtime, "iris") != old_pid
     assert wait_dead(old_pid, old_port)
     assert [w.name for w in runtime.list_owned()] == ["iris"]
 
-    # Delete stops the process and forgets it; a second delete is a no-op.
-    new_pid = pid_of(runtime, "iris")
-    new_port = int((new.endpoint or "").rsplit(":", 1)[1])
+    # Delete stops the proxy and the server and forgets them; a second delete is a no-op.
+    new_pid, new_port = pid_of(runtime, "iris"), server_port_of(runtime, "iris")
     assert execute(runtime, Action(Operation.DELETE, "iris", "prune", None, new)) is None
     assert wait_dead(new_pid, new_port, timeout=1)
+    with pytest.raises(httpx.ConnectError):
+        predict(endpoint)
     assert runtime.observe("iris") is None
     assert runtime.list_owned() == []
     runtime.delete("iris")
+
+
+class PredictLoad:
+    """Two clients calling /predict until stopped: one keeps its connections alive, the
+    other opens a new connection per request. Counts answers by version and failures."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.answered: dict[str, int] = {}
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, args=(keep,), daemon=True) for keep in (20, 0, 20)
+        ]
+
+    def __enter__(self) -> PredictLoad:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=15)
+
+    def wait_for(self, version: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.answered.get(version, 0) < 5:
+            assert time.monotonic() < deadline, f"version {version} never answered"
+            time.sleep(0.05)
+
+    def _run(self, keepalive: int) -> None:
+        limits = httpx.Limits(max_keepalive_connections=keepalive)
+        with httpx.Client(timeout=10, limits=limits, trust_env=False) as client:
+            while not self._stop.is_set():
+                try:
+                    response = client.post(f"{self.endpoint}/predict", json={"records": [ROW]})
+                    if response.status_code != 200:
+                        self.failures.append(f"HTTP {response.status_code}")
+                        continue
+                    version = str(response.json()["model"]["version"])
+                    self.answered[version] = self.answered.get(version, 0) + 1
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+
+
+def test_a_busy_port_fails_the_rollout_before_a_server_starts(
+    runtime: LocalRuntime, port: int
+) -> None:
+    with socket.socket() as stranger:
+        stranger.bind(("127.0.0.1", port))
+        stranger.listen()
+        with pytest.raises(PortInUseError) as busy:
+            execute(runtime, Action(Operation.CREATE, "iris", "test", desired("m", "1", port=port)))
+
+    message = str(busy.value)
+    assert f"port {port} on 127.0.0.1 is already in use by pid {os.getpid()}" in message
+    assert "change spec.port" in message
+    assert busy.value.reason == "PortInUse"
+    assert busy.value.retryable  # it may be freed: retried with backoff
+    assert runtime.observe("iris") is None
+    assert _serve_processes_for(runtime.root.parent) == []
+
+
+def wait_gone(alive: object, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def _serve_processes_for(data_dir: Path) -> list[int]:
@@ -306,15 +436,26 @@ def test_a_reused_pid_is_not_ours_and_is_never_signalled(data_dir: Path) -> None
         }
         state_file = data_dir / "local" / "state.json"
         state_file.parent.mkdir(parents=True)
-        state_file.write_text(json.dumps({"format": 1, "servers": {"iris": record}}))
+        proxy = {
+            "pid": stranger.pid,
+            "port": 45679,
+            "control": "not-ours",
+            "started_at": "2024-01-01T00:00:00+00:00",
+            "log_file": str(data_dir / "local" / "logs" / "iris-proxy-45679.log"),
+        }
+        state_file.write_text(
+            json.dumps({"format": 1, "servers": {"iris": record}, "proxies": {"iris": proxy}})
+        )
         runtime = LocalRuntime(data_dir, ADMIN_TOKEN, "http://127.0.0.1:1")
 
         actual = runtime.observe("iris")
         assert actual is not None
         assert not actual.running
         with pytest.raises(RuntimeUnavailableError, match="needs a recreate"):
-            execute(runtime, Action(Operation.HOTSWAP, "iris", "test", desired("m", "2")))
-        runtime.stop_all()
+            execute(
+                runtime, Action(Operation.HOTSWAP, "iris", "test", desired("m", "2", port=45679))
+            )
+        assert runtime.stop_all() == []  # nothing of ours was running
 
         assert stranger.poll() is None  # still alive: not ours to kill
         assert runtime.observe("iris") is None
@@ -324,7 +465,7 @@ def test_a_reused_pid_is_not_ours_and_is_never_signalled(data_dir: Path) -> None
 
 
 def test_a_server_that_exits_at_once_fails_fast_with_its_log(
-    tmp_path: Path, data_dir: Path
+    tmp_path: Path, data_dir: Path, port: int
 ) -> None:
     fake_python = tmp_path / "fake-python"
     fake_python.write_text("#!/bin/sh\necho 'cannot load: boom' >&2\nexit 3\n")
@@ -333,7 +474,10 @@ def test_a_server_that_exits_at_once_fails_fast_with_its_log(
 
     started = time.monotonic()
     with pytest.raises(RolloutRejectedError, match="boom") as failed:
-        execute(runtime, Action(Operation.CREATE, "iris", "test", desired("m", "1", timeout=60)))
+        execute(
+            runtime,
+            Action(Operation.CREATE, "iris", "test", desired("m", "1", port=port, timeout=60)),
+        )
 
     assert time.monotonic() - started < 10
     assert "code 3" in str(failed.value)
@@ -342,7 +486,7 @@ def test_a_server_that_exits_at_once_fails_fast_with_its_log(
 
 
 def test_a_server_that_never_gets_ready_times_out_and_is_stopped(
-    tmp_path: Path, data_dir: Path
+    tmp_path: Path, data_dir: Path, port: int
 ) -> None:
     fake_python = tmp_path / "fake-python"
     # No `exec`: the shell keeps our serve command line, so the runtime knows it as ours.
@@ -352,8 +496,31 @@ def test_a_server_that_never_gets_ready_times_out_and_is_stopped(
         data_dir, ADMIN_TOKEN, "http://127.0.0.1:1", python=str(fake_python), stop_grace_seconds=1
     )
     with pytest.raises(HealthTimeoutError, match="not ready within 1s"):
-        execute(runtime, Action(Operation.CREATE, "iris", "test", desired("m", "1", timeout=1)))
+        execute(
+            runtime,
+            Action(Operation.CREATE, "iris", "test", desired("m", "1", port=port, timeout=1)),
+        )
     assert runtime.observe("iris") is None
+
+
+def test_an_orphan_proxy_of_the_deployment_is_replaced(data_dir: Path, port: int) -> None:
+    """A controller killed between starting a proxy and recording it leaves the port held
+    by that proxy: the deployment's next rollout recognises it and takes the port back;
+    another deployment asking for the port gets a clear refusal instead."""
+    doors = FrontDoors(data_dir / "local", sys.executable, data_dir / "logs", grace=1)
+    listener = doors.take("iris", port)
+    orphan = doors.open("iris", listener, free_port(), {"PATH": os.environ["PATH"]})
+    listener.close()
+    try:
+        with pytest.raises(PortInUseError, match=f"pid {orphan.pid}"):
+            doors.take("another", port)
+        assert doors.alive(orphan)
+
+        doors.take("iris", port).close()  # no state file knows of `orphan`
+
+        assert not doors.alive(orphan)
+    finally:
+        doors.stop(orphan)
 
 
 def test_serve_command_is_the_image_program() -> None:
