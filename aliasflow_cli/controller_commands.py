@@ -1,52 +1,114 @@
-"""Controller-side commands: controller, validate, schema, status, diff, sync."""
+"""Controller-side commands: controller, validate, schema, status, history, diff, sync,
+rollback."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Any
 
 import typer
 
-API_URL_ENV = "ALIASFLOW_URL"
-DEFAULT_API_URL = "http://127.0.0.1:8000"
+from aliasflow_cli.api_client import (
+    API_URL_ENV,
+    TOKEN_ENV,
+    api_url,
+    fail,
+    request,
+    require_token,
+)
+from aliasflow_cli.plainhelp import PlainCommand
+from aliasflow_cli.tables import format_history_table, format_status_table
+
+URL_OPTION = typer.Option(
+    None,
+    "--url",
+    metavar="URL",
+    help=f"Controller address (or {API_URL_ENV}); default: the one `make up` started.",
+)
+TOKEN_OPTION = typer.Option(
+    None,
+    "--token",
+    envvar=TOKEN_ENV,
+    metavar="TOKEN",
+    help=f"The controller's API token (or {TOKEN_ENV}).",
+)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("controller")(controller)
-    app.command("validate")(validate)
-    app.command("schema")(schema)
-    app.command("status")(status)
-    app.command("diff")(diff)
-    app.command("sync")(sync)
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
+    app.command("controller", cls=PlainCommand)(controller)
+    app.command("validate", cls=PlainCommand)(validate)
+    app.command("schema", cls=PlainCommand)(schema)
+    app.command("status", cls=PlainCommand)(status)
+    app.command("history", cls=PlainCommand)(history)
+    app.command("diff", cls=PlainCommand)(diff)
+    app.command("sync", cls=PlainCommand)(sync)
+    app.command("rollback", cls=PlainCommand)(rollback)
 
 
 def controller(
-    manifests: Path | None = typer.Option(None, "--manifests", help="ALIASFLOW_MANIFESTS_DIR"),
-    host: str | None = typer.Option(None, "--host", help="ALIASFLOW_HOST"),
-    port: int | None = typer.Option(None, "--port", help="ALIASFLOW_PORT (default 8000)"),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="ALIASFLOW_DATA_DIR"),
-    database_url: str | None = typer.Option(None, "--database-url", help="ALIASFLOW_DATABASE_URL"),
-    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLFLOW_TRACKING_URI"),
+    manifests: Path | None = typer.Option(
+        None,
+        "--manifests",
+        metavar="DIR",
+        help="Directory of manifests (or ALIASFLOW_MANIFESTS_DIR; default manifests).",
+    ),
+    host: str | None = typer.Option(
+        None, "--host", metavar="ADDRESS", help="Address to listen on (or ALIASFLOW_HOST)."
+    ),
+    port: int | None = typer.Option(
+        None, "--port", metavar="PORT", help="Port to listen on (or ALIASFLOW_PORT; default 8000)."
+    ),
+    data_dir: Path | None = typer.Option(
+        None,
+        "--data-dir",
+        metavar="DIR",
+        help="Where state and history live (or ALIASFLOW_DATA_DIR; default .aliasflow).",
+    ),
+    database_url: str | None = typer.Option(
+        None,
+        "--database-url",
+        metavar="URL",
+        help="History database (or ALIASFLOW_DATABASE_URL; default sqlite in the data dir).",
+    ),
+    tracking_uri: str | None = typer.Option(
+        None, "--tracking-uri", metavar="URL", help="MLflow address (or MLFLOW_TRACKING_URI)."
+    ),
     poll_interval: float | None = typer.Option(
-        None, "--poll-interval", help="ALIASFLOW_POLL_INTERVAL_SECONDS"
+        None,
+        "--poll-interval",
+        metavar="SECONDS",
+        help="How often to poll MLflow (or ALIASFLOW_POLL_INTERVAL_SECONDS).",
     ),
     register_webhook: bool | None = typer.Option(
-        None, "--register-webhook/--no-register-webhook", help="ALIASFLOW_REGISTER_WEBHOOK"
+        None,
+        "--register-webhook/--no-register-webhook",
+        help="Register the MLflow webhook at start (or ALIASFLOW_REGISTER_WEBHOOK).",
+        show_default=False,
     ),
-    public_url: str | None = typer.Option(None, "--public-url", help="ALIASFLOW_PUBLIC_URL"),
-    git_url: str | None = typer.Option(None, "--git-url", help="ALIASFLOW_GIT_URL"),
-    git_branch: str | None = typer.Option(None, "--git-branch", help="ALIASFLOW_GIT_BRANCH"),
+    public_url: str | None = typer.Option(
+        None,
+        "--public-url",
+        metavar="URL",
+        help="Address MLflow calls the controller at (or ALIASFLOW_PUBLIC_URL).",
+    ),
+    git_url: str | None = typer.Option(
+        None,
+        "--git-url",
+        metavar="URL",
+        help="Git remote with the manifests (or ALIASFLOW_GIT_URL).",
+    ),
+    git_branch: str | None = typer.Option(
+        None, "--git-branch", metavar="BRANCH", help="Branch to follow (or ALIASFLOW_GIT_BRANCH)."
+    ),
     allow_empty: bool | None = typer.Option(
-        None, "--allow-empty/--no-allow-empty", help="ALIASFLOW_ALLOW_EMPTY"
+        None,
+        "--allow-empty/--no-allow-empty",
+        help="Let an empty manifests directory prune everything (or ALIASFLOW_ALLOW_EMPTY).",
+        show_default=False,
     ),
-    log_format: str | None = typer.Option(None, "--log-format", help="json | human"),
+    log_format: str | None = typer.Option(
+        None, "--log-format", metavar="FORMAT", help="human or json (or ALIASFLOW_LOG_FORMAT)."
+    ),
 ) -> None:
     """Run the controller: HTTP API, webhook receiver, poller and reconcile workers."""
     from controller.service.settings import SettingsError, load_settings
@@ -68,7 +130,7 @@ def controller(
             log_format=log_format,
         )
     except SettingsError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
     import uvicorn
 
@@ -86,18 +148,65 @@ def controller(
 
 
 def validate(
-    directory: Path = typer.Argument(Path("manifests"), help="Directory of manifests."),
+    directory: Path = typer.Argument(
+        Path("manifests"), metavar="DIR", help="Directory of manifests (default manifests)."
+    ),
+    kinds: str | None = typer.Option(
+        None,
+        "--kinds",
+        metavar="KINDS",
+        help="Target kinds the controller enables, comma-separated (default: what this "
+        "environment's ALIASFLOW_* settings enable: local, plus docker and aci when set).",
+    ),
 ) -> None:
     """Check every manifest; exit 0 when all are valid, 1 listing every error."""
     from controller.manifests.loader import load_directory
 
+    enabled = _enabled_kinds(kinds)
     result = load_directory(directory)
-    for error in result.errors:
+    errors = [str(error) for error in result.errors]
+    for name, loaded in sorted(result.deployments.items()):
+        kind = loaded.deployment.spec.target.kind.value
+        if kind not in enabled:
+            errors.append(
+                f"{loaded.file} (document {loaded.document}): spec.target.kind: {name} "
+                f"targets {kind!r}, which the controller does not enable (enabled: "
+                f"{', '.join(sorted(enabled))}); {_ENABLE_HINT.get(kind, '')}"
+            )
+    for error in errors:
         typer.echo(f"error: {error}", err=True)
-    if result.errors:
-        typer.echo(f"{len(result.errors)} error(s); {len(result.deployments)} valid manifest(s)")
+    if errors:
+        typer.echo(f"{len(errors)} error(s); {len(result.deployments)} manifest(s) parsed")
         raise typer.Exit(1)
     typer.echo(f"{len(result.deployments)} manifest(s) valid")
+
+
+_ENABLE_HINT = {
+    "docker": "set ALIASFLOW_DOCKER_ENABLED=true where it runs, or pass --kinds",
+    "aci": "set ALIASFLOW_ACI_RESOURCE_GROUPS where it runs, or pass --kinds",
+}
+
+
+def _enabled_kinds(kinds: str | None) -> set[str]:
+    """What `--kinds` says, else what the controller would enable with this environment."""
+    from controller.core.types import TargetKind
+
+    known = {kind.value for kind in TargetKind}
+    if kinds is not None:
+        chosen = {kind.strip() for kind in kinds.split(",") if kind.strip()}
+        unknown = chosen - known
+        if unknown:
+            raise fail(f"--kinds: unknown kind(s) {sorted(unknown)}; known: {sorted(known)}")
+        return chosen
+    from controller.service.settings import ControllerSettings
+
+    settings = ControllerSettings()
+    enabled = {TargetKind.LOCAL.value}
+    if settings.docker_enabled:
+        enabled.add(TargetKind.DOCKER.value)
+    if settings.aci_resource_groups.strip():
+        enabled.add(TargetKind.ACI.value)
+    return enabled
 
 
 def schema() -> None:
@@ -107,83 +216,45 @@ def schema() -> None:
     typer.echo(json.dumps(json_schema(), indent=2))
 
 
-def _api(url: str | None) -> str:
-    return (url or os.environ.get(API_URL_ENV) or DEFAULT_API_URL).rstrip("/")
-
-
-def _request(method: str, url: str, token: str | None = None) -> Any:
-    import httpx
-
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        response = httpx.request(method, url, headers=headers, timeout=30, trust_env=False)
-    except httpx.HTTPError as exc:
-        raise _fail(f"cannot reach the controller at {url}: {type(exc).__name__}") from None
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text
-        raise _fail(f"{response.status_code}: {detail}")
-    return response.json()
-
-
 def status(
-    url: str | None = typer.Option(None, "--url", help=f"Controller URL (${API_URL_ENV})."),
+    url: str | None = URL_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Show every deployment's sync and health, as the controller sees them."""
-    rows = _request("GET", f"{_api(url)}/api/deployments")
+    rows = request("GET", api_url(url), "/api/deployments")
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
     typer.echo(format_status_table(rows))
 
 
-def format_status_table(rows: list[dict[str, Any]]) -> str:
-    columns = [
-        "NAME",
-        "SYNC",
-        "HEALTH",
-        "REASON",
-        "MODEL",
-        "DESIRED",
-        "SERVED",
-        "TARGET",
-        "ENDPOINT",
-        "MESSAGE",
-    ]
-    table = [columns]
-    for row in rows:
-        selector = f"@{row['alias']}" if row.get("alias") else f"v{row.get('pinned_version')}"
-        reason = row.get("reason") or "-"
-        # The reason has its own column; the message repeats it as a prefix.
-        message = str(row.get("message") or "").removeprefix(f"{reason}: ")
-        table.append(
-            [
-                row["name"],
-                row["sync"],
-                row["health"],
-                reason,
-                f"{row.get('model_name') or '-'}{selector}",
-                row.get("desired_version") or "-",
-                row.get("served_version") or "-",
-                row.get("target_kind") or "-",
-                row.get("endpoint") or "-",
-                message[:60],
-            ]
-        )
-    widths = [max(len(str(line[i])) for line in table) for i in range(len(columns))]
-    return "\n".join(
-        "  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(line)).rstrip()
-        for line in table
-    )
+def history(
+    name: str = typer.Argument(..., metavar="NAME", help="The deployment."),
+    limit: int = typer.Option(20, "--limit", metavar="N", min=1, max=1000, help="Rows to show."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    url: str | None = URL_OPTION,
+) -> None:
+    """Show a deployment's syncs, newest first: trigger, version, action, result."""
+    rows = request("GET", api_url(url), f"/api/deployments/{name}/history", params={"limit": limit})
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    typer.echo(format_history_table(rows) if rows else f"{name}: no syncs recorded yet")
 
 
 def diff(
-    manifests: Path | None = typer.Option(None, "--manifests", help="ALIASFLOW_MANIFESTS_DIR"),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="ALIASFLOW_DATA_DIR"),
-    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLFLOW_TRACKING_URI"),
+    manifests: Path | None = typer.Option(
+        None,
+        "--manifests",
+        metavar="DIR",
+        help="Directory of manifests (or ALIASFLOW_MANIFESTS_DIR).",
+    ),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", metavar="DIR", help="The controller's data dir (or ALIASFLOW_DATA_DIR)."
+    ),
+    tracking_uri: str | None = typer.Option(
+        None, "--tracking-uri", metavar="URL", help="MLflow address (or MLFLOW_TRACKING_URI)."
+    ),
 ) -> None:
     """What a sync would do. Exit 0: nothing to do; 1: changes; 2: errors."""
     from controller.core.errors import ControllerError
@@ -210,7 +281,7 @@ def diff(
         )
         actions, problems = reconciler.diff()
     except (SettingsError, ControllerError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     for problem in problems:
         typer.echo(f"error: {problem}", err=True)
     changes = [a for a in actions if a.changes_anything]
@@ -223,15 +294,36 @@ def diff(
 
 
 def sync(
-    name: str | None = typer.Argument(None, help="One deployment; all when omitted."),
-    url: str | None = typer.Option(None, "--url", help=f"Controller URL (${API_URL_ENV})."),
-    token: str | None = typer.Option(
-        None, "--token", envvar="ALIASFLOW_API_TOKEN", help="API token (ALIASFLOW_API_TOKEN)."
+    name: str | None = typer.Argument(
+        None, metavar="NAME", help="One deployment; all when omitted."
     ),
+    url: str | None = URL_OPTION,
+    token: str | None = TOKEN_OPTION,
 ) -> None:
     """Ask the controller to reconcile now (needs the API token)."""
-    if not token:
-        raise _fail("an API token is needed: pass --token or set ALIASFLOW_API_TOKEN")
     path = f"/api/deployments/{name}/sync" if name else "/api/sync"
-    result = _request("POST", f"{_api(url)}{path}", token)
+    result = request("POST", api_url(url), path, require_token(token))
     typer.echo(f"sync queued: {', '.join(result['accepted']) or 'nothing'}")
+
+
+def rollback(
+    name: str = typer.Argument(..., metavar="NAME", help="The deployment."),
+    to: str | None = typer.Option(
+        None,
+        "--to",
+        metavar="VERSION",
+        help="Version to go back to (default: the one served before the current one).",
+    ),
+    url: str | None = URL_OPTION,
+    token: str | None = TOKEN_OPTION,
+) -> None:
+    """Move the deployment's alias back, as the dashboard's button does (needs the token)."""
+    body = {"to_version": to} if to is not None else None
+    plan = request(
+        "POST", api_url(url), f"/api/deployments/{name}/rollback", require_token(token), body
+    )
+    typer.echo(
+        f"{plan['deployment']}: alias {plan['alias']} of {plan['model_name']} moved back "
+        f"from version {plan['from_version'] or '?'} to {plan['to_version']}; the controller "
+        f"rolls it out now (watch it with `aliasflow status`)"
+    )

@@ -21,6 +21,11 @@ class MlflowServer:
     url: str
     process: subprocess.Popen[bytes]
     root: Path
+    log: Path | None = None
+
+    def wait_ready(self, timeout: float) -> None:
+        """Until /health answers; `ProcessDiedError` or `TimeoutError` otherwise."""
+        wait_until_ready(f"{self.url}/health", timeout=timeout, process=self.process)
 
     def stop(self) -> None:
         stop_process(self.process)
@@ -51,12 +56,30 @@ def start_mlflow_server(
     timeout: float = 90.0,
     log_file: Path | None = None,
 ) -> MlflowServer:
+    server = spawn_mlflow_server(root, port, backend_store_uri, log_file)
+    try:
+        server.wait_ready(timeout)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def spawn_mlflow_server(
+    root: Path,
+    port: int | None = None,
+    backend_store_uri: str | None = None,
+    log_file: Path | None = None,
+) -> MlflowServer:
+    """Start `mlflow server` without waiting: the caller records the pid first, so that
+    nothing (a signal, a timeout) can lose track of it while it boots."""
     root.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     backend = backend_store_uri or f"sqlite:///{root / 'mlflow.db'}"
     artifacts = root / "artifacts"
     artifacts.mkdir(exist_ok=True)
-    log = open(log_file or root / "mlflow-server.log", "ab")  # noqa: SIM115 - lives with the process
+    log_path = log_file or root / "mlflow-server.log"
+    log = open(log_path, "ab")  # noqa: SIM115 - lives with the process
     process = subprocess.Popen(
         [
             sys.executable,
@@ -80,10 +103,5 @@ def start_mlflow_server(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(f"{url}/health", timeout=timeout, process=process)
-    except Exception:
-        stop_process(process)
-        raise
-    return MlflowServer(url=url, process=process, root=root)
+    log.close()  # the child has its own copy
+    return MlflowServer(url=f"http://127.0.0.1:{port}", process=process, root=root, log=log_path)

@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from aliasflow_cli import controller_commands, stack_commands
+from aliasflow_cli.plainhelp import PlainCommand
 
 app = typer.Typer(
     name="aliasflow",
@@ -18,14 +19,18 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: options with their words, no boxes that cut text, no type labels.
+    rich_markup_mode=None,
 )
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 def train(
-    config: Path | None = typer.Option(None, "--config", help="Training config (YAML)."),
+    config: Path | None = typer.Option(
+        None, "--config", metavar="FILE", help="Training config (YAML)."
+    ),
     summary_file: Path | None = typer.Option(
-        None, "--summary-file", help="Also write the JSON summary to this file."
+        None, "--summary-file", metavar="FILE", help="Also write the JSON summary to this file."
     ),
 ) -> None:
     """Train, evaluate, log to MLflow and register when the metric gate passes."""
@@ -34,21 +39,33 @@ def train(
     raise typer.Exit(run_train(config, summary_file))
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 def promote(
-    model: str = typer.Argument(..., help="Registered model name."),
-    to: str = typer.Option("champion", "--to", help="Alias to move."),
-    version: int | None = typer.Option(None, "--version", help="Version to promote."),
+    model: str = typer.Argument(..., metavar="MODEL", help="Registered model name."),
+    to: str = typer.Option("champion", "--to", metavar="ALIAS", help="Alias to move."),
+    version: int | None = typer.Option(
+        None, "--version", metavar="VERSION", help="Version to promote."
+    ),
     from_alias: str | None = typer.Option(
-        None, "--from", help="Promote the version this alias points at (e.g. challenger)."
+        None,
+        "--from",
+        metavar="ALIAS",
+        help="Promote the version this alias points at (e.g. challenger).",
     ),
     require: list[str] = typer.Option(
         [],
         "--require",
-        help="Gate, repeatable: METRIC>=ALIAS (e.g. accuracy>=champion), METRIC>=0.9, METRIC<=0.3.",
+        metavar="GATE",
+        help="Gate, repeatable, quoted for the shell: 'accuracy>=champion' (at least as good "
+        "as the version the alias has now), 'accuracy>=0.9', 'log_loss<=0.3'.",
+        show_default=False,
     ),
     tracking_uri: str | None = typer.Option(
-        None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI."
+        None,
+        "--tracking-uri",
+        envvar="MLFLOW_TRACKING_URI",
+        metavar="URL",
+        help="MLflow address (or MLFLOW_TRACKING_URI).",
     ),
 ) -> None:
     """Move an alias (champion by default) onto a version, if the requirements hold."""
@@ -66,10 +83,22 @@ def promote(
     )
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 def serve(
-    host: str = typer.Option("127.0.0.1", "--host", envvar="ALIASFLOW_SERVER_HOST"),
-    port: int = typer.Option(8080, "--port", envvar="ALIASFLOW_SERVER_PORT"),
+    host: str = typer.Option(
+        "127.0.0.1",
+        "--host",
+        envvar="ALIASFLOW_SERVER_HOST",
+        metavar="ADDRESS",
+        help="Address to listen on (or ALIASFLOW_SERVER_HOST).",
+    ),
+    port: int = typer.Option(
+        8080,
+        "--port",
+        envvar="ALIASFLOW_SERVER_PORT",
+        metavar="PORT",
+        help="Port to listen on (or ALIASFLOW_SERVER_PORT).",
+    ),
 ) -> None:
     """Serve the model version named by MODEL_URI (the model-server image runs this)."""
     from model_server.cli import run_serve

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from controller.core.records import SyncRecord
+from controller.core.types import TargetKind
 from controller.service.views import DeploymentView
 
 
@@ -20,6 +21,15 @@ class LastSync(BaseModel):
     model_version: str | None
     started_at: float
     finished_at: float | None
+
+
+class ManifestProblem(BaseModel):
+    """One validation error of the deployment's manifest: where, which field, what."""
+
+    file: str
+    document: int | None
+    field: str
+    message: str
 
 
 class DeploymentOut(BaseModel):
@@ -43,6 +53,8 @@ class DeploymentOut(BaseModel):
     manifest_file: str | None = None
     updated_at: float
     last_sync: LastSync | None = None
+    # Why the manifest is not applied when sync is Invalid; empty otherwise.
+    manifest_errors: list[ManifestProblem] = []
 
 
 class DeploymentDetail(DeploymentOut):
@@ -119,6 +131,14 @@ def deployment_out(view: DeploymentView) -> DeploymentOut:
         row.manifest_file = view.loaded.file
         row.pinned_version = view.loaded.deployment.spec.model.version
         row.alias = view.loaded.deployment.spec.model.alias
+    row.manifest_errors = [
+        ManifestProblem(file=e.file, document=e.document, field=e.path, message=e.message)
+        for e in view.errors
+    ]
+    if view.errors and row.manifest_file is None:
+        row.manifest_file = view.errors[0].file
+    if row.target_kind == TargetKind.LOCAL:
+        row.image = None  # the local target runs `aliasflow serve`, never an image
     return row
 
 

@@ -238,6 +238,8 @@ class ManifestError:
     document: int | None
     path: str
     message: str
+    # The deployment the document names, when it names one: its status row shows the error.
+    name: str | None = None
 
     def __str__(self) -> str:
         where = self.file if self.document is None else f"{self.file} (document {self.document})"

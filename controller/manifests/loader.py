@@ -2,7 +2,8 @@
 
 Loading never stops at the first problem: a platform engineer wants the whole list,
 and the controller must keep reconciling the valid manifests while it reports the bad
-ones. `ManifestSnapshot.complete` tells the reconciler whether pruning is safe.
+ones. `ManifestSnapshot.complete` tells the reconciler whether pruning is safe. An error
+names the deployment its document names, when it names one, so status can show it there.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from controller.core.manifest import (
     ManifestSnapshot,
     ModelDeployment,
 )
+from controller.core.types import TargetKind
 
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -42,11 +44,14 @@ class ParseCache:
 
     A poll re-reads the directory of a thousand manifests every few seconds; parsing and
     validating every file each time was most of a steady pass. Checks across files
-    (duplicate names, DNS labels) still run on every read.
+    (duplicate names, DNS labels, local ports) still run on every read.
     """
 
     def __init__(self) -> None:
         self._files: dict[Path, _Parsed] = {}
+        # The deployment a file held when it last parsed: a file broken so badly that it
+        # names nothing (bad YAML) is still shown under the deployment it used to define.
+        self._names: dict[Path, list[str]] = {}
 
     def parse(
         self, path: Path, shown: str, environ: Mapping[str, str]
@@ -59,13 +64,20 @@ class ParseCache:
         cached = self._files.get(path)
         if cached is None or cached.stamp != stamp:
             errors: list[ManifestError] = []
-            cached = _Parsed(stamp, _load_file(path, shown, environ, errors), errors)
+            manifests = _load_file(path, shown, environ, errors)
+            if manifests:
+                self._names[path] = [loaded.deployment.name for loaded in manifests]
+            previous = self._names.get(path, [])
+            if len(previous) == 1:
+                errors = [e if e.name else replace(e, name=previous[0]) for e in errors]
+            cached = _Parsed(stamp, manifests, errors)
             self._files[path] = cached
         return cached.manifests, cached.errors
 
     def keep_only(self, paths: set[Path]) -> None:
         for gone in self._files.keys() - paths:
             del self._files[gone]
+            self._names.pop(gone, None)
 
 
 def load_directory(
@@ -98,6 +110,7 @@ def load_directory(
                         "metadata.name",
                         f"duplicate name {name!r}, also in {first.file} (document "
                         f"{first.document}); neither is applied",
+                        name,
                     )
                 )
                 duplicates.add(name)
@@ -106,6 +119,7 @@ def load_directory(
     for name in duplicates:
         seen.pop(name, None)
     _check_dns_labels(seen, result.errors)
+    _check_local_ports(seen, result.errors)
     result.deployments = seen
     return result
 
@@ -150,6 +164,7 @@ def _parse_document(
             )
         )
         return None
+    name = _declared_name(document)
     if document.get("kind") != "ModelDeployment" or "apiVersion" not in document:
         errors.append(
             ManifestError(
@@ -169,6 +184,7 @@ def _parse_document(
                 index,
                 "spec.target",
                 "undefined variable(s) " + ", ".join(f"${{{v}}}" for v in sorted(missing)),
+                name,
             )
         )
         return None
@@ -176,8 +192,17 @@ def _parse_document(
         return ModelDeployment.model_validate(document)
     except ValidationError as exc:
         for error in exc.errors():
-            errors.append(ManifestError(shown, index, _field_path(error["loc"]), _message(error)))
+            errors.append(
+                ManifestError(shown, index, _field_path(error["loc"]), _message(error), name)
+            )
         return None
+
+
+def _declared_name(document: dict[str, Any]) -> str | None:
+    """`metadata.name` of a document that may be invalid in any other way."""
+    metadata = document.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return name if isinstance(name, str) and name else None
 
 
 def _interpolate_target(document: dict[str, Any], environ: Mapping[str, str]) -> set[str]:
@@ -230,6 +255,32 @@ def _check_dns_labels(manifests: dict[str, LoadedManifest], errors: list[Manifes
                     "spec.target.aci.dnsNameLabel",
                     f"DNS label {label!r} in {location} is claimed by {names}; "
                     "none of them is applied",
+                    loaded.deployment.name,
+                )
+            )
+            manifests.pop(loaded.deployment.name, None)
+
+
+def _check_local_ports(manifests: dict[str, LoadedManifest], errors: list[ManifestError]) -> None:
+    """A local deployment is served on its `port` on this machine: one port, one deployment."""
+    claims: dict[int, list[LoadedManifest]] = {}
+    for loaded in manifests.values():
+        spec = loaded.deployment.spec
+        if spec.target.kind is TargetKind.LOCAL:
+            claims.setdefault(spec.port, []).append(loaded)
+    for port, owners in claims.items():
+        if len(owners) < 2:
+            continue
+        names = ", ".join(sorted(o.deployment.name for o in owners))
+        for loaded in owners:
+            errors.append(
+                ManifestError(
+                    loaded.file,
+                    loaded.document,
+                    "spec.port",
+                    f"port {port} is claimed by the local deployments {names}; none of them "
+                    "is applied (give each its own spec.port)",
+                    loaded.deployment.name,
                 )
             )
             manifests.pop(loaded.deployment.name, None)

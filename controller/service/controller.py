@@ -113,6 +113,8 @@ class Controller:
         )
         self._scheduler: BackgroundScheduler | None = None
         self._poll_lock = threading.Lock()
+        self._manifest_errors: set[str] = set()
+        self._first_poll_done = False
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -190,7 +192,7 @@ class Controller:
         pass (self-heal, prune)."""
         with self._poll_lock:
             noticed = time.time()
-            self.source.refresh()
+            self._report_manifest_errors(self.source.refresh())
             try:
                 changed = self.poller.poll()
             except RegistryUnavailableError as exc:
@@ -209,12 +211,66 @@ class Controller:
             self._check_store()
             snapshot = self.source.snapshot()
             for model_name, alias in sorted(changed):
-                for name in snapshot.following(model_name, alias):
+                names = snapshot.following(model_name, alias)
+                for name in names:
                     self.queue.enqueue(name, Trigger.POLL, noticed)
+                self._log_alias_change(model_name, alias, names)
+            self._first_poll_done = True
             try:
                 self.reconciler.sync_all("poll", self.enqueue, alias_maps=self.poller.last)
+                self._forget_vanished(snapshot)
             except TemporaryError as exc:
                 log.warning("full pass skipped: %s", exc)
+
+    def _log_alias_change(self, model_name: str, alias: str, names: list[str]) -> None:
+        """The poll's word for what the webhook path says: "alias champion moved to 3"."""
+        version = (self.poller.last or {}).get(model_name, {}).get(alias)
+        if not self._first_poll_done:
+            if names:  # what a restarted controller found, not a move it saw
+                log.info(
+                    "alias %s of %s is at version %s: %s",
+                    alias,
+                    model_name,
+                    version,
+                    ", ".join(names),
+                    extra={"trigger": Trigger.POLL.value},
+                )
+            return
+        moved = f"moved to {version}" if version is not None else "deleted"
+        log.info(
+            "alias %s of %s %s: %d deployment(s) queued",
+            alias,
+            model_name,
+            moved,
+            len(names),
+            extra={"trigger": Trigger.POLL.value},
+        )
+
+    def _report_manifest_errors(self, snapshot: ManifestSnapshot) -> None:
+        """Log a manifest error when it appears or changes, and when it is fixed; the rows
+        of `deployments()` show it the whole time."""
+        current = {str(error) for error in snapshot.errors}
+        for error in sorted(current - self._manifest_errors):
+            log.warning("manifest not applied: %s", error)
+        if self._manifest_errors and not current:
+            log.info("every manifest is valid again")
+        self._manifest_errors = current
+
+    def _forget_vanished(self, snapshot: ManifestSnapshot) -> None:
+        """A status row with neither a manifest nor a workload describes nothing: drop it
+        (its history stays). Only when every runtime could list what it owns."""
+        orphans = {s.name for s in self.store.list_status()} - set(snapshot.deployments)
+        if not orphans:
+            return
+        owned: set[str] = set()
+        try:
+            for runtime in self.runtimes.values():
+                owned |= {state.name for state in runtime.list_owned()}
+        except TemporaryError:
+            return  # a runtime could not say what it owns: keep every row for now
+        for name in sorted(orphans - owned):
+            log.info("%s: no manifest and no workload any more; removed from status", name)
+            self.reconciler.recorder.forget_status(name)
 
     def _check_store(self) -> None:
         """Write history rows the store refused earlier; clear its error once it recovers."""
@@ -309,13 +365,13 @@ class Controller:
     def deployment(self, name: str) -> DeploymentView:
         snapshot = self.source.snapshot()
         status = self.store.get_status(name)
-        if status is None and name not in snapshot.deployments:
-            raise NotFoundError(f"no deployment named {name!r}")
         statuses = {name: status} if status is not None else {}
         history = self.store.history(name, 1)
         latest = {name: history[0]} if history else {}
-        (view,) = [v for v in deployment_views(snapshot, statuses, latest) if v.status.name == name]
-        return view
+        views = [v for v in deployment_views(snapshot, statuses, latest) if v.status.name == name]
+        if not views:
+            raise NotFoundError(f"no deployment named {name!r}")
+        return views[0]
 
     def status(self, name: str) -> DeploymentStatus | None:
         return self.store.get_status(name)

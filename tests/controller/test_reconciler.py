@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ kind: ModelDeployment
 metadata: {{name: {name}}}
 spec:
   model: {{name: iris, {selector}}}
+  port: {port}
   env: {{LOG_LEVEL: {log_level}}}
   rollout: {{strategy: {strategy}, healthTimeoutSeconds: 1}}
   syncPolicy: {{automated: {automated}, selfHeal: true, prune: {prune}}}
@@ -45,10 +47,13 @@ class World:
         automated: str = "true",
         log_level: str = "info",
         prune: str = "true",
+        port: int | None = None,
     ) -> None:
         (self.directory / f"{name}.yaml").write_text(
             MANIFEST.format(
                 name=name,
+                # Local deployments need a port each (validation refuses a shared one).
+                port=port or 20000 + zlib.crc32(name.encode()) % 10000,
                 selector=selector,
                 strategy=strategy,
                 automated=automated,

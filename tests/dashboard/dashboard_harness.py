@@ -58,6 +58,7 @@ kind: ModelDeployment
 metadata: {name: iris-pinned}
 spec:
   model: {name: iris, version: 1}
+  port: 8081
 """
 
 

@@ -55,7 +55,7 @@ def test_alias_move_shows_progressing_then_healthy_without_reload(
     stack.runtime.delay = 3.0  # the new version takes a while to load
     stack.move_alias("2")
     expect(row).to_have_attribute("data-health", "Progressing", timeout=5_000)
-    expect(row.get_by_text("Progressing")).to_be_visible()
+    expect(row.locator(".badge", has_text="Progressing")).to_be_visible()
     expect(row).to_have_attribute("data-sync", "OutOfSync")
     shot(page, "overview-desktop-progressing")
     expect(row).to_have_attribute("data-health", "Healthy", timeout=10_000)
