@@ -110,7 +110,8 @@ class Stack:
 
     def start(self, done: Callable[[str], None] = say) -> None:
         """Claim the data dir, then MLflow, then the controller; `done` hears each phase."""
-        self.claim()
+        if self._lock is None:
+            self.claim()
         began = time.monotonic()
         self.start_mlflow()
         done(f"MLflow is up at {self.mlflow_url} ({time.monotonic() - began:.0f} s)")
@@ -141,7 +142,6 @@ class Stack:
             )
         self._lock = lock
         self._processes = []
-        self._write_record()
 
     def start_mlflow(self) -> None:
         self.mlflow = spawn_mlflow_server(self.data_dir / "mlflow", port=self.mlflow_port)

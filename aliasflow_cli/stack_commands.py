@@ -110,14 +110,16 @@ def up(
     """Start MLflow and the controller, train and promote a first model; Ctrl-C stops."""
     data_dir = data_dir.resolve()
     stop_signals_like_ctrl_c()
-    remembered = remembered_ports(data_dir)
-    stack = Stack(
-        data_dir,
-        manifests.resolve(),
-        _choose_port(mlflow_port, remembered.get("mlflow"), DEFAULT_MLFLOW_PORT, "MLflow"),
-        _choose_port(port, remembered.get("controller"), DEFAULT_CONTROLLER_PORT, "the controller"),
-    )
+    stack = Stack(data_dir, manifests.resolve(), DEFAULT_MLFLOW_PORT, DEFAULT_CONTROLLER_PORT)
     try:
+        stack.claim()  # before anything is printed or started: a refusal touches nothing
+        remembered = remembered_ports(data_dir)
+        stack.mlflow_port = _choose_port(
+            mlflow_port, remembered.get("mlflow"), DEFAULT_MLFLOW_PORT, "MLflow"
+        )
+        stack.controller_port = _choose_port(
+            port, remembered.get("controller"), DEFAULT_CONTROLLER_PORT, "the controller"
+        )
         _run(stack)
     except KeyboardInterrupt:
         say("stopping the controller and MLflow; model servers keep serving (`make down`)")

@@ -23,6 +23,7 @@ from controller.core.types import Action, ActualState, DesiredState, Operation, 
 from controller.reconcile import status as statuses
 from controller.reconcile.desired import DesiredResolver
 from controller.reconcile.execute import execute
+from controller.reconcile.failurelog import RepeatedFailures, failure_line
 from controller.reconcile.health import wait_until_serving
 from controller.reconcile.plan import plan_deployment
 from controller.reconcile.policy import KnownFailures, decide
@@ -61,6 +62,7 @@ class DeploymentPipeline:
         self.failures = failures
         self.health_poll_interval = health_poll_interval
         self.clock = clock
+        self.repeats = RepeatedFailures()
 
     def run(self, name: str, trigger: Trigger, noticed_at: float | None = None) -> Outcome:
         manifests = self.source.snapshot()
@@ -185,12 +187,17 @@ class DeploymentPipeline:
             # A rollout that failed its checks or its health gate would fail the same way
             # on the next timer tick: wait for a change (alias, manifest) or a person.
             self.failures.remember(now.desired)
-        log.warning(
-            "reconcile of %s failed: %s",
-            now.status.name,
-            now.status.message,
-            extra={"deployment": now.status.name, "model_version": desired_version},
-        )
+        level, line = failure_line(now.status, exc)
+        held = self.repeats.admit(now.status.name, line)
+        if held is not None:
+            again = f" (the same {held} more time(s) since it was last logged)" if held else ""
+            log.log(
+                level,
+                "%s%s",
+                line,
+                again,
+                extra={"deployment": now.status.name, "model_version": desired_version},
+            )
         now.outcome = Outcome(
             now.status.name,
             now.outcome.action,
@@ -201,6 +208,8 @@ class DeploymentPipeline:
         )
 
     def _record(self, now: _Pass, started: float) -> None:
+        if now.outcome.result is not Result.FAILED:
+            self.repeats.forget(now.status.name)  # the next failure is news again
         if now.record is not None and now.record.id is not None:
             now.status = replace(now.status, last_sync_id=now.record.id)
         self.recorder.write_status(now.status)

@@ -2,7 +2,8 @@
 
 A plan says what would make the workload match the manifest; policy says whether to do
 it now. Three rules, in this order: nothing to do is a success (recorded only when a
-person asked, or when a restarted controller re-runs a sync a stop interrupted); a
+restarted controller re-runs a sync a stop interrupted, so its history says how that
+sync ended; a person's "Sync now" that changes nothing adds no row); a
 deployment whose manifest says `automated: false` waits for a person; and a rollout that
 failed permanently (rejected, or not healthy in time) is not retried by a timer, only by
 a change (alias, manifest) or a person.
@@ -20,7 +21,7 @@ from controller.core.types import Action, DesiredState, Trigger
 @dataclass(frozen=True)
 class Decision:
     proceed: bool
-    # Whether the pass gets a history row (every rollout does; a no-op only on request).
+    # Whether the pass gets a history row (every rollout does; a no-op only on restart).
     record: bool
     reason: Reason
 
@@ -28,7 +29,7 @@ class Decision:
 def decide(action: Action, *, automated: bool, trigger: Trigger, failed_before: bool) -> Decision:
     asked = trigger is Trigger.MANUAL
     if not action.changes_anything:
-        return Decision(False, asked or trigger is Trigger.RESTART, Reason.SUCCEEDED)
+        return Decision(False, trigger is Trigger.RESTART, Reason.SUCCEEDED)
     if not automated and not asked:
         return Decision(False, False, Reason.NOT_AUTOMATED)
     if failed_before and not asked:

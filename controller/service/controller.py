@@ -25,6 +25,7 @@ from controller.core.manifest import ManifestSnapshot
 from controller.core.ports import HistoryStore, ManifestSource, Registry, Runtime
 from controller.core.records import DeploymentStatus, SyncRecord
 from controller.core.types import Trigger
+from controller.reconcile.failurelog import RepeatedFailures
 from controller.reconcile.metrics import ControllerMetrics
 from controller.reconcile.queue import WorkQueue
 from controller.reconcile.reconciler import Reconciler
@@ -115,6 +116,7 @@ class Controller:
         self._poll_lock = threading.Lock()
         self._manifest_errors: set[str] = set()
         self._first_poll_done = False
+        self.repeats = RepeatedFailures()
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -196,12 +198,20 @@ class Controller:
             try:
                 changed = self.poller.poll()
             except RegistryUnavailableError as exc:
+                self._warn_repeating(
+                    "registry",
+                    f"MLflow does not answer ({exc}); deployments keep serving what they "
+                    "serve, and nothing changes until it is back",
+                )
                 self.state.registry_reachable = False
                 self.state.last_poll_error = str(exc)
                 self.metrics.polls.labels("error").inc()
                 self.metrics.registry_up.set(0)
                 self.reconciler.report_registry_outage(str(exc))
                 return
+            if self.state.registry_reachable is False:
+                log.info("MLflow answers again")
+            self.repeats.forget("registry")
             self.state.registry_reachable = True
             self.state.last_poll_error = None
             self.state.last_poll_at = noticed
@@ -220,7 +230,13 @@ class Controller:
                 self.reconciler.sync_all("poll", self.enqueue, alias_maps=self.poller.last)
                 self._forget_vanished(snapshot)
             except TemporaryError as exc:
-                log.warning("full pass skipped: %s", exc)
+                self._warn_repeating("full-pass", f"full pass skipped: {exc}")
+
+    def _warn_repeating(self, key: str, line: str) -> None:
+        """Once, then at a growing pause while the same line repeats (see failurelog)."""
+        held = self.repeats.admit(key, line)
+        if held is not None:
+            log.warning("%s%s", line, f" (the same {held} more time(s) since)" if held else "")
 
     def _log_alias_change(self, model_name: str, alias: str, names: list[str]) -> None:
         """The poll's word for what the webhook path says: "alias champion moved to 3"."""
@@ -237,7 +253,9 @@ class Controller:
                 )
             return
         moved = f"moved to {version}" if version is not None else "deleted"
-        log.info(
+        # An alias nobody follows (challenger) is the webhook path's news, not this one's.
+        log.log(
+            logging.INFO if names else logging.DEBUG,
             "alias %s of %s %s: %d deployment(s) queued",
             alias,
             model_name,
@@ -284,8 +302,9 @@ class Controller:
             changed = self.source.pull()
         except TemporaryError as exc:
             self.state.last_git_error = str(exc)
-            log.warning("git pull failed: %s", exc)
+            self._warn_repeating("git", f"git pull failed: {exc}")
             return False
+        self.repeats.forget("git")
         self.state.last_git_pull_at = time.time()
         self.state.last_git_error = None
         if changed:
