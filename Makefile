@@ -3,14 +3,24 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# pipefail: the install below shows pip's progress through a filter without hiding a failure.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 
 .PHONY: up demo down test lint bench clean
 
+# The first run installs everything into .venv: say what and how long, then one line per
+# package instead of either silence or pip's full output.
 $(STAMP): pyproject.toml
+	@echo "aliasflow: first run: installing MLflow, scikit-learn, FastAPI, the Azure SDK and the"
+	@echo "aliasflow: test tools into .venv (about 1-3 minutes, once; later runs start at once)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
-	touch $(STAMP)
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install --progress-bar off -e '.[dev]' | awk \
+		'/^Collecting /{print "  fetching " $$2; fflush()} \
+		/^Installing collected/{print "  installing them (the longest step) ..."; fflush()}'
+	@touch $(STAMP)
+	@echo "aliasflow: .venv is ready"
 
 up: $(STAMP)
 	$(BIN)/aliasflow up

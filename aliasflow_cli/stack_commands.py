@@ -29,6 +29,8 @@ from aliasflow_cli.stack import (
     StackError,
     StackRefusedError,
     port_or_free,
+    read_record,
+    recorded_processes,
     remembered_ports,
     say,
 )
@@ -56,6 +58,7 @@ DEFAULT_CONTROLLER_PORT = 8000
 
 def register(app: typer.Typer) -> None:
     app.command("up", cls=PlainCommand)(up)
+    app.command("env", cls=PlainCommand)(env)
     app.command("demo", cls=PlainCommand)(demo)
     app.command("down", cls=PlainCommand)(down)
 
@@ -213,8 +216,9 @@ def _banner(stack: Stack, serving: list[dict[str, Any]]) -> None:
         )
     lines += [
         "",
-        "In another shell, from this directory:",
+        'In another shell, from this directory (or paste: eval "$(.venv/bin/aliasflow env)"):',
         f"  export MLFLOW_TRACKING_URI={stack.mlflow_url}",
+        f"  export ALIASFLOW_URL={stack.controller_url}",
         f'  export ALIASFLOW_API_TOKEN="$(cat {token_file})"',
         "  .venv/bin/aliasflow train && .venv/bin/aliasflow promote "
         f"{MODEL_NAME} --from challenger --require 'accuracy>=champion'",
@@ -362,6 +366,21 @@ def _promote_under_load(stack: Stack, load: PredictLoad) -> None:
         for failure in load.failed[:10]:
             say(f"failure: {failure}")
         raise StackError("the demo saw failed requests")
+
+
+def env(data_dir: Path = DATA_DIR_OPTION) -> None:
+    """Print `export` lines for the stack `make up` runs: eval "$(aliasflow env)"."""
+    data_dir = data_dir.resolve()
+    record = read_record(data_dir)
+    if not any(process.alive() for process in recorded_processes(data_dir)):
+        typer.echo(
+            f"error: no stack is running from {data_dir}; start one with `make up`", err=True
+        )
+        raise typer.Exit(1)
+    token_file = _shown_path(data_dir / "api-token")
+    typer.echo(f"export MLFLOW_TRACKING_URI={record['mlflow_url']}")
+    typer.echo(f"export ALIASFLOW_URL={record['controller_url']}")
+    typer.echo(f'export ALIASFLOW_API_TOKEN="$(cat {token_file})"')
 
 
 def down(data_dir: Path = DATA_DIR_OPTION) -> None:

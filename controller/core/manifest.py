@@ -162,7 +162,13 @@ class Spec(_Strict):
         description="Model-server image (docker, aci); ignored by the local target.",
     )
     resources: Resources = Field(default_factory=Resources, description="CPU and memory.")
-    port: int = Field(default=8080, ge=1, le=65535, description="Port the server listens on.")
+    port: int = Field(
+        default=8080,
+        ge=1,
+        le=65535,
+        description="Port the server listens on; the local target serves on 127.0.0.1 at "
+        "this port, one local deployment per port.",
+    )
     env: dict[str, str] = Field(default_factory=dict, description="Plain environment.")
     secret_env: dict[str, SecretRef] = Field(
         default_factory=dict,

@@ -88,6 +88,22 @@ def predict_version(endpoint: str) -> str:
     return str(response.json()["model"]["version"])
 
 
+_PORTS: dict[tuple[Path, str], int] = {}
+
+
+def local_port(manifests_dir: Path, name: str) -> int:
+    """A free port for a local deployment, the same each time a test writes its manifest
+    (into `tmp_path/manifests` or a staging dir beside it: keyed by that test's tmp dir).
+
+    A local deployment serves on its manifest's `port`: tests never use the default 8080,
+    which a developer's `make up` (or another test run) may hold.
+    """
+    key = (manifests_dir.resolve().parent, name)
+    if key not in _PORTS:
+        _PORTS[key] = free_port()
+    return _PORTS[key]
+
+
 def follow_alias(
     manifests_dir: Path, name: str, model: str, alias: str, health_timeout_s: int
 ) -> None:
@@ -99,6 +115,7 @@ def follow_alias(
         f"metadata: {{name: {name}}}\n"
         "spec:\n"
         f"  model: {{name: {model}, alias: {alias}}}\n"
+        f"  port: {local_port(manifests_dir, name)}\n"
         f"  rollout: {{strategy: hotswap, healthTimeoutSeconds: {health_timeout_s}}}\n"
     )
 

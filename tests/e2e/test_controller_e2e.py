@@ -25,7 +25,13 @@ from mlflow import MlflowClient
 
 from controller.runtimes.netutil import free_port
 from controller.service.settings import ControllerSettings
-from tests.e2e.harness import RunningController, predict_version, serving, start_controller
+from tests.e2e.harness import (
+    RunningController,
+    local_port,
+    predict_version,
+    serving,
+    start_controller,
+)
 from tests.fixtures_models import IrisModels
 
 API_TOKEN = "e2e-api-token"
@@ -35,6 +41,7 @@ kind: ModelDeployment
 metadata: {{name: {name}}}
 spec:
   model: {{name: {model}, {selector}}}
+  port: {port}
   rollout: {{strategy: hotswap, healthTimeoutSeconds: 60}}
 """
 
@@ -59,6 +66,7 @@ class Scenario:
                 name=name,
                 model=model or self.models.name,
                 selector=selector or f"alias: {self.alias}",
+                port=local_port(self.manifests, name),
             )
         )
 

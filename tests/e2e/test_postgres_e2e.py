@@ -67,7 +67,7 @@ def test_promotion_with_mlflow_and_history_on_postgres(
     manifests.mkdir()
     (manifests / "iris.yaml").write_text(
         "apiVersion: aliasflow/v1\nkind: ModelDeployment\nmetadata: {name: iris-pg}\n"
-        f"spec:\n  model: {{name: {name}, alias: champion}}\n"
+        f"spec:\n  model: {{name: {name}, alias: champion}}\n  port: {free_port()}\n"
     )
     port = free_port()
     settings = ControllerSettings(

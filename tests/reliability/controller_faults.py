@@ -22,6 +22,7 @@ import httpx
 from controller.runtimes.local.process import SERVE_MODULE
 from controller.runtimes.netutil import free_port, stop_process, wait_until_ready
 from controller.service.settings import ControllerSettings
+from tests.e2e.harness import local_port
 
 API_TOKEN = "reliability-api-token"
 MANIFEST = """\
@@ -30,13 +31,15 @@ kind: ModelDeployment
 metadata: {{name: {name}}}
 spec:
   model: {{name: {model}, alias: {alias}}}
+  port: {port}
   rollout: {{strategy: hotswap, healthTimeoutSeconds: 60}}
 """
 
 
 def write_manifest(directory: Path, name: str, model: str, alias: str) -> Path:
     path = directory / f"{name}.yaml"
-    path.write_text(MANIFEST.format(name=name, model=model, alias=alias))
+    port = local_port(directory, name)
+    path.write_text(MANIFEST.format(name=name, model=model, alias=alias, port=port))
     return path
 
 

@@ -94,8 +94,13 @@ def test_bad_manifests_are_reported_and_nothing_is_pruned(
 
         # The valid manifest added beside the broken ones rolls out; the others do not.
         running.wait_for("iris-new", serving("1"), timeout=60)
-        names = {row["name"] for row in get_json(f"{running.url}/api/deployments")}
+        rows = get_json(f"{running.url}/api/deployments")
+        names = {row["name"] for row in rows if row["sync"] != "Invalid"}
         assert names == {"iris-good", "iris-new"}, names
+        # Each broken manifest is a row of its own, with its file, field and message.
+        invalid = {row["name"]: row for row in rows if row["sync"] == "Invalid"}
+        assert invalid["iris-extra"]["manifest_errors"][0]["field"] == "spec.replicas"
+        assert invalid["broken.yaml"]["reason"] == "ManifestInvalid"
         assert predict_version(endpoint) == "1"
         assert serve_pids_for(data_dir, "iris-good") == [pid]
 
