@@ -239,24 +239,25 @@ class Stack:
         log_file = self.data_dir / "train.log"
         command = [sys.executable, "-m", "aliasflow_cli.main", "train"]
         with open(log_file, "wb") as log:
-            try:
-                completed = subprocess.run(
-                    [*command, "--summary-file", str(summary_file), *(extra_args or [])],
-                    env=self.env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    timeout=timeout,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired:
-                raise StackError(
-                    f"training did not finish within {timeout:.0f} s; its log: {log_file}"
-                ) from None
-        if completed.returncode != 0:
-            tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-15:])
-            raise StackError(
-                f"training failed (exit {completed.returncode}); the end of {log_file}:\n{tail}"
+            training = subprocess.Popen(
+                [*command, "--summary-file", str(summary_file), *(extra_args or [])],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
+        self._recorded("training", training.pid)
+        try:
+            code = training.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise StackError(
+                f"training did not finish within {timeout:.0f} s; its log: {log_file}"
+            ) from None
+        finally:
+            stop_process(training)  # a no-op once it has exited
+        if code != 0:
+            tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-15:])
+            raise StackError(f"training failed (exit {code}); the end of {log_file}:\n{tail}")
         summary: dict[str, Any] = json.loads(summary_file.read_text())
         return summary
 

@@ -1,0 +1,95 @@
+"""`aliasflow up` loses track of nothing: SIGTERM, SIGHUP and a crash, checked by PID.
+
+Each test stops `up` while it is starting (MLflow and the controller are up, training
+runs), which is both the cheapest moment and the one with the most processes in flight.
+The quick start test covers a stack that is fully up, stopped by `make down`.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.stack_harness import (
+    alive,
+    kill_leftovers,
+    make_workdir,
+    processes_in,
+    start_up,
+    user_env,
+    wait_gone,
+)
+
+
+@pytest.fixture
+def work(tmp_path: Path, repo_root: Path) -> Iterator[Path]:
+    work = make_workdir(tmp_path, repo_root)
+    try:
+        yield work
+    finally:
+        kill_leftovers(work)
+
+
+def aliasflow(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aliasflow_cli.main", *args],
+        cwd=work,
+        env=user_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_stop_up_like_ctrl_c(work: Path, signum: signal.Signals) -> None:
+    up = start_up(work)
+    up.wait_for("[ok] controller is up", timeout=180)
+    started = {p["role"]: p["pid"] for p in up.record()["processes"]}
+    assert {"MLflow", "controller"} <= started.keys()
+    if signum is signal.SIGHUP:
+        up.hang_up_terminal()  # a closed terminal: what `up` writes goes nowhere
+
+    up.process.send_signal(signum)
+
+    up.wait_exit(timeout=60)
+    for role, pid in started.items():
+        assert not alive(pid), f"{role} (pid {pid}) outlived `up`"
+    assert wait_gone(work, timeout=15) == {}
+    assert not (work / ".aliasflow" / "stack.json").exists()
+    if signum is signal.SIGTERM:
+        assert "stopping the controller and MLflow" in up.text
+
+
+def test_a_crashed_up_is_refused_again_and_down_stops_what_it_left(work: Path) -> None:
+    up = start_up(work)
+    up.wait_for("[ok] controller is up", timeout=180)
+    record = up.record()
+
+    up.process.kill()  # no clean-up at all: MLflow and the controller are orphans now
+    up.wait_exit(timeout=10)
+    started = {p["role"]: p["pid"] for p in record["processes"]}
+    assert alive(started["MLflow"])
+    assert alive(started["controller"])
+
+    refused = aliasflow(work, "up")
+    assert refused.returncode == 1
+    assert "from an earlier `aliasflow up`" in refused.stdout
+    assert "`make down` stops them" in refused.stdout
+    assert up.record()["processes"][:2] == record["processes"][:2]  # untouched
+
+    down = aliasflow(work, "down")
+    assert down.returncode == 0, down.stderr
+    assert f"stopped MLflow (pid {started['MLflow']})" in down.stdout
+    assert f"stopped controller (pid {started['controller']})" in down.stdout
+    for role, pid in started.items():
+        assert not alive(pid), f"{role} (pid {pid}) survived `down`"
+    assert wait_gone(work, timeout=15) == {}
+    assert "nothing was running" in aliasflow(work, "down").stdout
+    assert processes_in(work) == {}
