@@ -232,9 +232,11 @@ def test_restart_adopts_servers_and_self_heals_a_killed_one(scenario: Scenario) 
     os.kill(pid, signal.SIGKILL)
     healed = second.wait_for(
         "iris-adopt",
-        lambda r: r["health"] == "Healthy" and r["endpoint"] != row["endpoint"],
+        lambda r: r["health"] == "Healthy" and (r["last_sync"] or {}).get("action") == "recreate",
         timeout=60,
     )
+    assert healed["endpoint"] == row["endpoint"]  # a new server, on the same address
+    assert _pid_of(scenario.data_dir, "iris-adopt") != pid
     assert predict_version(healed["endpoint"]) == "1"
     assert second.history("iris-adopt")[0]["action"] == "recreate"
 
