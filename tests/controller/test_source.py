@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,9 @@ def git(cwd: Path, *args: str) -> str:
 
 def write_manifest(directory: Path, name: str) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"{name}.yaml").write_text(MANIFEST.format(name=name))
+    # Local deployments need a port each (validation refuses a shared one).
+    port = 20000 + zlib.crc32(name.encode()) % 10000
+    (directory / f"{name}.yaml").write_text(MANIFEST.format(name=name) + f"  port: {port}\n")
 
 
 def commit_all(repo: Path, message: str) -> str:
