@@ -237,51 +237,44 @@ def _interpolate_target(document: dict[str, Any], environ: Mapping[str, str]) ->
 
 def _check_dns_labels(manifests: dict[str, LoadedManifest], errors: list[ManifestError]) -> None:
     """Two ACI deployments in one region cannot share a DNS label; refuse both."""
-    claims: dict[tuple[str, str], list[LoadedManifest]] = {}
+    claims: dict[str, list[LoadedManifest]] = {}
     for loaded in manifests.values():
         aci = loaded.deployment.spec.target.aci
         label = loaded.deployment.dns_name_label
         if aci is not None and label is not None:
-            claims.setdefault((aci.location, label), []).append(loaded)
-    for (location, label), owners in claims.items():
-        if len(owners) < 2:
-            continue
-        names = ", ".join(sorted(o.deployment.name for o in owners))
-        for loaded in owners:
-            errors.append(
-                ManifestError(
-                    loaded.file,
-                    loaded.document,
-                    "spec.target.aci.dnsNameLabel",
-                    f"DNS label {label!r} in {location} is claimed by {names}; "
-                    "none of them is applied",
-                    loaded.deployment.name,
-                )
-            )
-            manifests.pop(loaded.deployment.name, None)
+            claim = f"DNS label {label!r} in {aci.location} is claimed by"
+            claims.setdefault(claim, []).append(loaded)
+    _refuse_shared(claims, "spec.target.aci.dnsNameLabel", "", manifests, errors)
 
 
 def _check_local_ports(manifests: dict[str, LoadedManifest], errors: list[ManifestError]) -> None:
     """A local deployment is served on its `port` on this machine: one port, one deployment."""
-    claims: dict[int, list[LoadedManifest]] = {}
+    claims: dict[str, list[LoadedManifest]] = {}
     for loaded in manifests.values():
         spec = loaded.deployment.spec
         if spec.target.kind is TargetKind.LOCAL:
-            claims.setdefault(spec.port, []).append(loaded)
-    for port, owners in claims.items():
+            claim = f"port {spec.port} is claimed by the local deployments"
+            claims.setdefault(claim, []).append(loaded)
+    hint = " (give each its own spec.port)"
+    _refuse_shared(claims, "spec.port", hint, manifests, errors)
+
+
+def _refuse_shared(
+    claims: dict[str, list[LoadedManifest]],
+    field: str,
+    hint: str,
+    manifests: dict[str, LoadedManifest],
+    errors: list[ManifestError],
+) -> None:
+    """Every deployment in a claim that more than one makes is an error and not applied."""
+    for claim, owners in claims.items():
         if len(owners) < 2:
             continue
         names = ", ".join(sorted(o.deployment.name for o in owners))
         for loaded in owners:
+            message = f"{claim} {names}; none of them is applied{hint}"
             errors.append(
-                ManifestError(
-                    loaded.file,
-                    loaded.document,
-                    "spec.port",
-                    f"port {port} is claimed by the local deployments {names}; none of them "
-                    "is applied (give each its own spec.port)",
-                    loaded.deployment.name,
-                )
+                ManifestError(loaded.file, loaded.document, field, message, loaded.deployment.name)
             )
             manifests.pop(loaded.deployment.name, None)
 

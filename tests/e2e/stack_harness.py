@@ -116,6 +116,19 @@ class Up:
         return self.process.returncode
 
 
+def aliasflow(work: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """One `aliasflow` command in the working directory, from a fresh user's shell."""
+    return subprocess.run(
+        [sys.executable, "-m", "aliasflow_cli.main", *args],
+        cwd=work,
+        env=user_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def start_up(work: Path, *args: str) -> Up:
     """`aliasflow up` on free ports (never 5000 or 8000: someone's own stack may run there)."""
     if "--mlflow-port" not in args:

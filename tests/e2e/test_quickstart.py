@@ -18,35 +18,16 @@ import json
 import re
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.stack_harness import (
-    alive,
-    kill_leftovers,
-    local_port,
-    make_workdir,
-    start_up,
-    user_env,
-    wait_gone,
-)
+from tests.e2e.stack_harness import aliasflow, alive, local_port, start_up, user_env, wait_gone
 
 CURL = re.compile(r"curl -s (?P<endpoint>\S+)/predict .* -d '(?P<body>.*)'$")
 MARKER = "__aliasflow_line_done__"
-
-
-@pytest.fixture
-def work(tmp_path: Path, repo_root: Path) -> Iterator[Path]:
-    work = make_workdir(tmp_path, repo_root)
-    try:
-        yield work
-    finally:
-        kill_leftovers(work)
 
 
 def readme_lines(repo_root: Path) -> list[str]:
@@ -135,15 +116,7 @@ def test_the_readme_quick_start_pasted_line_by_line(work: Path, repo_root: Path)
 
     # A second `make up` is refused and leaves the running stack's record alone.
     record = up.record()
-    second = subprocess.run(
-        [sys.executable, "-m", "aliasflow_cli.main", "up"],
-        cwd=work,
-        env=user_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    second = aliasflow(work, "up")
     assert second.returncode == 1, second.stdout + second.stderr
     assert "refused: a stack from" in second.stdout
     assert "already running" in second.stdout

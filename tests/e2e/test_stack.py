@@ -8,43 +8,11 @@ The quick start test covers a stack that is fully up, stopped by `make down`.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.stack_harness import (
-    alive,
-    kill_leftovers,
-    make_workdir,
-    processes_in,
-    start_up,
-    user_env,
-    wait_gone,
-)
-
-
-@pytest.fixture
-def work(tmp_path: Path, repo_root: Path) -> Iterator[Path]:
-    work = make_workdir(tmp_path, repo_root)
-    try:
-        yield work
-    finally:
-        kill_leftovers(work)
-
-
-def aliasflow(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aliasflow_cli.main", *args],
-        cwd=work,
-        env=user_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from tests.e2e.stack_harness import aliasflow, alive, processes_in, start_up, wait_gone
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])

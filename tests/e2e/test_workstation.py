@@ -62,6 +62,12 @@ class Live:
         path.write_text(MANIFEST.format(name=name, port=port, strategy=strategy))
         return path
 
+    def model(self, *versions: str, champion: str | None = None) -> None:
+        """Register iris `versions`; the champion alias on `champion` (default: the first)."""
+        for version in versions:
+            self.registry.add_version("iris", version)
+        self.registry.set_alias("iris", "champion", champion or versions[0])
+
     def poll(self) -> None:
         self.controller.poll_once()
         assert self.controller.queue.wait_idle(15)
@@ -135,8 +141,7 @@ def serving(live: Live, name: str, version: str) -> None:
 def test_a_deployment_with_neither_manifest_nor_workload_leaves_status_not_history(
     live: Live,
 ) -> None:
-    live.registry.add_version("iris", "1")
-    live.registry.set_alias("iris", "champion", "1")
+    live.model("1")
     manifest = live.write("iris-gone", free_port())
     live.poll()
     serving(live, "iris-gone", "1")
@@ -153,8 +158,7 @@ def test_a_deployment_with_neither_manifest_nor_workload_leaves_status_not_histo
 
 def test_a_workload_without_manifest_stays_in_status(live: Live) -> None:
     """Only a row with nothing behind it goes: a kept workload (prune: false) still shows."""
-    live.registry.add_version("iris", "1")
-    live.registry.set_alias("iris", "champion", "1")
+    live.model("1")
     manifest = live.write("iris-kept", free_port())
     manifest.write_text(manifest.read_text() + "  syncPolicy: {prune: false}\n")
     live.poll()
@@ -171,8 +175,7 @@ def test_a_workload_without_manifest_stays_in_status(live: Live) -> None:
 def test_an_invalid_manifest_is_a_row_with_file_field_and_message_logged_once(
     live: Live, caplog: pytest.LogCaptureFixture
 ) -> None:
-    live.registry.add_version("iris", "1")
-    live.registry.set_alias("iris", "champion", "1")
+    live.model("1")
     manifest = live.write("iris-local", free_port())
     live.poll()
     serving(live, "iris-local", "1")
@@ -207,8 +210,7 @@ def test_an_invalid_manifest_is_a_row_with_file_field_and_message_logged_once(
 
 
 def test_a_file_too_broken_to_name_anything_stays_under_its_deployment(live: Live) -> None:
-    live.registry.add_version("iris", "1")
-    live.registry.set_alias("iris", "champion", "1")
+    live.model("1")
     manifest = live.write("iris-local", free_port())
     live.poll()
     manifest.write_text("kind: [\n")  # not even YAML
@@ -273,9 +275,7 @@ def test_first_start_without_a_model_is_info_with_what_to_do(
 
 
 def test_the_poll_path_says_the_alias_moved(live: Live, caplog: pytest.LogCaptureFixture) -> None:
-    live.registry.add_version("iris", "1")
-    live.registry.add_version("iris", "2")
-    live.registry.set_alias("iris", "champion", "1")
+    live.model("1", "2")
     live.write("iris-local", free_port())
     live.poll()
     live.registry.set_alias("iris", "champion", "2")
@@ -303,8 +303,7 @@ def test_a_repeated_failure_is_logged_once_then_at_a_growing_pause() -> None:
 def test_a_failing_deployment_logs_one_warning_over_many_retries(
     live: Live, caplog: pytest.LogCaptureFixture
 ) -> None:
-    live.registry.add_version("iris", "1")
-    live.registry.set_alias("iris", "champion", "1")
+    live.model("1")
     busy = RuntimeUnavailableError("port 8080 is busy (test)")
     for _ in range(20):  # every attempt fails the same way, retries included
         live.runtime.fail_next(Operation.CREATE, busy)
@@ -321,8 +320,7 @@ def test_a_failing_deployment_logs_one_warning_over_many_retries(
 
 
 def test_a_manual_sync_that_changes_nothing_adds_no_history_row(live: Live) -> None:
-    live.registry.add_version("iris", "1")
-    live.registry.set_alias("iris", "champion", "1")
+    live.model("1")
     live.write("iris-local", free_port())
     live.poll()
     serving(live, "iris-local", "1")
@@ -336,8 +334,7 @@ def test_a_manual_sync_that_changes_nothing_adds_no_history_row(live: Live) -> N
 
 
 def test_a_local_target_shows_no_image(live: Live) -> None:
-    live.registry.add_version("iris", "1")
-    live.registry.set_alias("iris", "champion", "1")
+    live.model("1")
     live.write("iris-local", free_port())
     live.poll()
     detail = httpx.get(f"{live.url}/api/deployments/iris-local", trust_env=False).json()
@@ -377,9 +374,7 @@ def test_validate_refuses_a_target_kind_the_controller_does_not_enable(tmp_path:
 
 
 def test_history_and_rollback_from_the_cli(live: Live) -> None:
-    for version in ("1", "2"):
-        live.registry.add_version("iris", version)
-    live.registry.set_alias("iris", "champion", "1")
+    live.model("1", "2")
     live.write("iris-local", free_port())
     live.poll()
     serving(live, "iris-local", "1")

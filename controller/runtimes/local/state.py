@@ -23,7 +23,10 @@ def _from_json(cls: type[Record], raw: object) -> Record:
     missing = names - raw.keys()
     if missing:
         raise ValueError(f"missing keys {sorted(missing)}")
-    return cls(**{name: raw[name] for name in names})
+    record = cls(**{name: raw[name] for name in names})
+    if not isinstance(record.pid, int) or not isinstance(record.port, int):
+        raise ValueError("pid and port must be integers")
+    return record
 
 
 @dataclass(frozen=True)
@@ -41,10 +44,7 @@ class ServerRecord:
 
     @classmethod
     def from_json(cls, raw: object) -> ServerRecord:
-        record = _from_json(cls, raw)
-        if not isinstance(record.pid, int) or not isinstance(record.port, int):
-            raise ValueError("pid and port must be integers")
-        return record
+        return _from_json(cls, raw)
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,7 @@ class ProxyRecord:
 
     @classmethod
     def from_json(cls, raw: object) -> ProxyRecord:
-        record = _from_json(cls, raw)
-        if not isinstance(record.pid, int) or not isinstance(record.port, int):
-            raise ValueError("pid and port must be integers")
-        return record
+        return _from_json(cls, raw)
 
     @property
     def endpoint(self) -> str:
