@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -45,69 +46,65 @@ def register(app: typer.Typer) -> None:
     app.command("rollback", cls=PlainCommand)(rollback)
 
 
+def _setting(flag: str, metavar: str | None, words: str, env: str) -> Any:
+    """An option that overrides one controller setting, in words, naming its variable."""
+    if metavar is None:  # an on/off flag
+        return typer.Option(None, flag, help=f"{words} (or {env}).", show_default=False)
+    return typer.Option(None, flag, metavar=metavar, help=f"{words} (or {env}).")
+
+
+MANIFESTS_SETTING = _setting(
+    "--manifests", "DIR", "Directory of manifests; default manifests", "ALIASFLOW_MANIFESTS_DIR"
+)
+DATA_DIR_SETTING = _setting(
+    "--data-dir", "DIR", "Where state and history live; default .aliasflow", "ALIASFLOW_DATA_DIR"
+)
+TRACKING_URI_SETTING = _setting("--tracking-uri", "URL", "MLflow address", "MLFLOW_TRACKING_URI")
+
+
 def controller(
-    manifests: Path | None = typer.Option(
-        None,
-        "--manifests",
-        metavar="DIR",
-        help="Directory of manifests (or ALIASFLOW_MANIFESTS_DIR; default manifests).",
+    manifests: Path | None = MANIFESTS_SETTING,
+    host: str | None = _setting("--host", "ADDRESS", "Address to listen on", "ALIASFLOW_HOST"),
+    port: int | None = _setting(
+        "--port", "PORT", "Port to listen on; default 8000", "ALIASFLOW_PORT"
     ),
-    host: str | None = typer.Option(
-        None, "--host", metavar="ADDRESS", help="Address to listen on (or ALIASFLOW_HOST)."
-    ),
-    port: int | None = typer.Option(
-        None, "--port", metavar="PORT", help="Port to listen on (or ALIASFLOW_PORT; default 8000)."
-    ),
-    data_dir: Path | None = typer.Option(
-        None,
-        "--data-dir",
-        metavar="DIR",
-        help="Where state and history live (or ALIASFLOW_DATA_DIR; default .aliasflow).",
-    ),
-    database_url: str | None = typer.Option(
-        None,
+    data_dir: Path | None = DATA_DIR_SETTING,
+    database_url: str | None = _setting(
         "--database-url",
-        metavar="URL",
-        help="History database (or ALIASFLOW_DATABASE_URL; default sqlite in the data dir).",
+        "URL",
+        "History database; default sqlite in the data dir",
+        "ALIASFLOW_DATABASE_URL",
     ),
-    tracking_uri: str | None = typer.Option(
-        None, "--tracking-uri", metavar="URL", help="MLflow address (or MLFLOW_TRACKING_URI)."
-    ),
-    poll_interval: float | None = typer.Option(
-        None,
+    tracking_uri: str | None = TRACKING_URI_SETTING,
+    poll_interval: float | None = _setting(
         "--poll-interval",
-        metavar="SECONDS",
-        help="How often to poll MLflow (or ALIASFLOW_POLL_INTERVAL_SECONDS).",
+        "SECONDS",
+        "How often to poll MLflow",
+        "ALIASFLOW_POLL_INTERVAL_SECONDS",
     ),
-    register_webhook: bool | None = typer.Option(
-        None,
+    register_webhook: bool | None = _setting(
         "--register-webhook/--no-register-webhook",
-        help="Register the MLflow webhook at start (or ALIASFLOW_REGISTER_WEBHOOK).",
-        show_default=False,
-    ),
-    public_url: str | None = typer.Option(
         None,
-        "--public-url",
-        metavar="URL",
-        help="Address MLflow calls the controller at (or ALIASFLOW_PUBLIC_URL).",
+        "Register the MLflow webhook at start",
+        "ALIASFLOW_REGISTER_WEBHOOK",
     ),
-    git_url: str | None = typer.Option(
-        None,
-        "--git-url",
-        metavar="URL",
-        help="Git remote with the manifests (or ALIASFLOW_GIT_URL).",
+    public_url: str | None = _setting(
+        "--public-url", "URL", "Address MLflow calls the controller at", "ALIASFLOW_PUBLIC_URL"
     ),
-    git_branch: str | None = typer.Option(
-        None, "--git-branch", metavar="BRANCH", help="Branch to follow (or ALIASFLOW_GIT_BRANCH)."
+    git_url: str | None = _setting(
+        "--git-url", "URL", "Git remote with the manifests", "ALIASFLOW_GIT_URL"
     ),
-    allow_empty: bool | None = typer.Option(
-        None,
+    git_branch: str | None = _setting(
+        "--git-branch", "BRANCH", "Branch to follow", "ALIASFLOW_GIT_BRANCH"
+    ),
+    allow_empty: bool | None = _setting(
         "--allow-empty/--no-allow-empty",
-        help="Let an empty manifests directory prune everything (or ALIASFLOW_ALLOW_EMPTY).",
-        show_default=False,
+        None,
+        "Let an empty manifests directory prune everything",
+        "ALIASFLOW_ALLOW_EMPTY",
     ),
-    log_format: str | None = typer.Option(
-        None, "--log-format", metavar="FORMAT", help="human or json (or ALIASFLOW_LOG_FORMAT)."
+    log_format: str | None = _setting(
+        "--log-format", "FORMAT", "human or json", "ALIASFLOW_LOG_FORMAT"
     ),
 ) -> None:
     """Run the controller: HTTP API, webhook receiver, poller and reconcile workers."""
@@ -243,18 +240,9 @@ def history(
 
 
 def diff(
-    manifests: Path | None = typer.Option(
-        None,
-        "--manifests",
-        metavar="DIR",
-        help="Directory of manifests (or ALIASFLOW_MANIFESTS_DIR).",
-    ),
-    data_dir: Path | None = typer.Option(
-        None, "--data-dir", metavar="DIR", help="The controller's data dir (or ALIASFLOW_DATA_DIR)."
-    ),
-    tracking_uri: str | None = typer.Option(
-        None, "--tracking-uri", metavar="URL", help="MLflow address (or MLFLOW_TRACKING_URI)."
-    ),
+    manifests: Path | None = MANIFESTS_SETTING,
+    data_dir: Path | None = DATA_DIR_SETTING,
+    tracking_uri: str | None = TRACKING_URI_SETTING,
 ) -> None:
     """What a sync would do. Exit 0: nothing to do; 1: changes; 2: errors."""
     from controller.core.errors import ControllerError
