@@ -8,6 +8,7 @@ The quick start test covers a stack that is fully up, stopped by `make down`.
 from __future__ import annotations
 
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,18 @@ def test_a_crashed_up_is_refused_again_and_down_stops_what_it_left(work: Path) -
     assert wait_gone(work, timeout=15) == {}
     assert "nothing was running" in aliasflow(work, "down").stdout
     assert processes_in(work) == {}
+
+
+def test_the_first_make_up_says_what_it_installs_and_how_long(
+    tmp_path: Path, repo_root: Path
+) -> None:
+    (tmp_path / "Makefile").symlink_to(repo_root / "Makefile")
+    (tmp_path / "pyproject.toml").symlink_to(repo_root / "pyproject.toml")
+    planned = subprocess.run(
+        ["make", "-n", "up"], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout
+    said = [line for line in planned.splitlines() if line.startswith("echo")]
+    assert "installing MLflow, scikit-learn" in said[0]
+    assert "about 1-3 minutes" in " ".join(said)
+    install = next(line for line in planned.splitlines() if "pip install --progress-bar" in line)
+    assert "-q" not in install.split()  # pip's progress reaches the terminal, one line a package

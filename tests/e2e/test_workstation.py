@@ -23,10 +23,11 @@ import httpx
 import pytest
 import uvicorn
 
+from aliasflow_cli.stack import Stack, StackError
 from aliasflow_cli.tables import format_status_table
 from controller.api.app import create_app
 from controller.core.errors import RuntimeUnavailableError
-from controller.core.records import Health, Reason, Sync
+from controller.core.records import DeploymentStatus, Health, Reason, Sync
 from controller.core.types import Operation
 from controller.manifests.loader import load_directory
 from controller.reconcile.failurelog import RepeatedFailures
@@ -229,6 +230,49 @@ def test_the_model_column_never_shows_vnone() -> None:
     assert "vNone" not in format_status_table([row])
     assert "iris v3" in format_status_table([{**row, "pinned_version": 3}])
     assert " - " in format_status_table([{**row, "model_name": None}])
+
+
+def test_up_waits_with_a_bound_and_says_why_in_words(live: Live, tmp_path: Path) -> None:
+    """The wait for the first rollout ends, and says what the deployment is doing."""
+    live.registry.add_version("iris", "1")  # registered, but no champion alias yet
+    live.write("iris-local", free_port())
+    live.poll()
+    stack = Stack(tmp_path, live.manifests, 0, int(live.url.rsplit(":", 1)[1]))
+
+    with pytest.raises(StackError) as waited:
+        stack.wait_serving("iris-local", "1", timeout=1)
+
+    message = str(waited.value)
+    assert message.startswith("iris-local is not serving version 1 after 1 s: ")
+    assert "(AliasMissing): alias 'champion' of model 'iris' is not set" in message
+    assert "aliasflow status" in message
+    assert "{" not in message  # words, not a dict
+
+
+def test_up_rolls_out_only_deployments_with_a_valid_manifest(
+    live: Live, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stale row (no manifest, no workload) or an invalid manifest is not waited for."""
+    from aliasflow_cli.stack_commands import _first_rollout
+
+    live.registry.add_version("iris-classifier", "1")  # what `up` trains and waits for
+    live.registry.set_alias("iris-classifier", "champion", "1")
+    manifest = live.write("iris-local", free_port())
+    manifest.write_text(manifest.read_text().replace("name: iris,", "name: iris-classifier,"))
+    (live.manifests / "broken.yaml").write_text(
+        MANIFEST.format(name="iris-broken", port=free_port(), strategy="bluegreen")
+    )
+    live.poll()
+    stale = DeploymentStatus(
+        "iris-old", Sync.UNKNOWN, Health.UNKNOWN, "", model_name="iris-classifier", alias="champion"
+    )
+    live.controller.store.put_status(stale)  # as the row of a deleted manifest was
+    stack = Stack(tmp_path, live.manifests, 0, int(live.url.rsplit(":", 1)[1]))
+
+    rows = _first_rollout(stack, "1")
+
+    assert [row["name"] for row in rows] == ["iris-local"]
+    assert "manifest not applied: broken.yaml: spec.rollout.strategy:" in capsys.readouterr().out
 
 
 # -- finding 5: validation refuses two local deployments on one port ---------------------
