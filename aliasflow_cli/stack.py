@@ -66,6 +66,9 @@ def port_or_free(preferred: int) -> int:
     import socket
 
     with socket.socket() as probe:
+        # As the servers bind: a port whose last connections wait in TIME_WAIT (a stack
+        # stopped a minute ago) is free, one that something listens on is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", preferred))
         except OSError:
