@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -503,3 +504,24 @@ def test_status_is_unknown_until_health_is_known() -> None:
     assert Sync("Invalid") is Sync.INVALID
     assert Reason("PortInUse") is Reason.PORT_IN_USE
     assert Health.UNKNOWN.value == "Unknown"
+
+
+def test_a_port_a_stopped_stack_left_in_time_wait_is_still_ours() -> None:
+    """`make up` after `make down` keeps its addresses; only a listener makes a port busy."""
+    from aliasflow_cli.stack import port_or_free
+
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server side closes first: its end waits in TIME_WAIT
+        client.close()
+    assert port_or_free(port) == port
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        assert port_or_free(port) != port
