@@ -53,6 +53,11 @@ class Reason(StrEnum):
     SELF_HEAL_DISABLED = "SelfHealDisabled"
     NOT_AUTOMATED = "NotAutomated"
     PREVIOUSLY_FAILED = "PreviouslyFailed"
+    GATE_FAILED = "GateFailed"
+    QUARANTINED = "Quarantined"
+    BAKING = "Baking"
+    ANALYSIS_FAILED = "AnalysisFailed"
+    ROLLED_BACK = "RolledBack"
     PRUNED = "Pruned"
     PRUNE_FAILED = "PruneFailed"
     PRUNE_DISABLED = "PruneDisabled"
@@ -104,3 +109,17 @@ class SyncRecord:
     @property
     def duration_seconds(self) -> float | None:
         return None if self.finished_at is None else self.finished_at - self.started_at
+
+
+@dataclass(frozen=True)
+class NotificationDelivery:
+    """How one notification to one channel (teams, slack, webhook) ended."""
+
+    delivery_id: str
+    channel: str
+    event: str
+    deployment: str
+    outcome: str  # delivered | failed
+    attempts: int
+    detail: str
+    at: float

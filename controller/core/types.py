@@ -23,6 +23,13 @@ class Strategy(StrEnum):
     RECREATE = "recreate"
 
 
+class OnFailure(StrEnum):
+    """What a refused or rolled-back promotion does to the alias."""
+
+    REVERT = "revert"
+    HOLD = "hold"
+
+
 class Trigger(StrEnum):
     """What started a reconcile; recorded in history and used as a metrics label."""
 
@@ -68,6 +75,8 @@ class DesiredState:
     spec_hash: str = ""
     target_settings: tuple[tuple[str, str], ...] = ()
     prune: bool = True
+    # Why this version is quarantined (MLflow tag aliasflow.quarantined), when it is.
+    quarantined: str | None = None
 
     @property
     def model_uri(self) -> str:
@@ -118,3 +127,43 @@ class Outcome:
     message: str
     reason: Reason | None = None
     retry: bool = False
+
+
+class NotificationEvent(StrEnum):
+    PROMOTION_STARTED = "promotion.started"
+    PROMOTION_SUCCEEDED = "promotion.succeeded"
+    PROMOTION_REFUSED = "promotion.refused"
+    PROMOTION_ROLLED_BACK = "promotion.rolled_back"
+    DEPLOYMENT_DEGRADED = "deployment.degraded"
+    DEPLOYMENT_RECOVERED = "deployment.recovered"
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One thing that happened to a deployment that people want to hear about."""
+
+    event: NotificationEvent
+    deployment: str
+    model_name: str | None
+    alias: str | None
+    from_version: str | None
+    to_version: str | None
+    reason: Reason | None
+    message: str
+    at: float
+
+    def body(self) -> dict[str, object]:
+        """The JSON body of the generic webhook (the contract receivers rely on)."""
+        return {
+            "event": self.event.value,
+            "deployment": self.deployment,
+            "model": {
+                "name": self.model_name,
+                "alias": self.alias,
+                "from_version": self.from_version,
+                "to_version": self.to_version,
+            },
+            "reason": None if self.reason is None else self.reason.value,
+            "message": self.message,
+            "at": self.at,
+        }

@@ -94,6 +94,7 @@ def build_desired(
         secret_env=tuple(sorted(secrets.items())),
         spec_hash=spec_hash(deployment, secrets, image),
         target_settings=tuple(sorted(target_settings(deployment).items())),
+        quarantined=version.quarantined,
     )
 
 

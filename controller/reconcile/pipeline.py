@@ -14,18 +14,27 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from controller.core.errors import ControllerError
+from controller.core.errors import ControllerError, GateFailedError, QuarantinedError
 from controller.core.failpoints import failpoint
 from controller.core.manifest import LoadedManifest
 from controller.core.ports import ManifestSource, Runtime
 from controller.core.records import DeploymentStatus, Reason, Result, SyncRecord
-from controller.core.types import Action, ActualState, DesiredState, Operation, Outcome, Trigger
+from controller.core.types import (
+    Action,
+    ActualState,
+    DesiredState,
+    NotificationEvent,
+    Operation,
+    Outcome,
+    Trigger,
+)
 from controller.reconcile import status as statuses
 from controller.reconcile.desired import DesiredResolver
 from controller.reconcile.execute import execute
 from controller.reconcile.health import wait_until_serving
 from controller.reconcile.plan import plan_deployment
 from controller.reconcile.policy import KnownFailures, decide
+from controller.reconcile.promotion import PromotionCheck, is_promotion, served_version
 from controller.reconcile.recorder import Recorder
 
 log = logging.getLogger("aliasflow.reconcile")
@@ -41,6 +50,7 @@ class _Pass:
     outcome: Outcome
     desired: DesiredState | None = None
     record: SyncRecord | None = None
+    promoted_from: str | None = None
 
 
 class DeploymentPipeline:
@@ -56,6 +66,7 @@ class DeploymentPipeline:
     ) -> None:
         self.source = source
         self.resolver = resolver
+        self.promotions = PromotionCheck(resolver.registry)
         self.runtimes = runtimes
         self.recorder = recorder
         self.failures = failures
@@ -122,9 +133,20 @@ class DeploymentPipeline:
             self._skipped(now, decision.reason, desired, actual, action, previous)
             return
         now.outcome = Outcome(desired.name, action.operation, Result.FAILED, "interrupted")
-        self.recorder.write_status(
-            statuses.progressing(now.status, action, now.record.id if now.record else None)
+        self.promotions.check(loaded, desired, actual)
+        progressing = statuses.progressing(
+            now.status, action, now.record.id if now.record else None
         )
+        self.recorder.write_status(progressing)
+        promotion = is_promotion(desired, actual)
+        if promotion:
+            now.promoted_from = served_version(actual)
+            self.recorder.notify(
+                NotificationEvent.PROMOTION_STARTED,
+                progressing,
+                now.promoted_from,
+                desired.model_version,
+            )
         self._apply(runtime, action, desired, trigger)
         final = wait_until_serving(runtime, desired, self.health_poll_interval)
         failpoint("after_health_gate")
@@ -133,6 +155,13 @@ class DeploymentPipeline:
         now.outcome = Outcome(
             desired.name, action.operation, Result.SUCCEEDED, now.status.message, Reason.SUCCEEDED
         )
+        if promotion:
+            self.recorder.notify(
+                NotificationEvent.PROMOTION_SUCCEEDED,
+                now.status,
+                now.promoted_from,
+                desired.model_version,
+            )
         if noticed_at is not None and action.operation in ROLLOUTS:
             self.recorder.metrics.alias_to_serving.labels(trigger.value).observe(
                 self.clock() - noticed_at
@@ -181,6 +210,13 @@ class DeploymentPipeline:
     def _failed(self, now: _Pass, exc: ControllerError) -> None:
         desired_version = now.status.desired_version
         now.status = statuses.failed(now.status, exc)
+        if isinstance(exc, GateFailedError | QuarantinedError):
+            self.recorder.notify(
+                NotificationEvent.PROMOTION_REFUSED,
+                now.status,
+                now.status.served_version,
+                desired_version,
+            )
         if not exc.retryable and now.desired is not None:
             # A rollout that failed its checks or its health gate would fail the same way
             # on the next timer tick: wait for a change (alias, manifest) or a person.

@@ -14,7 +14,14 @@ import time
 from collections.abc import Callable, Mapping
 
 from controller.core.manifest import ManifestSnapshot
-from controller.core.ports import AliasMaps, HistoryStore, ManifestSource, Registry, Runtime
+from controller.core.ports import (
+    AliasMaps,
+    HistoryStore,
+    ManifestSource,
+    Notifier,
+    Registry,
+    Runtime,
+)
 from controller.core.types import Action, Outcome, Trigger
 from controller.reconcile.desired import DesiredResolver
 from controller.reconcile.fleet import Enqueue, FleetPass
@@ -38,13 +45,14 @@ class Reconciler:
         health_poll_interval: float = 0.25,
         clock: Callable[[], float] = time.time,
         resolve_image: Callable[[str], str] | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.source = source
         self.registry = registry
         self.runtimes = runtimes
         self.store = store
         self.metrics = metrics or ControllerMetrics()
-        self.recorder = Recorder(store, self.metrics, clock)
+        self.recorder = Recorder(store, self.metrics, clock, notifier)
         resolver = DesiredResolver(
             registry, runtimes.keys(), os.environ if environ is None else environ, resolve_image
         )

@@ -34,7 +34,12 @@ from controller.service.rollback import HISTORY_DEPTH, RollbackPlan, plan_rollba
 from controller.service.settings import ControllerSettings
 from controller.service.views import DeploymentView, deployment_views
 from controller.service.webhooks import WebhookReceipt, WebhookReceiver
-from controller.service.wiring import admin_token, build_image_resolver, build_runtimes
+from controller.service.wiring import (
+    admin_token,
+    build_image_resolver,
+    build_notifier,
+    build_runtimes,
+)
 
 log = logging.getLogger("aliasflow.controller")
 
@@ -91,6 +96,7 @@ class Controller:
         self.runtimes = (
             runtimes if runtimes is not None else build_runtimes(settings, self.admin_token)
         )
+        self.notifier = build_notifier(settings, self.store)
         self.reconciler = Reconciler(
             self.source,
             self.registry,
@@ -100,6 +106,7 @@ class Controller:
             prune=settings.prune,
             allow_empty=settings.allow_empty,
             resolve_image=build_image_resolver(settings),
+            notifier=self.notifier,
         )
         self.queue = WorkQueue(self.reconciler.reconcile, workers=settings.workers)
         self.poller = AliasPoller(self.registry)
@@ -158,6 +165,9 @@ class Controller:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
         self.queue.close()
+        close = getattr(self.notifier, "close", None)
+        if close is not None:
+            close()
         self.store.close()
 
     def register_webhook(self) -> None:

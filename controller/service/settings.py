@@ -65,6 +65,16 @@ class ControllerSettings(BaseSettings):
     git_webhook_secret: SecretStr | None = Field(
         None, description="Secret for GitHub push webhooks."
     )
+    notify_webhook_url: str | None = Field(
+        None, description="Send promotion and health events as signed JSON to this URL."
+    )
+    notify_webhook_secret: SecretStr | None = Field(
+        None, description="Signs the generic notification webhook (X-Aliasflow-Signature)."
+    )
+    notify_teams_url: SecretStr | None = Field(
+        None, description="Microsoft Teams Workflows webhook URL (an Adaptive Card per event)."
+    )
+    notify_slack_url: SecretStr | None = Field(None, description="Slack incoming-webhook URL.")
     dashboard_auth: bool = Field(
         False, description="Require the API token for the dashboard and read-only API too."
     )

@@ -36,7 +36,15 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from controller.core.errors import StoreUnavailableError
-from controller.core.records import DeploymentStatus, Health, Reason, Result, Sync, SyncRecord
+from controller.core.records import (
+    DeploymentStatus,
+    Health,
+    NotificationDelivery,
+    Reason,
+    Result,
+    Sync,
+    SyncRecord,
+)
 
 metadata = MetaData()
 
@@ -93,6 +101,21 @@ deliveries_table = Table(
 
 # What a transaction does, which decides whether its success proves the store healed.
 Access = Literal["read", "update", "insert"]
+
+
+notifications_table = Table(
+    "aliasflow_notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(64), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("deployment", String(63), nullable=False, index=True),
+    Column("outcome", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    Column("at", Float, nullable=False),
+)
 
 
 # Columns added after the first release: (table, column, SQL type and default). A store
@@ -294,6 +317,23 @@ class SqlHistoryStore:
                 delete(deliveries_table).where(deliveries_table.c.received_at < cutoff)
             )
             return int(result.rowcount)
+
+    # --- outgoing notifications -------------------------------------------------------
+
+    def record_notification(self, delivery: NotificationDelivery) -> None:
+        with self._connection("insert") as connection:
+            connection.execute(insert(notifications_table).values(**asdict(delivery)))
+
+    def notifications(self, limit: int = 50) -> list[NotificationDelivery]:
+        query = select(notifications_table).order_by(notifications_table.c.id.desc()).limit(limit)
+        with self._connection("read") as connection:
+            rows = connection.execute(query)
+            return [
+                NotificationDelivery(
+                    **{f.name: row._mapping[f.name] for f in fields(NotificationDelivery)}
+                )
+                for row in rows
+            ]
 
     def delivery_counts(self) -> dict[str, int]:
         query = select(deliveries_table.c.outcome, func.count()).group_by(
