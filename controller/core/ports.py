@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from controller.core.manifest import ManifestSnapshot
-from controller.core.records import DeploymentStatus, NotificationDelivery, SyncRecord
+from controller.core.records import (
+    Bake,
+    BakeState,
+    DeploymentStatus,
+    NotificationDelivery,
+    SyncRecord,
+)
 from controller.core.types import ActualState, DesiredState, Notification
 
 QUARANTINE_TAG = "aliasflow.quarantined"
@@ -139,6 +145,12 @@ class HistoryStore(Protocol):
     def forget_deliveries_before(self, cutoff: float) -> int: ...
 
     def delivery_counts(self) -> dict[str, int]: ...
+
+    def put_bake(self, bake: Bake) -> None: ...
+
+    def get_bake(self, deployment: str) -> Bake | None: ...
+
+    def bakes(self, states: tuple[BakeState, ...] = ()) -> list[Bake]: ...
 
     def record_notification(self, delivery: NotificationDelivery) -> None: ...
 

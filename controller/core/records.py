@@ -123,3 +123,38 @@ class NotificationDelivery:
     attempts: int
     detail: str
     at: float
+
+
+class BakeState(StrEnum):
+    BAKING = "Baking"
+    # The analysis failed; the rollback is queued behind any running reconcile.
+    FAILED = "Failed"
+    ROLLED_BACK = "RolledBack"
+    PASSED = "Passed"
+    # The bake ended before the new version answered `minRequests`: not a pass.
+    INCONCLUSIVE = "Inconclusive"
+    # Another rollout replaced the version being watched.
+    SUPERSEDED = "Superseded"
+
+
+@dataclass(frozen=True)
+class Bake:
+    """The watch over one promotion: persisted, so a restarted controller resumes it."""
+
+    deployment: str
+    model_name: str
+    alias: str | None
+    from_version: str | None
+    to_version: str
+    started_at: float
+    ends_at: float
+    state: BakeState = BakeState.BAKING
+    # JSON: the replaced version's figures before the switch, and the new version's
+    # counters at the switch (the window starts there).
+    baseline: str = "{}"
+    start: str = "{}"
+    # JSON of the newest verdict, for the dashboard and the API.
+    verdict: str = "{}"
+    message: str = ""
+    finished_at: float | None = None
+    failed_at: float | None = None

@@ -39,6 +39,8 @@ class Trigger(StrEnum):
     MANUAL = "manual"
     RESTART = "restart"
     ROLLBACK = "rollback"
+    # The analysis of a promotion failed: the rollback it asks for.
+    ANALYSIS = "analysis"
 
 
 class Operation(StrEnum):
@@ -77,6 +79,8 @@ class DesiredState:
     prune: bool = True
     # Why this version is quarantined (MLflow tag aliasflow.quarantined), when it is.
     quarantined: str | None = None
+    # A watched promotion: the server keeps the replaced version for a quick rollback.
+    keep_previous: bool = False
 
     @property
     def model_uri(self) -> str:

@@ -95,6 +95,7 @@ def build_desired(
         spec_hash=spec_hash(deployment, secrets, image),
         target_settings=tuple(sorted(target_settings(deployment).items())),
         quarantined=version.quarantined,
+        keep_previous=spec.rollout.analysis is not None,
     )
 
 

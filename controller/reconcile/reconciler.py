@@ -23,6 +23,7 @@ from controller.core.ports import (
     Runtime,
 )
 from controller.core.types import Action, Outcome, Trigger
+from controller.reconcile.bake import Bakes
 from controller.reconcile.desired import DesiredResolver
 from controller.reconcile.fleet import Enqueue, FleetPass
 from controller.reconcile.metrics import ControllerMetrics
@@ -46,6 +47,7 @@ class Reconciler:
         clock: Callable[[], float] = time.time,
         resolve_image: Callable[[str], str] | None = None,
         notifier: Notifier | None = None,
+        admin_token: str | None = None,
     ) -> None:
         self.source = source
         self.registry = registry
@@ -57,8 +59,24 @@ class Reconciler:
             registry, runtimes.keys(), os.environ if environ is None else environ, resolve_image
         )
         failures = KnownFailures()
+        self.bakes = Bakes(
+            source,
+            resolver,
+            runtimes,
+            self.recorder,
+            admin_token=admin_token,
+            health_poll_interval=health_poll_interval,
+            clock=clock,
+        )
         self.pipeline = DeploymentPipeline(
-            source, resolver, runtimes, self.recorder, failures, health_poll_interval, clock
+            source,
+            resolver,
+            runtimes,
+            self.recorder,
+            failures,
+            self.bakes,
+            health_poll_interval,
+            clock,
         )
         self.fleet = FleetPass(
             source,
@@ -77,6 +95,7 @@ class Reconciler:
     @health_poll_interval.setter
     def health_poll_interval(self, seconds: float) -> None:
         self.pipeline.health_poll_interval = seconds
+        self.bakes.health_poll_interval = seconds
 
     @property
     def last_manifests(self) -> ManifestSnapshot:
@@ -98,3 +117,7 @@ class Reconciler:
 
     def flush_unrecorded(self) -> int:
         return self.recorder.flush_unrecorded()
+
+    def analyse(self, enqueue: Callable[[str, Trigger, float], None]) -> None:
+        """Judge every promotion being watched; queue the rollbacks that are due."""
+        self.bakes.tick(enqueue)

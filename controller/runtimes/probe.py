@@ -35,3 +35,13 @@ def probe_server(endpoint: str, timeout: float = 2.0) -> ServerProbe:
     version = body.get("version") if isinstance(body, dict) else None
     run_id = body.get("run_id") if isinstance(body, dict) else None
     return ServerProbe(ready, None if version is None else str(version), run_id)
+
+
+def read_metrics(endpoint: str, timeout: float = 2.0) -> str | None:
+    """The server's Prometheus text (per-version prediction counters), or None."""
+    try:
+        with httpx.Client(timeout=timeout, trust_env=False) as client:
+            response = client.get(f"{endpoint}/metrics")
+    except httpx.HTTPError:
+        return None
+    return response.text if response.is_success else None

@@ -107,6 +107,7 @@ class Controller:
             allow_empty=settings.allow_empty,
             resolve_image=build_image_resolver(settings),
             notifier=self.notifier,
+            admin_token=self.admin_token,
         )
         self.queue = WorkQueue(self.reconciler.reconcile, workers=settings.workers)
         self.poller = AliasPoller(self.registry)
@@ -145,6 +146,7 @@ class Controller:
         # timestamp is refused before the id is looked at), so they need not be kept.
         cleanup = max(self.settings.webhook_max_age_seconds / 2, 1.0)
         self._every(scheduler, "deliveries", self.forget_old_deliveries, cleanup)
+        self._every(scheduler, "analysis", self.analyse, self.settings.analysis_interval_seconds)
         scheduler.start()
         self._scheduler = scheduler
 
@@ -246,6 +248,15 @@ class Controller:
             self.source.refresh()
             self.reconciler.sync_all("git", self.enqueue)
         return changed
+
+    def analyse(self) -> None:
+        """Judge the promotions being watched; a failed one is rolled back by the queue."""
+        try:
+            self.reconciler.analyse(
+                lambda name, trigger, noticed: self.queue.enqueue(name, trigger, noticed)
+            )
+        except TemporaryError as exc:
+            log.warning("analysis skipped: %s", exc)
 
     def forget_old_deliveries(self) -> int:
         cutoff = time.time() - self.settings.webhook_max_age_seconds

@@ -65,6 +65,12 @@ class ControllerSettings(BaseSettings):
     git_webhook_secret: SecretStr | None = Field(
         None, description="Secret for GitHub push webhooks."
     )
+    analysis_interval_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="How often promotions being watched (rollout.analysis) are judged.",
+    )
     notify_webhook_url: str | None = Field(
         None, description="Send promotion and health events as signed JSON to this URL."
     )
