@@ -67,6 +67,20 @@ def promote(
 
 
 @app.command()
+def unquarantine(
+    model: str = typer.Argument(..., help="Registered model name."),
+    version: int = typer.Argument(..., help="The quarantined version."),
+    tracking_uri: str | None = typer.Option(
+        None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI."
+    ),
+) -> None:
+    """Let the controller roll out a version it quarantined after a failed analysis."""
+    from training.promote import run_unquarantine
+
+    raise typer.Exit(run_unquarantine(model, version, tracking_uri))
+
+
+@app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", envvar="ALIASFLOW_SERVER_HOST"),
     port: int = typer.Option(8080, "--port", envvar="ALIASFLOW_SERVER_PORT"),

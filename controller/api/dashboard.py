@@ -28,9 +28,11 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from controller.api.auth import COOKIE, bearer, token_matches
 from controller.api.deps import ControllerDep
+from controller.api.detail import detail_of
 from controller.api.schemas import DeploymentOut, deployment_out
 from controller.core.records import SyncRecord
 from controller.service.controller import Controller
@@ -104,12 +106,29 @@ def mlflow_link(
     return None
 
 
+def sparkline(values: list[float], width: int = 120, height: int = 24) -> Markup:
+    """An inline SVG polyline of the values (requests per second), scaled to fit."""
+    if len(values) < 2:
+        return Markup('<span class="muted">—</span>')
+    top = max(values) or 1.0
+    step = width / (len(values) - 1)
+    points = " ".join(
+        f"{i * step:.1f},{height - (v / top) * (height - 2) - 1:.1f}" for i, v in enumerate(values)
+    )
+    return Markup(
+        f'<svg class="sparkline" width="{width}" height="{height}" role="img" '
+        f'aria-label="requests per second, last minute"><polyline fill="none" '
+        f'stroke="currentColor" stroke-width="1.5" points="{points}"/></svg>'
+    )
+
+
 @cache
 def _templates() -> Jinja2Templates:
     # Built on first use, not at import (style rule: no import-time side effects).
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters.update(age=age, clock=clock, iso=iso, duration=duration)
     templates.env.globals["mlflow_link"] = mlflow_link
+    templates.env.globals["sparkline"] = sparkline
     return templates
 
 
@@ -227,7 +246,7 @@ def _events(row: DeploymentOut, history: list[SyncRecord]) -> list[dict[str, Any
 
 def deployment_context(controller: Controller, name: str) -> dict[str, Any] | None:
     try:
-        row = deployment_out(controller.deployment(name))
+        row = detail_of(controller, name)
     except NotFoundError:
         return None
     history = controller.history(name, HISTORY_DEPTH)

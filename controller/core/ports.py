@@ -96,6 +96,10 @@ class Registry(Protocol):
 
     def set_version_tag(self, model_name: str, version: str, key: str, value: str) -> None: ...
 
+    def quarantined_versions(self, model_name: str) -> dict[str, str]:
+        """Version -> why it is quarantined, for every quarantined version of the model."""
+        ...
+
 
 class ManifestSource(Protocol):
     """Desired state as a snapshot per revision: reads are free, refreshes do the I/O."""

@@ -69,6 +69,11 @@ class MemoryRegistry:
         tags = {**info.tags, key: value}
         self.versions[model_name][version] = replace(info, tags=tags)
 
+    def quarantined_versions(self, model_name: str) -> dict[str, str]:
+        self._check()
+        found = self.versions.get(model_name, {}).values()
+        return {info.version: info.quarantined for info in found if info.quarantined}
+
     def delete_version_tag(self, model_name: str, version: str, key: str) -> None:
         info = self.get_version(model_name, version)
         tags = {k: v for k, v in info.tags.items() if k != key}

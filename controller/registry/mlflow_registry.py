@@ -148,6 +148,13 @@ class MlflowRegistry:
         ):
             self._client.set_model_version_tag(model_name, str(version), key, value)
 
+    def quarantined_versions(self, model_name: str) -> dict[str, str]:
+        escaped = model_name.replace("'", "\\'")
+        with _calling_mlflow(f"listing the versions of {model_name}"):
+            versions = self._client.search_model_versions(filter_string=f"name = '{escaped}'")
+        found = (_version_info(version) for version in versions)
+        return {info.version: info.quarantined for info in found if info.quarantined}
+
 
 @contextmanager
 def _calling_mlflow(

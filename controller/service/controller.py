@@ -23,7 +23,7 @@ from prometheus_client import generate_latest
 from controller.core.errors import ControllerError, RegistryUnavailableError, TemporaryError
 from controller.core.manifest import ManifestSnapshot
 from controller.core.ports import HistoryStore, ManifestSource, Registry, Runtime
-from controller.core.records import DeploymentStatus, SyncRecord
+from controller.core.records import Bake, DeploymentStatus, SyncRecord
 from controller.core.types import Trigger
 from controller.reconcile.metrics import ControllerMetrics
 from controller.reconcile.queue import WorkQueue
@@ -32,6 +32,7 @@ from controller.registry.poller import AliasPoller
 from controller.service.errors import NotFoundError
 from controller.service.rollback import HISTORY_DEPTH, RollbackPlan, plan_rollback
 from controller.service.settings import ControllerSettings
+from controller.service.traffic import TrafficSampler, VersionTraffic
 from controller.service.views import DeploymentView, deployment_views
 from controller.service.webhooks import WebhookReceipt, WebhookReceiver
 from controller.service.wiring import (
@@ -119,6 +120,7 @@ class Controller:
             self.queue.enqueue,
             self.pull_git,
         )
+        self.sampler = TrafficSampler()
         self._scheduler: BackgroundScheduler | None = None
         self._poll_lock = threading.Lock()
 
@@ -340,6 +342,22 @@ class Controller:
 
     def status(self, name: str) -> DeploymentStatus | None:
         return self.store.get_status(name)
+
+    def bake(self, name: str) -> Bake | None:
+        return self.store.get_bake(name)
+
+    def traffic(self, name: str) -> list[VersionTraffic]:
+        """Requests, errors and p99 per version over the last minute (read on demand)."""
+        status = self.store.get_status(name)
+        return self.sampler.traffic(name, status.endpoint if status else None)
+
+    def quarantined(self, model_name: str | None) -> dict[str, str]:
+        if model_name is None:
+            return {}
+        try:
+            return self.registry.quarantined_versions(model_name)
+        except TemporaryError:
+            return {}  # MLflow away: the page still shows what the controller knows
 
     def history(self, name: str, limit: int = 50) -> list[SyncRecord]:
         return self.store.history(name, limit)
