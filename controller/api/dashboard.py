@@ -28,7 +28,6 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from markupsafe import Markup
 
 from controller.api.auth import COOKIE, bearer, token_matches
 from controller.api.deps import ControllerDep
@@ -106,19 +105,14 @@ def mlflow_link(
     return None
 
 
-def sparkline(values: list[float], width: int = 120, height: int = 24) -> Markup:
-    """An inline SVG polyline of the values (requests per second), scaled to fit."""
+def sparkline_points(values: list[float], width: int = 120, height: int = 24) -> str:
+    """SVG polyline points for the values (requests per second), scaled to fit the box."""
     if len(values) < 2:
-        return Markup('<span class="muted">—</span>')
+        return ""
     top = max(values) or 1.0
     step = width / (len(values) - 1)
-    points = " ".join(
+    return " ".join(
         f"{i * step:.1f},{height - (v / top) * (height - 2) - 1:.1f}" for i, v in enumerate(values)
-    )
-    return Markup(
-        f'<svg class="sparkline" width="{width}" height="{height}" role="img" '
-        f'aria-label="requests per second, last minute"><polyline fill="none" '
-        f'stroke="currentColor" stroke-width="1.5" points="{points}"/></svg>'
     )
 
 
@@ -128,7 +122,7 @@ def _templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters.update(age=age, clock=clock, iso=iso, duration=duration)
     templates.env.globals["mlflow_link"] = mlflow_link
-    templates.env.globals["sparkline"] = sparkline
+    templates.env.globals["sparkline_points"] = sparkline_points
     return templates
 
 
