@@ -111,6 +111,55 @@ def test_plan_deployment(
     assert action.reason
 
 
+ACI_DESIRED = replace(DESIRED, target_kind="aci", immutable_hash="cpu1-mem1.5-westeurope")
+ACI_ACTUAL = replace(IN_SYNC, immutable_hash="cpu1-mem1.5-westeurope")
+MORE_CPU = replace(ACI_DESIRED, spec_hash="spec-cpu2", immutable_hash="cpu2-mem1.5-westeurope")
+
+
+@pytest.mark.parametrize(
+    ("desired", "actual", "expected"),
+    [
+        pytest.param(MORE_CPU, ACI_ACTUAL, Operation.REPLACE, id="immutable-changed"),
+        pytest.param(
+            replace(ACI_DESIRED, spec_hash="spec-env"),
+            ACI_ACTUAL,
+            Operation.RECREATE,
+            id="mutable-changed-is-an-update",
+        ),
+        pytest.param(
+            MORE_CPU,
+            replace(ACI_ACTUAL, immutable_hash=""),
+            Operation.RECREATE,
+            id="no-recorded-hash-is-unknown-not-a-replace",
+        ),
+        pytest.param(
+            MORE_CPU, replace(ACI_ACTUAL, running=False), Operation.REPLACE, id="down-and-changed"
+        ),
+        pytest.param(
+            replace(MORE_CPU, self_heal=False),
+            replace(ACI_ACTUAL, running=False),
+            Operation.NOOP,
+            id="down-no-self-heal",
+        ),
+        pytest.param(ACI_DESIRED, ACI_ACTUAL, Operation.NOOP, id="in-sync"),
+    ],
+)
+def test_replace_only_for_what_the_target_cannot_update(
+    desired: DesiredState, actual: ActualState, expected: Operation
+) -> None:
+    action = plan_deployment(desired, actual)
+    assert action.operation is expected
+    if expected is Operation.REPLACE:
+        assert "downtime" in action.reason  # what `aliasflow diff` and the history show
+
+
+def test_drift_without_self_heal_says_both_versions() -> None:
+    action = plan_deployment(
+        replace(DESIRED, self_heal=False), replace(IN_SYNC, served_version="1")
+    )
+    assert action.reason == "serving version 1, expected 2; selfHeal is off"
+
+
 def test_prune_deletes_only_owned_workloads_without_manifest() -> None:
     other = replace(IN_SYNC, name="old")
     actions = plan_prune({"iris"}, [IN_SYNC, other], prune_allowed=True)
