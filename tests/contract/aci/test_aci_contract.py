@@ -75,7 +75,7 @@ def desired(version: str = "1", rg: str = "demo") -> DesiredState:
 def arm(monkeypatch: pytest.MonkeyPatch) -> Iterator[respx.MockRouter]:
     # The runtime builds its SDK client itself; the transport is the only addition.
     monkeypatch.setattr(
-        "controller.runtimes.aci.runtime.ContainerInstanceManagementClient",
+        "controller.runtimes.aci.arm.ContainerInstanceManagementClient",
         partial(ContainerInstanceManagementClient, transport=httpx_transport()),
     )
     with respx.mock(base_url=ARM, assert_all_called=True, assert_all_mocked=True) as router:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 
 import pytest
 
@@ -18,11 +17,11 @@ from controller.core.errors import (
     RolloutRejectedError,
     RuntimeUnavailableError,
 )
-from controller.core.types import Action, DesiredState, Operation
+from controller.core.types import Action, Operation
 from controller.reconcile.execute import execute
 from controller.reconcile.plan import plan_deployment
 from controller.runtimes.aci import QuotaLimiter
-from controller.runtimes.aci.spec import TAG_MODEL_VERSION
+from controller.runtimes.aci.spec import TAG_IMMUTABLE_HASH, TAG_MODEL_VERSION
 from controller.runtimes.hotswap import swap_deadline
 from tests.aci_emulator import AciEmulator
 from tests.aci_emulator.state import Group
@@ -174,10 +173,6 @@ def test_an_env_change_is_one_put_that_restarts_in_place(
     assert group.starts == 2  # "all running containers in the group are restarted"
 
 
-def _more_cpu(name: str) -> DesiredState:
-    return replace(make_desired(name), cpu=2.0, spec_hash="cpu2-" + make_desired(name).spec_hash)
-
-
 def test_a_resource_change_is_refused_in_place_as_aci_does(
     emulator: AciEmulator, make_runtime: RuntimeFactory
 ) -> None:
@@ -185,8 +180,9 @@ def test_a_resource_change_is_refused_in_place_as_aci_does(
     on an existing group: ACI refuses the PUT (InvalidContainerGroupUpdate)."""
     runtime = make_runtime()
     create(runtime, make_desired("iris-cpu"))
+    more_cpu = make_desired("iris-cpu", cpu=2.0)
     with pytest.raises(InvalidSpecError, match="InvalidContainerGroupUpdate"):
-        execute(runtime, Action(Operation.RECREATE, "iris-cpu", "test", _more_cpu("iris-cpu")))
+        execute(runtime, Action(Operation.RECREATE, "iris-cpu", "test", more_cpu))
     group = emulator.state.group(SUB, "rg-a", "iris-cpu")
     assert group is not None
     assert group.body["properties"]["containers"][0]["properties"]["resources"] == {
@@ -194,24 +190,53 @@ def test_a_resource_change_is_refused_in_place_as_aci_does(
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="planner/runtime (issue 11 item 2): a resource change must be planned as a "
-    "replace (delete, then create), not a PUT that ACI refuses",
-)
 def test_a_resource_change_replaces_the_group(
     emulator: AciEmulator, make_runtime: RuntimeFactory
 ) -> None:
     runtime = make_runtime()
     create(runtime, make_desired("iris-rep"))
-    execute(runtime, plan_deployment(_more_cpu("iris-rep"), runtime.observe("iris-rep")))
     group = emulator.state.group(SUB, "rg-a", "iris-rep")
     assert group is not None
-    assert (
-        group.body["properties"]["containers"][0]["properties"]["resources"]["requests"]["cpu"]
-        == 2.0
-    )
+    assert group.body["tags"][TAG_IMMUTABLE_HASH] == make_desired("iris-rep").immutable_hash
+    emulator.state.reset_counters()
+
+    action = plan_deployment(make_desired("iris-rep", cpu=2.0), runtime.list_owned()[0])
+    assert action.operation is Operation.REPLACE
+    assert "downtime" in action.reason
+    execute(runtime, action)
+
+    group = emulator.state.group(SUB, "rg-a", "iris-rep")
+    assert group is not None
+    resources = group.body["properties"]["containers"][0]["properties"]["resources"]
+    assert resources["requests"]["cpu"] == 2.0
     assert emulator.state.count("DELETE", "group") == 1
+    assert emulator.state.count("PUT", "group") == 1
+    assert runtime.quota.in_window() == 3  # create, then the replace's delete and create
+    settled = runtime.observe("iris-rep")
+    assert settled is not None
+    assert plan_deployment(make_desired("iris-rep", cpu=2.0), settled).operation is Operation.NOOP
+
+
+def test_a_group_made_before_the_immutable_tag_is_never_replaced_on_upgrade(
+    emulator: AciEmulator, make_runtime: RuntimeFactory
+) -> None:
+    """A missing tag is unknown, not a difference: an upgrade replaces nothing, and a
+    resource change ACI then refuses says what to do."""
+    runtime = make_runtime()
+    create(runtime, make_desired("iris-old"))
+    group = emulator.state.group(SUB, "rg-a", "iris-old")
+    assert group is not None
+    del group.body["tags"][TAG_IMMUTABLE_HASH]
+    (old,) = runtime.list_owned()
+    assert old.immutable_hash == ""
+    assert plan_deployment(make_desired("iris-old"), old).operation is Operation.NOOP
+
+    action = plan_deployment(make_desired("iris-old", cpu=2.0), old)
+    assert action.operation is Operation.RECREATE
+    with pytest.raises(InvalidSpecError, match="delete the container group") as refused:
+        execute(runtime, action)
+    assert "InvalidContainerGroupUpdate" in str(refused.value)
+    assert emulator.state.count("DELETE", "group") == 0
 
 
 def test_prune_deletes_only_owned_groups(
@@ -278,27 +303,54 @@ def test_server_errors_are_survived(emulator: AciEmulator, make_runtime: Runtime
     assert len(runtime.list_owned()) == 1
 
 
-def test_a_dns_label_held_by_another_customer_is_permanent(
+def test_a_dns_label_held_by_another_customer_does_not_block_ours(
     emulator: AciEmulator, make_runtime: RuntimeFactory
 ) -> None:
+    """TenantReuse: the FQDN carries a hash of our tenant and the group's name, so the
+    bare label in someone else's hands is no collision; the FQDN is read back."""
     runtime = make_runtime()
     emulator.state.take_dns_label("West Europe", "iris-taken")  # another subscription's
+    create(runtime, make_desired("iris-taken"))
+    group = emulator.state.group(SUB, "rg-a", "iris-taken")
+    assert group is not None
+    assert group.fqdn is not None
+    ip = group.body["properties"]["ipAddress"]
+    assert ip["autoGeneratedDomainNameLabelScope"] == "TenantReuse"
+    label, digest, region, *_ = group.fqdn.split(".")
+    assert (label, len(digest), region) == ("iris-taken", 16, "westeurope")
+    (owned,) = runtime.list_owned()
+    assert owned.endpoint is not None
+    assert group.fqdn in owned.endpoint
+
+
+def test_the_same_name_and_label_twice_in_a_tenant_tells_what_to_change(
+    emulator: AciEmulator, make_runtime: RuntimeFactory
+) -> None:
+    """Two controllers of one tenant (say staging and prod) both deploying `iris-twin`
+    with its default label: TenantReuse gives both the same FQDN, and ACI refuses the
+    second. The status says which manifest field to change."""
+    make_runtime().deploy(make_desired("iris-twin"))
+    other = make_runtime()
     with pytest.raises(InvalidSpecError, match="DnsNameLabelAlreadyTaken") as refused:
-        create(runtime, make_desired("iris-taken"))
-    assert "Try using a different label" in str(refused.value)
-    assert emulator.state.groups == {}
+        other.deploy(make_desired("iris-twin", rg="rg-b"))
+    assert "set spec.target.aci.dnsNameLabel" in str(refused.value)
+    assert not refused.value.retryable
+    assert [g.resource_group for g in emulator.state.groups.values()] == ["rg-a"]
 
 
-def test_more_than_the_region_offers_is_arms_409_with_the_request_in_the_message(
+def test_more_than_the_region_offers_is_a_spec_problem_that_says_what_to_lower(
     emulator: AciEmulator, make_runtime: RuntimeFactory
 ) -> None:
     """A Linux group may request 4 CPU / 16 GB in a region by default (region
-    availability docs); ARM answers more with 409 ServiceUnavailable, not a 400."""
+    availability docs); ARM answers more with 409 ServiceUnavailable, not a 400. It is
+    permanent: the timer does not retry it, a change or a manual sync does."""
     runtime = make_runtime()
-    bad = replace(make_desired("iris-big"), cpu=8.0)
-    with pytest.raises(RuntimeUnavailableError, match="ServiceUnavailable") as refused:
+    bad = make_desired("iris-big", cpu=8.0)
+    with pytest.raises(InvalidSpecError, match="ServiceUnavailable") as refused:
         execute(runtime, Action(Operation.CREATE, "iris-big", "test", bad))
     assert "'8' CPU" in str(refused.value)
+    assert "lower spec.resources.cpu or spec.resources.memoryGB" in str(refused.value)
+    assert not refused.value.retryable
     assert emulator.state.groups == {}
 
 
@@ -375,12 +427,6 @@ def test_a_put_while_the_group_is_transitioning_is_a_409(
     assert group.starts == 1  # the refused PUT changed nothing
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime (issue 11 item 5): after a 5xx the SDK re-sends the PUT, and ACI "
-    "restarts the containers again for an identical PUT; the runtime must GET and "
-    "compare the spec hash before any retry",
-)
 @pytest.mark.parametrize("status", [500, 504])
 def test_a_put_committed_before_a_5xx_restarts_the_group_once(
     emulator: AciEmulator, make_runtime: RuntimeFactory, status: int
