@@ -53,8 +53,8 @@ def plan_deployment(desired: DesiredState, actual: ActualState | None) -> Action
 
 
 REPLACE_REASON = (
-    "CPU, memory or location changed, which ACI cannot update in place: the container "
-    "group is deleted, then created (downtime until the new one is ready)"
+    "CPU, memory or location changed, which ACI cannot update in place: replace = delete "
+    "the container group, then create it; downtime until the new one is ready"
 )
 
 

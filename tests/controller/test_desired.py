@@ -6,8 +6,10 @@ from typing import Any
 
 import pytest
 
-from controller.core.manifest import ModelDeployment
-from controller.reconcile.desired import immutable_hash, spec_hash
+from controller.core.manifest import LoadedManifest, ModelDeployment
+from controller.core.ports import ModelVersionInfo
+from controller.reconcile.desired import DesiredResolver, immutable_hash, spec_hash
+from controller.registry.memory import MemoryRegistry
 
 
 def deployment(kind: str = "aci", location: str = "westeurope", **spec: Any) -> ModelDeployment:
@@ -59,3 +61,17 @@ def test_a_new_location_is_a_replace_but_its_spelling_is_not() -> None:
 @pytest.mark.parametrize("kind", ["local", "docker"])
 def test_targets_that_update_everything_in_place_have_no_immutable_hash(kind: str) -> None:
     assert immutable_hash(deployment(kind)) == ""
+
+
+@pytest.mark.parametrize(("kind", "pinned"), [("docker", True), ("aci", True), ("local", False)])
+def test_the_registry_resolver_pins_every_image_that_runs_in_a_container(
+    kind: str, pinned: bool
+) -> None:
+    """The ACR resolver (wiring.build_image_resolver) turns tags into digests for docker
+    deployments too; the engine pulls `repo@sha256:…` (test_docker_runtime)."""
+    resolver = DesiredResolver(
+        MemoryRegistry(), {kind}, {}, resolve_image=lambda image: f"{image}@sha256:{'ab' * 32}"
+    )
+    loaded = LoadedManifest(deployment(kind, image="myreg.azurecr.io/server:1"), "m.yaml", 0)
+    desired = resolver.build(loaded, ModelVersionInfo("iris", "1", None))
+    assert desired.image.endswith("@sha256:" + "ab" * 32) is pinned

@@ -9,7 +9,7 @@ A "container" is a real process on the host: the image decides which one.
 
 - `serve`: `python -m aliasflow_cli.main serve` with the container's env, so `/predict`
   really answers (the model comes from the MLflow the env names);
-- `stub`: `stub_server.py`, which only speaks readiness, metadata and hot swap, for
+- `stub`: `stub_server.py`, which only speaks readiness (with the model it serves) and hot swap, for
   tests that need a live endpoint but not a model;
 - `exit`: prints a line and exits 3, a container that dies at once;
 - `hang`: runs but never listens, a container that never gets ready.

@@ -7,6 +7,7 @@ assertions: how many lists, GETs and writes a pass costs.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import pytest
@@ -23,6 +24,7 @@ from controller.reconcile.plan import plan_deployment
 from controller.runtimes.aci import QuotaLimiter
 from controller.runtimes.aci.spec import TAG_IMMUTABLE_HASH, TAG_MODEL_VERSION
 from controller.runtimes.hotswap import swap_deadline
+from controller.runtimes.probe import ServerProbe
 from tests.aci_emulator import AciEmulator
 from tests.aci_emulator.state import Group
 from tests.controller.runtimes.aci.conftest import (
@@ -52,7 +54,8 @@ def test_create_then_one_list_per_resource_group_and_zero_writes_when_unchanged(
     owned = {state.name: state for state in runtime.list_owned()}
     assert sorted(owned) == ["iris-a", "iris-b"]
     assert owned["iris-a"].spec_hash == first.spec_hash
-    assert owned["iris-a"].served_version is None  # the cheap pass does not probe
+    # Every running server is asked; the counting emulator's endpoints do not answer.
+    assert (owned["iris-a"].served_version, owned["iris-a"].ready) == (None, False)
     assert emulator.state.count("GET", "list") == 2  # one per resource group
     assert emulator.state.count("GET", "group") == 0
     actions = [plan_deployment(d, owned[d.name]) for d in (first, second)]
@@ -136,6 +139,65 @@ def test_hotswap_posts_to_the_server_and_patches_tags_without_a_put(
     assert observed.served_version == "2"
     assert observed.ready
     assert plan_deployment(promoted, observed).operation is Operation.NOOP
+
+
+def test_a_restart_on_the_boot_version_is_seen_by_the_full_pass_and_swapped_back(
+    emulator: AciEmulator, make_runtime: RuntimeFactory, stub_server: StubServer
+) -> None:
+    """ACI restarts a crashed container from the group's env (MODEL_URI: version 1) after
+    a hot swap to 2: the cheap pass asks the server, and self-heal swaps again without a
+    PUT or even a PATCH (the tags already say 2)."""
+    runtime = make_runtime(endpoint_resolver=lambda fqdn, port: stub_server.url)
+    create(runtime, make_desired("iris-crash"))
+    execute(runtime, plan_deployment(make_desired("iris-crash", "2"), runtime.list_owned()[0]))
+    emulator.restart_container("iris-crash", "rg-a", SUB)
+    stub_server.ready = False  # booting
+    (booting,) = runtime.list_owned()
+    assert (booting.ready, booting.served_version) == (False, None)
+    assert "/readyz is not ready" in booting.detail
+    assert plan_deployment(make_desired("iris-crash", "2"), booting).operation is Operation.NOOP
+
+    stub_server.version, stub_server.ready = "1", True  # back, on the boot version
+    emulator.state.reset_counters()
+    (back,) = runtime.list_owned()
+    assert (back.model_version, back.served_version) == ("2", "1")
+    action = plan_deployment(make_desired("iris-crash", "2"), back)
+    assert action.operation is Operation.HOTSWAP
+    assert action.reason == "serving version 1, expected 2"
+    execute(runtime, action)
+    assert stub_server.version == "2"
+    assert emulator.state.writes == 0
+    (healed,) = runtime.list_owned()
+    assert plan_deployment(make_desired("iris-crash", "2"), healed).operation is Operation.NOOP
+
+
+def test_the_full_pass_probes_every_server_at_most_n_at_a_time(
+    emulator: AciEmulator, make_runtime: RuntimeFactory
+) -> None:
+    running = 0
+    peak = 0
+    asked: list[str] = []
+    guard = threading.Lock()
+
+    def slow_probe(endpoint: str) -> ServerProbe:
+        nonlocal running, peak
+        with guard:
+            running += 1
+            peak = max(peak, running)
+            asked.append(endpoint)
+        time.sleep(0.05)
+        with guard:
+            running -= 1
+        return ServerProbe(True, "1")
+
+    runtime = make_runtime(probe=slow_probe, probe_concurrency=3)
+    for i in range(7):
+        runtime.deploy(make_desired(f"many-{i}"))
+    asked.clear()
+    owned = runtime.list_owned()
+    assert len(asked) == len(set(asked)) == 7
+    assert peak == 3
+    assert all(state.ready and state.served_version == "1" for state in owned)
 
 
 def test_refused_hotswap_keeps_the_recorded_version(
@@ -420,11 +482,21 @@ def test_a_put_while_the_group_is_transitioning_is_a_409(
     with pytest.raises(HealthTimeoutError):
         create(runtime, make_desired("iris-409", timeout=1))
     changed = make_desired("iris-409", env=(("LOG_LEVEL", "debug"),))
-    with pytest.raises(RuntimeUnavailableError, match="ContainerGroupTransitioning"):
+    with pytest.raises(RuntimeUnavailableError, match="ContainerGroupTransitioning") as refused:
         execute(runtime, Action(Operation.RECREATE, "iris-409", "test", changed))
+    assert refused.value.retryable  # temporary: the next pass tries again
+    assert emulator.state.count("PUT", "group") == 1  # not even sent
     group = emulator.state.group(SUB, "rg-a", "iris-409")
     assert group is not None
-    assert group.starts == 1  # the refused PUT changed nothing
+    assert group.starts == 1
+
+    # Had it been sent (the group started transitioning in between), ACI's 409 says the
+    # same, also temporary.
+    emulator.state.faults.provisioning_delay = 0
+    runtime._get((SUB, "rg-a"), "iris-409")  # settles
+    group.provisioning = "Updating"
+    with pytest.raises(RuntimeUnavailableError, match="still Updating"):
+        runtime.deploy(changed)
 
 
 @pytest.mark.parametrize("status", [500, 504])
@@ -436,6 +508,25 @@ def test_a_put_committed_before_a_5xx_restarts_the_group_once(
     create(runtime, make_desired("iris-commit"))
     assert [g.name for g in emulator.state.in_resource_group(SUB, "rg-a")] == ["iris-commit"]
     group = emulator.state.group(SUB, "rg-a", "iris-commit")
+    assert group is not None
+    assert group.starts == 1
+
+
+def test_a_put_refused_before_commit_is_sent_again_once(
+    emulator: AciEmulator, make_runtime: RuntimeFactory
+) -> None:
+    """A 500 before ARM did anything: the GET finds no group with this PUT's id, so the
+    PUT goes again, once; the group starts once."""
+    runtime = make_runtime()
+    desired = make_desired("iris-retry")
+    assert runtime.observe("iris-retry") is None
+    emulator.state.reset_counters()
+    emulator.state.faults.errors_500 = 1
+    emulator.state.faults.errors_500_methods = frozenset({"PUT"})
+    runtime.deploy(desired)
+    assert emulator.state.failed[("PUT", "group")] == 1
+    assert emulator.state.count("PUT", "group") == 2
+    group = emulator.state.group(SUB, "rg-a", "iris-retry")
     assert group is not None
     assert group.starts == 1
 

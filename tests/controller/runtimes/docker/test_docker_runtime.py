@@ -1,8 +1,8 @@
 """The docker runtime through the real `docker` SDK against the fake engine (stub image).
 
-The stub image answers readiness, metadata and hot swap in a fraction of a second, so
-these tests cover ownership, diffing, rollouts and faults without loading a model; the
-real model server is exercised in test_docker_serving.py.
+The stub image answers readiness (with the model it serves) and hot swap in a fraction
+of a second, so these tests cover ownership, diffing, rollouts and faults without loading
+a model; the real model server is exercised in test_docker_serving.py.
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ def owned_names(engine: FakeDockerEngine) -> list[str]:
     )
 
 
-def metadata_version(endpoint: str) -> str:
-    return str(httpx.get(f"{endpoint}/metadata", timeout=5).json()["version"])
+def served_version(endpoint: str) -> str:
+    return str(httpx.get(f"{endpoint}/readyz", timeout=5).json()["model"]["version"])
 
 
 def test_is_a_runtime_and_starts_empty(runtime: DockerRuntime) -> None:
@@ -222,7 +222,7 @@ def test_env_change_recreates_blue_green_and_removes_the_old_container(
     assert new.endpoint != old.endpoint
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{old.endpoint}/readyz", timeout=2)
-    assert metadata_version(new.endpoint or "") == "1"
+    assert served_version(new.endpoint or "") == "1"
     # The writes, in order: create + start the new one, then stop + remove the old one.
     kinds = [(r.method, r.path.rsplit("/", 1)[-1]) for r in engine.writes()]
     assert kinds[-4:-2] == [("POST", "create"), ("POST", "start")]
@@ -253,7 +253,7 @@ def test_a_failed_recreate_keeps_the_old_container_serving(
     assert SECRET not in str(failure.value)
     assert owned_names(engine) == before  # the failed container was removed
     assert runtime.observe("iris") == old
-    assert metadata_version(old.endpoint or "") == "1"
+    assert served_version(old.endpoint or "") == "1"
 
 
 def test_a_container_that_never_gets_ready_times_out_and_is_removed(
@@ -320,12 +320,15 @@ def test_an_image_pinned_by_digest_is_pulled(
     assert container.image == pinned
 
 
-def test_more_cpus_than_the_host_has_is_refused_with_the_engines_message(
+def test_more_cpus_than_the_host_has_says_which_field_to_lower(
     runtime: DockerRuntime, engine: FakeDockerEngine
 ) -> None:
     too_many = dataclasses.replace(desired(), cpu=float(engine.cpus + 1))
-    with pytest.raises(InvalidSpecError, match=r"range of CPUs is from 0\.01 to"):
+    with pytest.raises(InvalidSpecError, match=r"range of CPUs is from 0\.01 to") as refused:
         run(runtime, Operation.CREATE, too_many)
+    assert f"spec.resources.cpu is {engine.cpus + 1}" in str(refused.value)
+    assert "lower spec.resources.cpu" in str(refused.value)
+    assert not refused.value.retryable  # the manifest must change: no retry on a timer
     assert engine.containers == {}
 
 
