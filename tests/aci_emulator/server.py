@@ -138,6 +138,7 @@ class AciEmulator:
             try:
                 desired, admin, tracking = _desired_from_group(group, self._tracking_uri)
                 runtime = self._local(admin, tracking)
+                runtime.delete(desired.name)  # the crash: nothing serves until it is back
                 runtime.deploy(desired)
                 self._map_endpoint(group, runtime, desired.name)
             except (ControllerError, ValueError) as exc:
