@@ -49,7 +49,7 @@ def emulator() -> Iterator[AciEmulator]:
     for i in range(N):
         name = f"dep-{i:04d}"
         desired = make_desired(name, version="2", rg=GROUPS[i % len(GROUPS)])
-        body = build_container_group(desired, "admin").serialize()
+        body = dict(build_container_group(desired, "admin").serialize())
         group = Group(SUB, GROUPS[i % len(GROUPS)], name, body, "Succeeded", "Running")
         group.fqdn = fqdn_for(group, TENANT)
         emu.state.groups[group.key] = group

@@ -6,12 +6,12 @@ from dataclasses import replace
 
 import pytest
 
-from controller.core.types import ActualState, DesiredState, Operation
+from controller.core.types import ActualState, DesiredState, Operation, Strategy, TargetKind
 from controller.reconcile.plan import plan, plan_deployment, plan_prune
 
 DESIRED = DesiredState(
     name="iris",
-    target_kind="local",
+    target_kind=TargetKind.LOCAL,
     model_name="iris-classifier",
     model_version="2",
     run_id="r2",
@@ -20,7 +20,7 @@ DESIRED = DesiredState(
     cpu=1.0,
     memory_gb=1.5,
     env=(),
-    strategy="hotswap",
+    strategy=Strategy.HOTSWAP,
     health_timeout_seconds=30,
     spec_hash="spec-a",
 )
@@ -47,7 +47,7 @@ IN_SYNC = ActualState(
             id="promotion-hotswap",
         ),
         pytest.param(
-            replace(DESIRED, strategy="recreate"),
+            replace(DESIRED, strategy=Strategy.RECREATE),
             replace(IN_SYNC, model_version="1", served_version="1"),
             Operation.RECREATE,
             id="promotion-recreate-strategy",
@@ -111,7 +111,7 @@ def test_plan_deployment(
     assert action.reason
 
 
-ACI_DESIRED = replace(DESIRED, target_kind="aci", immutable_hash="cpu1-mem1.5-westeurope")
+ACI_DESIRED = replace(DESIRED, target_kind=TargetKind.ACI, immutable_hash="cpu1-mem1.5-westeurope")
 ACI_ACTUAL = replace(IN_SYNC, immutable_hash="cpu1-mem1.5-westeurope")
 MORE_CPU = replace(ACI_DESIRED, spec_hash="spec-cpu2", immutable_hash="cpu2-mem1.5-westeurope")
 

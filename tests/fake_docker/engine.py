@@ -230,7 +230,8 @@ class FakeDockerEngine:
             match = re.fullmatch(pattern, path)
             if match and route_method == method:
                 params = {key: unquote(value) for key, value in match.groupdict().items()}
-                return handler(query, payload, **params)
+                answer: tuple[int, Any, str] = handler(query, payload, **params)
+                return answer
         return 404, {"message": f"page not found: {method} {path}"}, "application/json"
 
     def _routes(self) -> list[tuple[str, str, Any]]:

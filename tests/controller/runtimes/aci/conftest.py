@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from controller.core.types import DesiredState
+from controller.core.types import DesiredState, Strategy, TargetKind
 from controller.runtimes.aci import AciRuntime, QuotaLimiter, RetryOptions
 from controller.runtimes.netutil import free_port
 from tests.aci_emulator import AciEmulator
@@ -39,7 +39,7 @@ def make_desired(
     spec = f"{image}|{env}|{secret}|{rg}|{cpu}"
     return DesiredState(
         name=name,
-        target_kind="aci",
+        target_kind=TargetKind.ACI,
         model_name="iris-classifier",
         model_version=version,
         run_id=None,
@@ -48,7 +48,7 @@ def make_desired(
         cpu=cpu,
         memory_gb=1.5,
         env=env,
-        strategy="hotswap",
+        strategy=Strategy.HOTSWAP,
         health_timeout_seconds=timeout,
         secret_env=(("MLFLOW_TRACKING_TOKEN", secret),),
         spec_hash=_digest(spec),

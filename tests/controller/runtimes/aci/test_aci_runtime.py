@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 import pytest
+from azure.mgmt.containerinstance.models import ContainerGroup
 
 from controller.core.errors import (
     HealthTimeoutError,
@@ -18,10 +20,10 @@ from controller.core.errors import (
     RolloutRejectedError,
     RuntimeUnavailableError,
 )
-from controller.core.types import Action, Operation
+from controller.core.types import Action, ActualState, DesiredState, Operation
 from controller.reconcile.execute import execute
 from controller.reconcile.plan import plan_deployment
-from controller.runtimes.aci import QuotaLimiter
+from controller.runtimes.aci import AciRuntime, QuotaLimiter
 from controller.runtimes.aci.spec import TAG_IMMUTABLE_HASH, TAG_MODEL_VERSION
 from controller.runtimes.hotswap import swap_deadline
 from controller.runtimes.probe import ServerProbe
@@ -37,7 +39,7 @@ from tests.controller.runtimes.aci.conftest import (
 )
 
 
-def create(runtime, desired):  # type: ignore[no-untyped-def]
+def create(runtime: AciRuntime, desired: DesiredState) -> ActualState | None:
     return execute(runtime, plan_deployment(desired, runtime.observe(desired.name)))
 
 
@@ -47,7 +49,9 @@ def test_create_then_one_list_per_resource_group_and_zero_writes_when_unchanged(
     runtime = make_runtime()
     first, second = make_desired("iris-a"), make_desired("iris-b", rg="rg-b")
     for desired in (first, second):
-        assert create(runtime, desired).model_version == "1"
+        created = create(runtime, desired)
+        assert created is not None
+        assert created.model_version == "1"
     assert emulator.state.count("PUT", "group") == 2
 
     emulator.state.reset_counters()
@@ -131,6 +135,7 @@ def test_hotswap_posts_to_the_server_and_patches_tags_without_a_put(
     assert emulator.state.count("PUT", "group") == 0
     assert emulator.state.count("PATCH", "group") == 1
     after = emulator.state.group(SUB, "rg-a", "iris-hot")
+    assert after is not None
     assert after is before
     assert after.starts == 1  # started once, by the create; the swap restarted nothing
     assert after.body["tags"][TAG_MODEL_VERSION] == "2"
@@ -599,7 +604,8 @@ def test_restart_count_and_starts_tell_a_crash_from_an_update(
     group = runtime._get((SUB, "rg-a"), "iris-crash")
     assert group is not None
     (container,) = group.containers
-    assert container.instance_view.restart_count == 1
+    view: Any = container.instance_view  # read-only in the SDK's model: typed None
+    assert view.restart_count == 1
     stored = emulator.state.group(SUB, "rg-a", "iris-crash")
     assert stored is not None
     assert stored.starts == 1  # a crash is not an ARM operation
@@ -615,8 +621,7 @@ def test_a_reuse_scope_gives_a_hashed_fqdn_even_when_the_label_is_taken(
     from controller.runtimes.aci.spec import build_container_group
 
     emulator.state.take_dns_label("westeurope", "iris-scoped")
-    group = build_container_group(make_desired("iris-scoped"), ADMIN)
-    group.ip_address.auto_generated_domain_name_label_scope = "TenantReuse"
+    group = build_container_group(make_desired("iris-scoped"), ADMIN)  # TenantReuse
     with ContainerInstanceManagementClient(
         emulator.credential(),
         SUB,
@@ -625,10 +630,16 @@ def test_a_reuse_scope_gives_a_hashed_fqdn_even_when_the_label_is_taken(
         polling_interval=0.01,
     ) as client:
         first = client.container_groups.begin_create_or_update("rg-a", "iris-scoped", group)
-        fqdn = first.result().ip_address.fqdn
+        fqdn = _fqdn(first.result())
         again = client.container_groups.begin_create_or_update("rg-a", "iris-scoped", group)
-        assert again.result().ip_address.fqdn == fqdn
+        assert _fqdn(again.result()) == fqdn
     label, digest, region, *_ = fqdn.split(".")
     assert (label, region) == ("iris-scoped", "westeurope")
     assert len(digest) == 16
     assert fqdn.endswith(".azurecontainer.io")
+
+
+def _fqdn(group: ContainerGroup) -> str:
+    assert group.ip_address is not None
+    assert group.ip_address.fqdn is not None
+    return str(group.ip_address.fqdn)

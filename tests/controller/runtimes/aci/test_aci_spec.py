@@ -30,6 +30,9 @@ CREDS = (RegistryCredential("myreg.azurecr.io", "puller", "pull-pass"),)
 def test_builder_pins_the_version_and_hides_secrets() -> None:
     group = build_container_group(make_desired(version="7"), ADMIN, registry_credentials=CREDS)
     (container,) = group.containers
+    assert container.environment_variables is not None
+    assert group.tags is not None
+    assert group.image_registry_credentials is not None
     env = {v.name: v for v in container.environment_variables}
     assert env["MODEL_URI"].value == "models:/iris-classifier/7"
     assert env["MLFLOW_TRACKING_TOKEN"].secure_value == SECRET

@@ -12,11 +12,11 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import docker
 import httpx
 import pytest
-from docker_helpers import ADMIN_TOKEN, STUB_IMAGE
 
 from controller.core.errors import (
     HealthTimeoutError,
@@ -25,13 +25,14 @@ from controller.core.errors import (
     RuntimeUnavailableError,
 )
 from controller.core.ports import Runtime
-from controller.core.types import Action, ActualState, DesiredState, Operation
+from controller.core.types import Action, ActualState, DesiredState, Operation, Strategy, TargetKind
 from controller.reconcile.execute import execute
 from controller.reconcile.plan import plan, plan_deployment
 from controller.runtimes.docker import DockerRuntime
 from controller.runtimes.netutil import free_port
 from controller.service.settings import ControllerSettings
 from controller.service.wiring import build_runtimes
+from tests.controller.runtimes.docker.docker_helpers import ADMIN_TOKEN, STUB_IMAGE
 from tests.fake_docker import FakeDockerEngine
 
 SECRET = "d0cker-s3cret-never-on-disk"
@@ -50,7 +51,7 @@ def desired(
 ) -> DesiredState:
     return DesiredState(
         name=name,
-        target_kind="docker",
+        target_kind=TargetKind.DOCKER,
         model_name="iris-model",
         model_version=version,
         run_id=None,
@@ -59,7 +60,7 @@ def desired(
         cpu=0.5,
         memory_gb=1.5,
         env=env,
-        strategy="hotswap",
+        strategy=Strategy.HOTSWAP,
         health_timeout_seconds=timeout,
         secret_env=secret_env,
         spec_hash=spec,
@@ -378,7 +379,7 @@ def test_a_missing_image_is_pulled_and_an_unknown_one_is_an_invalid_spec(
 
 def test_wrong_kind_is_an_invalid_spec(runtime: DockerRuntime) -> None:
     with pytest.raises(InvalidSpecError, match="local"):
-        run(runtime, Operation.CREATE, dataclasses.replace(desired(), target_kind="local"))
+        run(runtime, Operation.CREATE, dataclasses.replace(desired(), target_kind=TargetKind.LOCAL))
 
 
 def test_engine_errors_map_into_the_error_tree(
@@ -448,7 +449,7 @@ def test_host_network_binds_loopback_on_a_port_of_its_own(
 def test_build_runtimes_adds_docker_only_when_enabled_and_does_not_touch_the_engine(
     tmp_path: Path,
 ) -> None:
-    base = {"data_dir": tmp_path, "mlflow_tracking_uri": "http://127.0.0.1:5000"}
+    base: dict[str, Any] = {"data_dir": tmp_path, "mlflow_tracking_uri": "http://127.0.0.1:5000"}
     assert set(build_runtimes(ControllerSettings(**base), "t")) == {"local"}
     dead = f"tcp://127.0.0.1:{free_port()}"
     settings = ControllerSettings(
