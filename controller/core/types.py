@@ -45,7 +45,13 @@ class Trigger(StrEnum):
 
 class Operation(StrEnum):
     CREATE = "create"
+    # An in-place update: the workload is re-deployed where it is (on ACI one PUT, which
+    # restarts its containers; elsewhere blue/green).
     RECREATE = "recreate"
+    # Delete, then create: for what a target cannot change on an existing workload (on ACI
+    # CPU, memory, GPU, OS type, restart policy, network profile, zones, location). The
+    # workload is down between the two.
+    REPLACE = "replace"
     HOTSWAP = "hotswap"
     DELETE = "delete"
     NOOP = "noop"
@@ -81,6 +87,9 @@ class DesiredState:
     quarantined: str | None = None
     # A watched promotion: the server keeps the replaced version for a quick rollback.
     keep_previous: bool = False
+    # A digest of the part of the spec the target cannot change on an existing workload
+    # (part of `spec_hash` too); "" for targets that can change everything in place.
+    immutable_hash: str = ""
 
     @property
     def model_uri(self) -> str:
@@ -106,6 +115,9 @@ class ActualState:
     served_version: str | None = None
     ready: bool = False
     detail: str = ""
+    # The `immutable_hash` the workload was made with; "" when the runtime does not record
+    # one or the workload predates it (unknown: never a reason to replace).
+    immutable_hash: str = ""
 
 
 @dataclass(frozen=True)

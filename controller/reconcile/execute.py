@@ -41,6 +41,10 @@ def execute(runtime: Runtime, action: Action, trigger: Trigger | None = None) ->
         )
     if action.operation is Operation.HOTSWAP:
         return runtime.hotswap(desired, action.actual)
+    if action.operation is Operation.REPLACE:
+        # What the target cannot update in place: the old workload goes first (ACI refuses
+        # the PUT otherwise); a failed delete raises before anything new is created.
+        runtime.delete(desired.name)
     # A create that finds a workload (a controller that died mid-rollout) replaces it:
     # every runtime's deploy is create-or-replace.
     return runtime.deploy(desired)

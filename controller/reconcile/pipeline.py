@@ -41,7 +41,7 @@ from controller.reconcile.recorder import Recorder
 
 log = logging.getLogger("aliasflow.reconcile")
 
-ROLLOUTS = frozenset({Operation.CREATE, Operation.HOTSWAP, Operation.RECREATE})
+ROLLOUTS = frozenset({Operation.CREATE, Operation.HOTSWAP, Operation.RECREATE, Operation.REPLACE})
 
 
 @dataclass

@@ -109,6 +109,11 @@ class ControllerSettings(BaseSettings):
         "https://management.azure.com",
         description="Azure Resource Manager endpoint (another cloud, or the test emulator).",
     )
+    aci_audience: str | None = Field(
+        None,
+        description="Token audience for ARM (`<audience>/.default` is the scope asked for); "
+        "unset uses ALIASFLOW_ACI_ARM_URL, which is the audience in every Azure cloud.",
+    )
     aci_authority_host: str | None = Field(
         None,
         description="Microsoft Entra authority for the Azure credential; unset uses "
@@ -142,8 +147,10 @@ class ControllerSettings(BaseSettings):
     acr_endpoint: str | None = Field(
         None, description="ACR API URL if not https://<login server> (tests)."
     )
-    acr_audience: str = Field(
-        "https://containerregistry.azure.net", description="Token audience for ACR."
+    acr_audience: str | None = Field(
+        None,
+        description="Token audience for ACR; unset uses https://containerregistry.azure.net "
+        "in the public cloud and the ARM audience in any other.",
     )
     acr_username: str | None = Field(
         None, description="Pull user ACI uses for images on the ACR login server."
