@@ -53,7 +53,11 @@ class AciEmulator:
         tracking_uri: str | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
         port: int | None = None,
+        check_schema: bool = True,
     ) -> None:
+        """`check_schema=False` skips validating each answer against the spec's schema:
+        only for scale benchmarks, where ten thousand validations a pass would measure
+        jsonschema (in this process, under the GIL) rather than the runtime."""
         self.state = EmulatorState()
         self._tmp = tempfile.TemporaryDirectory(prefix="aci-emulator-")
         tmp = Path(self._tmp.name)
@@ -78,6 +82,7 @@ class AciEmulator:
             on_delete=self._backed_delete if self.backed else None,
             page_size=page_size,
             tenant=TENANT,
+            check_schema=check_schema,
         )
         config = uvicorn.Config(
             app,

@@ -196,12 +196,10 @@ class EmulatorState:
             return self.groups.get((sub, rg, name))
 
     def in_resource_group(self, sub: str, rg: str) -> list[Group]:
+        rg = rg.lower()
         with self.lock:
-            return [
-                g
-                for key, g in sorted(self.groups.items())
-                if key[0] == sub and key[1].lower() == rg.lower()
-            ]
+            found = [(k, g) for k, g in self.groups.items() if k[0] == sub and k[1].lower() == rg]
+        return [g for _, g in sorted(found, key=lambda item: item[0])]
 
     def new_operation(self, kind: str, key: tuple[str, str, str]) -> Operation:
         operation = Operation(uuid.uuid4().hex, group=key, kind=kind)
