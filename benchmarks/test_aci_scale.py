@@ -155,7 +155,8 @@ def test_aci_scale_steady_state(tmp_path: Path) -> None:
             source.refresh()
             reconciler.sync_all("poll", lambda name, _trigger: None)
             profile.disable()
-            pstats.Stats(profile).sort_stats(os.environ.get("ALIASFLOW_SCALE_PROFILE", "cumulative")).print_stats(40)
+            order = os.environ.get("ALIASFLOW_SCALE_PROFILE", "cumulative")
+            pstats.Stats(profile).sort_stats(order).print_stats(40)
         report = (
             f"\nACI scale (counting mode), {N} deployments: first pass {created} creates: "
             f"wall {first_wall:.1f}s, "
