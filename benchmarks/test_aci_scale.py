@@ -155,7 +155,8 @@ def test_aci_scale_steady_state(tmp_path: Path) -> None:
             source.refresh()
             reconciler.sync_all("poll", lambda name, _trigger: None)
             profile.disable()
-            order = "tottime" if os.environ["ALIASFLOW_SCALE_PROFILE"] == "tottime" else "cumulative"
+            wanted = os.environ["ALIASFLOW_SCALE_PROFILE"]
+            order = "tottime" if wanted == "tottime" else "cumulative"
             pstats.Stats(profile).sort_stats(order).print_stats(40)
         report = (
             f"\nACI scale (counting mode), {N} deployments: first pass {created} creates: "
