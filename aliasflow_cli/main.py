@@ -84,6 +84,24 @@ def promote(
 
 
 @app.command(cls=PlainCommand)
+def unquarantine(
+    model: str = typer.Argument(..., metavar="MODEL", help="Registered model name."),
+    version: int = typer.Argument(..., metavar="VERSION", help="The quarantined version."),
+    tracking_uri: str | None = typer.Option(
+        None,
+        "--tracking-uri",
+        envvar="MLFLOW_TRACKING_URI",
+        metavar="URL",
+        help="MLflow address (or MLFLOW_TRACKING_URI).",
+    ),
+) -> None:
+    """Let the controller roll out a version it quarantined after a failed analysis."""
+    from training.promote import run_unquarantine
+
+    raise typer.Exit(run_unquarantine(model, version, tracking_uri))
+
+
+@app.command(cls=PlainCommand)
 def serve(
     host: str = typer.Option(
         "127.0.0.1",

@@ -337,3 +337,42 @@ def run_promote(
     print(result.to_json(), flush=True)
     print(result.message, file=sys.stderr)
     return EXIT_OK if result.promoted else EXIT_GATE_FAILED
+
+
+QUARANTINE_TAG = "aliasflow.quarantined"
+
+
+def run_unquarantine(model: str, version: int, tracking_uri: str | None) -> int:
+    """Clear the quarantine the controller put on a version after a failed analysis.
+
+    The controller then rolls the version out again whenever its alias points at it (and
+    the gates and the next analysis judge it afresh).
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from training.tracking import check_reachable
+
+    try:
+        if not tracking_uri:
+            raise PromotionError("no tracking URI: pass --tracking-uri or set MLFLOW_TRACKING_URI")
+        check_reachable(tracking_uri)
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        try:
+            found = client.get_model_version(model, str(version))
+        except MlflowException as exc:
+            raise PromotionError(f"{model} version {version} not found: {exc.message}") from None
+        why = (found.tags or {}).get(QUARANTINE_TAG)
+        if why is None:
+            print(f"{model} version {version} is not quarantined; nothing to do", file=sys.stderr)
+            return EXIT_OK
+        client.delete_model_version_tag(model, str(version), QUARANTINE_TAG)
+    except TrainingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(
+        f"{model} version {version} is no longer quarantined (it was: {why}); the controller "
+        "rolls it out again when its alias points at it",
+        file=sys.stderr,
+    )
+    return EXIT_OK

@@ -31,6 +31,7 @@ from fastapi.templating import Jinja2Templates
 
 from controller.api.auth import COOKIE, bearer, token_matches
 from controller.api.deps import ControllerDep
+from controller.api.detail import detail_of
 from controller.api.schemas import DeploymentOut, deployment_out
 from controller.core.records import SyncRecord
 from controller.service.controller import Controller
@@ -104,12 +105,24 @@ def mlflow_link(
     return None
 
 
+def sparkline_points(values: list[float], width: int = 120, height: int = 24) -> str:
+    """SVG polyline points for the values (requests per second), scaled to fit the box."""
+    if len(values) < 2:
+        return ""
+    top = max(values) or 1.0
+    step = width / (len(values) - 1)
+    return " ".join(
+        f"{i * step:.1f},{height - (v / top) * (height - 2) - 1:.1f}" for i, v in enumerate(values)
+    )
+
+
 @cache
 def _templates() -> Jinja2Templates:
     # Built on first use, not at import (style rule: no import-time side effects).
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters.update(age=age, clock=clock, iso=iso, duration=duration)
     templates.env.globals["mlflow_link"] = mlflow_link
+    templates.env.globals["sparkline_points"] = sparkline_points
     return templates
 
 
@@ -227,7 +240,7 @@ def _events(row: DeploymentOut, history: list[SyncRecord]) -> list[dict[str, Any
 
 def deployment_context(controller: Controller, name: str) -> dict[str, Any] | None:
     try:
-        row = deployment_out(controller.deployment(name))
+        row = detail_of(controller, name)
     except NotFoundError:
         return None
     history = controller.history(name, HISTORY_DEPTH)

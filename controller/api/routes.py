@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from controller.api.auth import ReadAccess, requires_token
 from controller.api.deps import ControllerDep
+from controller.api.detail import detail_of
 from controller.api.schemas import (
     ControllerInfo,
     DeploymentDetail,
@@ -20,7 +21,6 @@ from controller.api.schemas import (
     RollbackAccepted,
     RollbackRequest,
     SyncAccepted,
-    deployment_detail,
     deployment_out,
     history_row,
 )
@@ -36,7 +36,7 @@ async def list_deployments(_: ReadAccess, controller: ControllerDep) -> list[Dep
 
 @router.get("/api/deployments/{name}", response_model=DeploymentDetail, tags=["deployments"])
 async def get_deployment(name: str, _: ReadAccess, controller: ControllerDep) -> DeploymentDetail:
-    return deployment_detail(await run_in_threadpool(controller.deployment, name))
+    return await run_in_threadpool(detail_of, controller, name)
 
 
 @router.get(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel
 
-from controller.core.records import SyncRecord
+from controller.core.records import Bake, SyncRecord
 from controller.core.types import TargetKind
+from controller.service.traffic import VersionTraffic
 from controller.service.views import DeploymentView
 
 
@@ -57,9 +59,35 @@ class DeploymentOut(BaseModel):
     manifest_errors: list[ManifestProblem] = []
 
 
+class BakeOut(BaseModel):
+    """The watch over the newest promotion (rollout.analysis)."""
+
+    state: str
+    from_version: str | None
+    to_version: str
+    started_at: float
+    ends_at: float
+    finished_at: float | None
+    message: str
+    verdict: dict[str, Any]
+
+
+class TrafficOut(BaseModel):
+    version: str
+    role: str
+    requests_per_second: float
+    error_rate: float | None
+    p99_ms: float | None
+    history: list[float]
+
+
 class DeploymentDetail(DeploymentOut):
     # The manifest as applied; secretEnv only ever names the controller's variables.
     manifest: dict[str, Any] | None = None
+    bake: BakeOut | None = None
+    traffic: list[TrafficOut] = []
+    # Version -> why: versions of this model the controller will not roll out.
+    quarantined: dict[str, str] = {}
 
 
 class HistoryRow(BaseModel):
@@ -142,8 +170,28 @@ def deployment_out(view: DeploymentView) -> DeploymentOut:
     return row
 
 
-def deployment_detail(view: DeploymentView) -> DeploymentDetail:
+def deployment_detail(
+    view: DeploymentView,
+    bake: Bake | None = None,
+    traffic: list[VersionTraffic] | None = None,
+    quarantined: dict[str, str] | None = None,
+) -> DeploymentDetail:
     detail = DeploymentDetail.model_validate(deployment_out(view).model_dump())
     if view.loaded is not None:
         detail.manifest = view.loaded.deployment.model_dump(mode="json", by_alias=True)
+    if bake is not None:
+        detail.bake = BakeOut(
+            state=bake.state.value,
+            from_version=bake.from_version,
+            to_version=bake.to_version,
+            started_at=bake.started_at,
+            ends_at=bake.ends_at,
+            finished_at=bake.finished_at,
+            message=bake.message,
+            verdict=json.loads(bake.verdict or "{}"),
+        )
+    detail.traffic = [
+        TrafficOut.model_validate(item, from_attributes=True) for item in traffic or []
+    ]
+    detail.quarantined = quarantined or {}
     return detail

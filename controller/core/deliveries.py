@@ -7,6 +7,9 @@ is also the metrics label; the signature schemes themselves live with their send
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -14,6 +17,20 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 BodyModel = TypeVar("BodyModel", bound=BaseModel)
+SIGNATURE_VERSION = "v1"
+
+
+def v1_digest(secret: str, delivery_id: str, timestamp: str, raw_body: bytes) -> bytes:
+    """HMAC-SHA256 over `{delivery_id}.{timestamp}.{raw_body}`: MLflow's webhook scheme,
+    which our own outgoing notifications use too, so one verifier serves both."""
+    signed = f"{delivery_id}.{timestamp}.".encode() + raw_body
+    return hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).digest()
+
+
+def v1_signature(secret: str, delivery_id: str, timestamp: str, raw_body: bytes) -> str:
+    """The header value: `v1,<base64 digest>`."""
+    digest = v1_digest(secret, delivery_id, timestamp, raw_body)
+    return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode('ascii')}"
 
 
 class RejectReason(StrEnum):

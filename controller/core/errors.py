@@ -8,7 +8,9 @@ status and history record `reason`.
     │   ├── RegistryRefusedError    MLflow refused the request (auth, bad input)
     │   ├── InvalidSpecError        the runtime refuses the spec as written
     │   ├── RolloutRejectedError    the new version failed to load or its checks
-    │   └── HealthTimeoutError      the workload did not become healthy in time
+    │   ├── HealthTimeoutError      the workload did not become healthy in time
+    │   ├── GateFailedError         the new version's run metrics miss a requirement
+    │   └── QuarantinedError        the version was rolled back once and is quarantined
     └── TemporaryError          retry with backoff
         ├── RegistryUnavailableError  MLflow unreachable or answering 5xx
         ├── RuntimeUnavailableError   the runtime (ACI, Docker, ...) failed or throttled
@@ -71,6 +73,14 @@ class RolloutRejectedError(PermanentError):
 
 class HealthTimeoutError(PermanentError):
     reason = Reason.HEALTH_CHECK_FAILED
+
+
+class GateFailedError(PermanentError):
+    reason = Reason.GATE_FAILED
+
+
+class QuarantinedError(PermanentError):
+    reason = Reason.QUARANTINED
 
 
 class RegistryUnavailableError(TemporaryError):

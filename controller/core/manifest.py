@@ -13,7 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from controller.core.types import Strategy, TargetKind
+from controller.core.requirements import Requirement, parse_requirement
+from controller.core.types import OnFailure, Strategy, TargetKind
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -126,6 +127,46 @@ class SecretRef(_Strict):
     _check_name = field_validator("from_env")(_env_name)
 
 
+class Analysis(_Strict):
+    """How a new version is judged while it takes traffic, against the one it replaced."""
+
+    min_requests: int = Field(
+        default=50,
+        alias="minRequests",
+        ge=1,
+        description="Requests the new version must answer before any verdict; fewer is "
+        "'not enough data yet', never a pass.",
+    )
+    max_error_rate: float | None = Field(
+        default=0.01,
+        alias="maxErrorRate",
+        ge=0,
+        le=1,
+        description="Highest share of requests the new version may fail (5xx).",
+    )
+    max_latency_p99_ms: float | None = Field(
+        default=None,
+        alias="maxLatencyP99Ms",
+        gt=0,
+        description="Highest p99 latency of /predict on the new version, in milliseconds.",
+    )
+    max_prediction_shift: float | None = Field(
+        default=None,
+        alias="maxPredictionShift",
+        ge=0,
+        le=1,
+        description="Largest distance (total variation, 0-1) between the new and the "
+        "previous version's distribution of predictions.",
+    )
+    bake_seconds: int = Field(
+        default=600,
+        alias="bakeSeconds",
+        ge=1,
+        le=86400,
+        description="How long the controller keeps watching after the switch.",
+    )
+
+
 class Rollout(_Strict):
     strategy: Strategy = Field(
         default=Strategy.HOTSWAP,
@@ -139,6 +180,35 @@ class Rollout(_Strict):
         le=3600,
         description="Time for the new version to be ready and serving, or the rollout fails.",
     )
+    analysis: Analysis | None = Field(
+        default=None,
+        description="Watch a new version after it takes traffic; roll back when it fails.",
+    )
+
+
+class Promotion(_Strict):
+    require: list[str] = Field(
+        default_factory=list,
+        description="Checked by the controller on the new version's MLflow run metrics, "
+        "e.g. 'accuracy>=served' (served: the version this deployment serves) or 'f1>=0.9'.",
+    )
+    on_failure: OnFailure = Field(
+        default=OnFailure.REVERT,
+        alias="onFailure",
+        description="revert: move the alias back to the served version; hold: keep the "
+        "alias, do not roll the version out.",
+    )
+
+    @field_validator("require")
+    @classmethod
+    def _parseable(cls, value: list[str]) -> list[str]:
+        for text in value:
+            parse_requirement(text)
+        return value
+
+    @property
+    def requirements(self) -> tuple[Requirement, ...]:
+        return tuple(parse_requirement(text) for text in self.require)
 
 
 class SyncPolicy(_Strict):
@@ -176,6 +246,9 @@ class Spec(_Strict):
         description="Secret environment; values come from the controller's environment.",
     )
     rollout: Rollout = Field(default_factory=Rollout, description="How a change rolls out.")
+    promotion: Promotion = Field(
+        default_factory=Promotion, description="What a new version must prove to roll out."
+    )
     sync_policy: SyncPolicy = Field(
         default_factory=SyncPolicy, alias="syncPolicy", description="What happens automatically."
     )

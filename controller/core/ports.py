@@ -7,12 +7,21 @@ an in-memory one beside it. The reconciler only ever sees these protocols.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from controller.core.manifest import ManifestSnapshot
-from controller.core.records import DeploymentStatus, SyncRecord
-from controller.core.types import ActualState, DesiredState
+from controller.core.records import (
+    Bake,
+    BakeState,
+    DeploymentStatus,
+    NotificationDelivery,
+    SyncRecord,
+)
+from controller.core.types import ActualState, DesiredState, Notification
+
+QUARANTINE_TAG = "aliasflow.quarantined"
 
 
 @dataclass(frozen=True)
@@ -21,6 +30,13 @@ class ModelVersionInfo:
     version: str
     run_id: str | None
     status: str = "READY"
+    tags: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def quarantined(self) -> str | None:
+        """Why the version is quarantined (the tag's value), or None when it is not."""
+        reason = self.tags.get(QUARANTINE_TAG)
+        return None if reason is None else reason or "quarantined"
 
 
 # model name -> alias -> version
@@ -74,6 +90,16 @@ class Registry(Protocol):
 
     def set_alias(self, model_name: str, alias: str, version: str) -> None: ...
 
+    def run_metrics(self, run_id: str) -> dict[str, float]:
+        """The run's latest metrics; {} for a run that logged none."""
+        ...
+
+    def set_version_tag(self, model_name: str, version: str, key: str, value: str) -> None: ...
+
+    def quarantined_versions(self, model_name: str) -> dict[str, str]:
+        """Version -> why it is quarantined, for every quarantined version of the model."""
+        ...
+
 
 class ManifestSource(Protocol):
     """Desired state as a snapshot per revision: reads are free, refreshes do the I/O."""
@@ -124,6 +150,29 @@ class HistoryStore(Protocol):
 
     def delivery_counts(self) -> dict[str, int]: ...
 
+    def put_bake(self, bake: Bake) -> None: ...
+
+    def get_bake(self, deployment: str) -> Bake | None: ...
+
+    def bakes(self, states: tuple[BakeState, ...] = ()) -> list[Bake]: ...
+
+    def record_notification(self, delivery: NotificationDelivery) -> None: ...
+
+    def notifications(self, limit: int = 50) -> list[NotificationDelivery]: ...
+
     def probe(self) -> bool: ...
 
     def close(self) -> None: ...
+
+
+class Notifier(Protocol):
+    """Tells people (Teams, Slack, a webhook) what happened; never blocks a rollout."""
+
+    def notify(self, notification: Notification) -> None: ...
+
+
+class SilentNotifier:
+    """For controllers with no notification target configured."""
+
+    def notify(self, notification: Notification) -> None:
+        return None

@@ -56,6 +56,11 @@ class Reason(StrEnum):
     SELF_HEAL_DISABLED = "SelfHealDisabled"
     NOT_AUTOMATED = "NotAutomated"
     PREVIOUSLY_FAILED = "PreviouslyFailed"
+    GATE_FAILED = "GateFailed"
+    QUARANTINED = "Quarantined"
+    BAKING = "Baking"
+    ANALYSIS_FAILED = "AnalysisFailed"
+    ROLLED_BACK = "RolledBack"
     PRUNED = "Pruned"
     PRUNE_FAILED = "PruneFailed"
     PRUNE_DISABLED = "PruneDisabled"
@@ -107,3 +112,52 @@ class SyncRecord:
     @property
     def duration_seconds(self) -> float | None:
         return None if self.finished_at is None else self.finished_at - self.started_at
+
+
+@dataclass(frozen=True)
+class NotificationDelivery:
+    """How one notification to one channel (teams, slack, webhook) ended."""
+
+    delivery_id: str
+    channel: str
+    event: str
+    deployment: str
+    outcome: str  # delivered | failed
+    attempts: int
+    detail: str
+    at: float
+
+
+class BakeState(StrEnum):
+    BAKING = "Baking"
+    # The analysis failed; the rollback is queued behind any running reconcile.
+    FAILED = "Failed"
+    ROLLED_BACK = "RolledBack"
+    PASSED = "Passed"
+    # The bake ended before the new version answered `minRequests`: not a pass.
+    INCONCLUSIVE = "Inconclusive"
+    # Another rollout replaced the version being watched.
+    SUPERSEDED = "Superseded"
+
+
+@dataclass(frozen=True)
+class Bake:
+    """The watch over one promotion: persisted, so a restarted controller resumes it."""
+
+    deployment: str
+    model_name: str
+    alias: str | None
+    from_version: str | None
+    to_version: str
+    started_at: float
+    ends_at: float
+    state: BakeState = BakeState.BAKING
+    # JSON: the replaced version's figures before the switch, and the new version's
+    # counters at the switch (the window starts there).
+    baseline: str = "{}"
+    start: str = "{}"
+    # JSON of the newest verdict, for the dashboard and the API.
+    verdict: str = "{}"
+    message: str = ""
+    finished_at: float | None = None
+    failed_at: float | None = None

@@ -23,6 +23,13 @@ class Strategy(StrEnum):
     RECREATE = "recreate"
 
 
+class OnFailure(StrEnum):
+    """What a refused or rolled-back promotion does to the alias."""
+
+    REVERT = "revert"
+    HOLD = "hold"
+
+
 class Trigger(StrEnum):
     """What started a reconcile; recorded in history and used as a metrics label."""
 
@@ -32,11 +39,19 @@ class Trigger(StrEnum):
     MANUAL = "manual"
     RESTART = "restart"
     ROLLBACK = "rollback"
+    # The analysis of a promotion failed: the rollback it asks for.
+    ANALYSIS = "analysis"
 
 
 class Operation(StrEnum):
     CREATE = "create"
+    # An in-place update: the workload is re-deployed where it is (on ACI one PUT, which
+    # restarts its containers; elsewhere blue/green).
     RECREATE = "recreate"
+    # Delete, then create: for what a target cannot change on an existing workload (on ACI
+    # CPU, memory, GPU, OS type, restart policy, network profile, zones, location). The
+    # workload is down between the two.
+    REPLACE = "replace"
     HOTSWAP = "hotswap"
     DELETE = "delete"
     NOOP = "noop"
@@ -68,6 +83,13 @@ class DesiredState:
     spec_hash: str = ""
     target_settings: tuple[tuple[str, str], ...] = ()
     prune: bool = True
+    # Why this version is quarantined (MLflow tag aliasflow.quarantined), when it is.
+    quarantined: str | None = None
+    # A watched promotion: the server keeps the replaced version for a quick rollback.
+    keep_previous: bool = False
+    # A digest of the part of the spec the target cannot change on an existing workload
+    # (part of `spec_hash` too); "" for targets that can change everything in place.
+    immutable_hash: str = ""
 
     @property
     def model_uri(self) -> str:
@@ -93,6 +115,9 @@ class ActualState:
     served_version: str | None = None
     ready: bool = False
     detail: str = ""
+    # The `immutable_hash` the workload was made with; "" when the runtime does not record
+    # one or the workload predates it (unknown: never a reason to replace).
+    immutable_hash: str = ""
 
 
 @dataclass(frozen=True)
@@ -118,3 +143,43 @@ class Outcome:
     message: str
     reason: Reason | None = None
     retry: bool = False
+
+
+class NotificationEvent(StrEnum):
+    PROMOTION_STARTED = "promotion.started"
+    PROMOTION_SUCCEEDED = "promotion.succeeded"
+    PROMOTION_REFUSED = "promotion.refused"
+    PROMOTION_ROLLED_BACK = "promotion.rolled_back"
+    DEPLOYMENT_DEGRADED = "deployment.degraded"
+    DEPLOYMENT_RECOVERED = "deployment.recovered"
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One thing that happened to a deployment that people want to hear about."""
+
+    event: NotificationEvent
+    deployment: str
+    model_name: str | None
+    alias: str | None
+    from_version: str | None
+    to_version: str | None
+    reason: Reason | None
+    message: str
+    at: float
+
+    def body(self) -> dict[str, object]:
+        """The JSON body of the generic webhook (the contract receivers rely on)."""
+        return {
+            "event": self.event.value,
+            "deployment": self.deployment,
+            "model": {
+                "name": self.model_name,
+                "alias": self.alias,
+                "from_version": self.from_version,
+                "to_version": self.to_version,
+            },
+            "reason": None if self.reason is None else self.reason.value,
+            "message": self.message,
+            "at": self.at,
+        }

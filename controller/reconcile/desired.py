@@ -62,6 +62,34 @@ def spec_hash(
         "env": dict(sorted(spec.env.items())),
         "secretEnv": dict(sorted(secrets.items())),
     }
+    return _digest(shape)
+
+
+def immutable_hash(deployment: ModelDeployment) -> str:
+    """Digest of what the target cannot change on an existing workload; "" when it can.
+
+    ACI refuses a PUT that changes OS type, CPU, memory, GPU, restart policy or network
+    profile (`InvalidContainerGroupUpdate`; "Update containers in Azure Container
+    Instances", learn.microsoft.com/azure/container-instances/container-instances-update,
+    "Properties that require container delete") or zones, and ARM refuses a new location
+    for an existing resource (`InvalidResourceLocation`, "Troubleshoot common Azure
+    deployment errors"). Of those the manifest sets CPU, memory and location; the runtime
+    fixes the rest (Linux, restart policy Always, no subnet, no zone, no GPU). A manifest
+    field that reaches any of them belongs here too.
+    """
+    spec = deployment.spec
+    if spec.target.aci is None:
+        return ""
+    shape = {
+        "cpu": spec.resources.cpu,
+        "memoryGB": spec.resources.memory_gb,
+        # ARM takes "West Europe" and "westeurope" for one region.
+        "location": spec.target.aci.location.replace(" ", "").lower(),
+    }
+    return _digest(shape)
+
+
+def _digest(shape: Mapping[str, object]) -> str:
     return hashlib.sha256(orjson.dumps(shape, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
@@ -94,6 +122,9 @@ def build_desired(
         secret_env=tuple(sorted(secrets.items())),
         spec_hash=spec_hash(deployment, secrets, image),
         target_settings=tuple(sorted(target_settings(deployment).items())),
+        quarantined=version.quarantined,
+        keep_previous=spec.rollout.analysis is not None,
+        immutable_hash=immutable_hash(deployment),
     )
 
 

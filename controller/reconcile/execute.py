@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import logging
+
 from controller.core.errors import InvalidSpecError
 from controller.core.ports import Runtime
-from controller.core.types import Action, ActualState, Operation
+from controller.core.types import Action, ActualState, Operation, Trigger
+
+log = logging.getLogger("aliasflow.reconcile")
 
 
-def execute(runtime: Runtime, action: Action) -> ActualState | None:
+def execute(runtime: Runtime, action: Action, trigger: Trigger | None = None) -> ActualState | None:
     """What the workload looks like right after the action (None once deleted)."""
+    if action.changes_anything:
+        log.info(
+            "applying %s to %s: %s",
+            action.operation,
+            action.name,
+            action.reason,
+            extra={
+                "deployment": action.name,
+                "model_version": action.desired.model_version if action.desired else None,
+                "trigger": trigger.value if trigger else None,
+                "action": action.operation.value,
+            },
+        )
     if action.operation is Operation.NOOP:
         return action.actual
     if action.operation is Operation.DELETE:
@@ -24,6 +41,10 @@ def execute(runtime: Runtime, action: Action) -> ActualState | None:
         )
     if action.operation is Operation.HOTSWAP:
         return runtime.hotswap(desired, action.actual)
+    if action.operation is Operation.REPLACE:
+        # What the target cannot update in place: the old workload goes first (ACI refuses
+        # the PUT otherwise); a failed delete raises before anything new is created.
+        runtime.delete(desired.name)
     # A create that finds a workload (a controller that died mid-rollout) replaces it:
     # every runtime's deploy is create-or-replace.
     return runtime.deploy(desired)

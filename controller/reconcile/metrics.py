@@ -39,6 +39,12 @@ class ControllerMetrics:
             registry=registry,
             buckets=(0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 30, 60, 120),
         )
+        self.breach_to_rollback = Histogram(
+            "aliasflow_breach_to_rollback_seconds",
+            "From an analysis seeing a threshold breached to the previous version serving.",
+            registry=registry,
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+        )
         self.webhook_deliveries = Counter(
             "aliasflow_webhook_deliveries",
             "Webhook deliveries by source and outcome.",

@@ -1,10 +1,11 @@
 """The reconcile pipeline for one deployment.
 
-It reads top to bottom as its steps: load desired → observe → plan → policy → apply →
-health gate → record. Every step fails in one way, with the reason its error carries,
-and the status is always written (in a `finally`). The served version recorded as
-"applied" moves only after the health gate has seen the workload ready and serving the
-desired version.
+It reads top to bottom as its steps: load desired → observe → plan → policy → gates →
+apply → health gate → (bake) → record. A promotion the manifest asks to watch starts a
+bake (`bake.py`); a bake whose analysis failed is rolled back here, in the queue's
+order. Every step fails in one way, with the reason its error carries, and the status
+is always written (in a `finally`). The served version recorded as "applied" moves only
+after the health gate has seen the workload ready and serving the desired version.
 """
 
 from __future__ import annotations
@@ -14,24 +15,34 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from controller.core.errors import ControllerError
+from controller.core.errors import ControllerError, GateFailedError, QuarantinedError
 from controller.core.failpoints import failpoint
 from controller.core.manifest import LoadedManifest
 from controller.core.ports import ManifestSource, Runtime
-from controller.core.records import DeploymentStatus, Reason, Result, SyncRecord
-from controller.core.types import Action, ActualState, DesiredState, Operation, Outcome, Trigger
+from controller.core.records import Bake, DeploymentStatus, Reason, Result, SyncRecord
+from controller.core.types import (
+    Action,
+    ActualState,
+    DesiredState,
+    NotificationEvent,
+    Operation,
+    Outcome,
+    Trigger,
+)
 from controller.reconcile import status as statuses
+from controller.reconcile.bake import Bakes
 from controller.reconcile.desired import DesiredResolver
 from controller.reconcile.execute import execute
 from controller.reconcile.failurelog import RepeatedFailures, failure_line
 from controller.reconcile.health import wait_until_serving
 from controller.reconcile.plan import plan_deployment
 from controller.reconcile.policy import KnownFailures, decide
+from controller.reconcile.promotion import PromotionCheck, is_promotion, served_version
 from controller.reconcile.recorder import Recorder
 
 log = logging.getLogger("aliasflow.reconcile")
 
-ROLLOUTS = frozenset({Operation.CREATE, Operation.HOTSWAP, Operation.RECREATE})
+ROLLOUTS = frozenset({Operation.CREATE, Operation.HOTSWAP, Operation.RECREATE, Operation.REPLACE})
 
 
 @dataclass
@@ -42,6 +53,7 @@ class _Pass:
     outcome: Outcome
     desired: DesiredState | None = None
     record: SyncRecord | None = None
+    promoted_from: str | None = None
 
 
 class DeploymentPipeline:
@@ -52,11 +64,14 @@ class DeploymentPipeline:
         runtimes: Mapping[str, Runtime],
         recorder: Recorder,
         failures: KnownFailures,
+        bakes: Bakes,
         health_poll_interval: float = 0.25,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.bakes = bakes
         self.source = source
         self.resolver = resolver
+        self.promotions = PromotionCheck(resolver.registry)
         self.runtimes = runtimes
         self.recorder = recorder
         self.failures = failures
@@ -106,6 +121,10 @@ class DeploymentPipeline:
         revision: str | None,
         noticed_at: float | None,
     ) -> None:
+        failed_bake = self.bakes.failed(loaded.deployment.name)
+        if failed_bake is not None:
+            self._roll_back(now, loaded, failed_bake, revision)
+            return
         desired = now.desired = self.resolver.resolve(loaded)
         now.status = statuses.with_desired(now.status, desired)
         runtime = self.runtimes[desired.target_kind]
@@ -124,21 +143,88 @@ class DeploymentPipeline:
             self._skipped(now, decision.reason, desired, actual, action, previous)
             return
         now.outcome = Outcome(desired.name, action.operation, Result.FAILED, "interrupted")
-        self.recorder.write_status(
-            statuses.progressing(now.status, action, now.record.id if now.record else None)
-        )
-        self._apply(runtime, action, desired, trigger)
-        final = wait_until_serving(runtime, desired, self.health_poll_interval)
-        failpoint("after_health_gate")
-        self.failures.forget(desired.name)
-        now.status = statuses.succeeded(now.status, final, action, desired)
-        now.outcome = Outcome(
-            desired.name, action.operation, Result.SUCCEEDED, now.status.message, Reason.SUCCEEDED
-        )
+        self.promotions.check(loaded, desired, actual)
+        self._roll_out(now, loaded, runtime, action, trigger)
         if noticed_at is not None and action.operation in ROLLOUTS:
             self.recorder.metrics.alias_to_serving.labels(trigger.value).observe(
                 self.clock() - noticed_at
             )
+
+    def _roll_out(
+        self,
+        now: _Pass,
+        loaded: LoadedManifest,
+        runtime: Runtime,
+        action: Action,
+        trigger: Trigger,
+    ) -> None:
+        desired, actual = action.desired, action.actual
+        assert desired is not None  # a rollout always has a desired state
+        progressing = statuses.progressing(
+            now.status, action, now.record.id if now.record else None
+        )
+        self.recorder.write_status(progressing)
+        promotion = is_promotion(desired, actual)
+        # Watched only when something served before: that is what a rollback returns to.
+        watched = (
+            promotion
+            and served_version(actual) is not None
+            and loaded.deployment.spec.rollout.analysis is not None
+        )
+        before = self.bakes.baseline(actual) if watched else None
+        if promotion:
+            now.promoted_from = served_version(actual)
+            self.bakes.supersede(desired.name)
+            self.recorder.notify(
+                NotificationEvent.PROMOTION_STARTED,
+                progressing,
+                now.promoted_from,
+                desired.model_version,
+            )
+        execute(runtime, action, trigger)
+        failpoint("after_apply")
+        final = wait_until_serving(runtime, desired, self.health_poll_interval)
+        failpoint("after_health_gate")
+        self.failures.forget(desired.name)
+        now.status = statuses.succeeded(now.status, final, action, desired)
+        if watched:
+            bake = self.bakes.start(loaded, desired, now.promoted_from, final, before)
+            now.status = replace(now.status, reason=Reason.BAKING, message=bake.message)
+        elif promotion:
+            self.recorder.notify(
+                NotificationEvent.PROMOTION_SUCCEEDED,
+                now.status,
+                now.promoted_from,
+                desired.model_version,
+            )
+        now.outcome = Outcome(
+            desired.name, action.operation, Result.SUCCEEDED, now.status.message, Reason.SUCCEEDED
+        )
+
+    def _roll_back(
+        self, now: _Pass, loaded: LoadedManifest, bake: Bake, revision: str | None
+    ) -> None:
+        """The bake failed: swap back to the version it replaced (see `bake.py`)."""
+        now.outcome = Outcome(bake.deployment, Operation.HOTSWAP, Result.FAILED, "interrupted")
+        restored, final, message = self.bakes.roll_back(bake, loaded)
+        now.desired = restored
+        rollback = Action(Operation.HOTSWAP, bake.deployment, message, restored)
+        now.record = self.recorder.begin(loaded, restored, rollback, Trigger.ANALYSIS, revision)
+        now.status = replace(
+            statuses.succeeded(
+                statuses.with_desired(now.status, restored), final, rollback, restored
+            ),
+            reason=Reason.ROLLED_BACK,
+            message=f"{Reason.ROLLED_BACK}: {message}",
+        )
+        now.outcome = Outcome(
+            bake.deployment, Operation.HOTSWAP, Result.SUCCEEDED, message, Reason.ROLLED_BACK
+        )
+        self.recorder.notify(
+            NotificationEvent.PROMOTION_ROLLED_BACK, now.status, bake.to_version, bake.from_version
+        )
+        if bake.failed_at is not None:
+            self.recorder.metrics.breach_to_rollback.observe(self.clock() - bake.failed_at)
 
     def _skipped(
         self,
@@ -162,27 +248,16 @@ class DeploymentPipeline:
             message = now.status.message
         now.outcome = Outcome(desired.name, action.operation, result, message, now.status.reason)
 
-    def _apply(
-        self, runtime: Runtime, action: Action, desired: DesiredState, trigger: Trigger
-    ) -> None:
-        log.info(
-            "applying %s to %s: %s",
-            action.operation,
-            desired.name,
-            action.reason,
-            extra={
-                "deployment": desired.name,
-                "model_version": desired.model_version,
-                "trigger": trigger.value,
-                "action": action.operation.value,
-            },
-        )
-        execute(runtime, action)
-        failpoint("after_apply")
-
     def _failed(self, now: _Pass, exc: ControllerError) -> None:
         desired_version = now.status.desired_version
         now.status = statuses.failed(now.status, exc)
+        if isinstance(exc, GateFailedError | QuarantinedError):
+            self.recorder.notify(
+                NotificationEvent.PROMOTION_REFUSED,
+                now.status,
+                now.status.served_version,
+                desired_version,
+            )
         if not exc.retryable and now.desired is not None:
             # A rollout that failed its checks or its health gate would fail the same way
             # on the next timer tick: wait for a change (alias, manifest) or a person.

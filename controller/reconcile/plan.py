@@ -5,6 +5,11 @@ controller last set (`actual.model_version`, recorded by the runtime) versus the
 the server reports (`actual.served_version`). A desired version that differs from the
 recorded one is a promotion; a served version that differs from the recorded one is
 drift, which only self-heal corrects.
+
+A spec change is an in-place update (RECREATE) unless it touches what the target cannot
+change on an existing workload (`immutable_hash`, ACI only): then a REPLACE, delete and
+create, which means downtime. A workload without a recorded immutable hash (made before
+aliasflow recorded one) is never replaced on that account: unknown is not a difference.
 """
 
 from __future__ import annotations
@@ -21,11 +26,16 @@ def plan_deployment(desired: DesiredState, actual: ActualState | None) -> Action
 
     if actual is None:
         return action(Operation.CREATE, "no workload yet")
+    replace = _needs_replace(desired, actual)
     if not actual.running:
-        if desired.self_heal:
-            return action(Operation.RECREATE, f"workload not running ({actual.detail or 'gone'})")
-        return action(Operation.NOOP, "workload not running; selfHeal is off")
+        if not desired.self_heal:
+            return action(Operation.NOOP, "workload not running; selfHeal is off")
+        if replace:
+            return action(Operation.REPLACE, REPLACE_REASON)
+        return action(Operation.RECREATE, f"workload not running ({actual.detail or 'gone'})")
     if actual.spec_hash != desired.spec_hash:
+        if replace:
+            return action(Operation.REPLACE, REPLACE_REASON)
         return action(Operation.RECREATE, "workload spec changed (image, resources, env or port)")
     if actual.model_version != desired.model_version:
         reason = f"model version {actual.model_version} -> {desired.model_version}"
@@ -33,13 +43,24 @@ def plan_deployment(desired: DesiredState, actual: ActualState | None) -> Action
             return action(Operation.HOTSWAP, reason)
         return action(Operation.RECREATE, reason)
     if actual.served_version is not None and actual.served_version != desired.model_version:
-        if not desired.self_heal:
-            return action(Operation.NOOP, "serving another version; selfHeal is off")
         reason = f"serving version {actual.served_version}, expected {desired.model_version}"
+        if not desired.self_heal:
+            return action(Operation.NOOP, f"{reason}; selfHeal is off")
         if desired.strategy == Strategy.HOTSWAP and actual.ready:
             return action(Operation.HOTSWAP, reason)
         return action(Operation.RECREATE, reason)
     return action(Operation.NOOP, "in sync")
+
+
+REPLACE_REASON = (
+    "CPU, memory or location changed, which ACI cannot update in place: replace = delete "
+    "the container group, then create it; downtime until the new one is ready"
+)
+
+
+def _needs_replace(desired: DesiredState, actual: ActualState) -> bool:
+    known = desired.immutable_hash and actual.immutable_hash
+    return bool(known) and desired.immutable_hash != actual.immutable_hash
 
 
 @dataclass(frozen=True)

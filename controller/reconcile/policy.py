@@ -38,15 +38,16 @@ def decide(action: Action, *, automated: bool, trigger: Trigger, failed_before: 
 
 
 class KnownFailures:
-    """The (spec hash, version) of each deployment's last permanently failed rollout."""
+    """What each deployment's last permanently failed rollout was: its spec hash, version
+    and whether that version was quarantined (clearing the quarantine is a change too)."""
 
     def __init__(self) -> None:
-        self._failed: dict[str, tuple[str, str]] = {}
+        self._failed: dict[str, tuple[str, str, bool]] = {}
         self._lock = threading.Lock()
 
     def remember(self, desired: DesiredState) -> None:
         with self._lock:
-            self._failed[desired.name] = (desired.spec_hash, desired.model_version)
+            self._failed[desired.name] = _key(desired)
 
     def forget(self, name: str) -> None:
         with self._lock:
@@ -54,4 +55,8 @@ class KnownFailures:
 
     def failed_before(self, desired: DesiredState) -> bool:
         with self._lock:
-            return self._failed.get(desired.name) == (desired.spec_hash, desired.model_version)
+            return self._failed.get(desired.name) == _key(desired)
+
+
+def _key(desired: DesiredState) -> tuple[str, str, bool]:
+    return (desired.spec_hash, desired.model_version, desired.quarantined is not None)

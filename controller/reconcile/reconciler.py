@@ -14,8 +14,16 @@ import time
 from collections.abc import Callable, Mapping
 
 from controller.core.manifest import ManifestSnapshot
-from controller.core.ports import AliasMaps, HistoryStore, ManifestSource, Registry, Runtime
+from controller.core.ports import (
+    AliasMaps,
+    HistoryStore,
+    ManifestSource,
+    Notifier,
+    Registry,
+    Runtime,
+)
 from controller.core.types import Action, Outcome, Trigger
+from controller.reconcile.bake import Bakes
 from controller.reconcile.desired import DesiredResolver
 from controller.reconcile.fleet import Enqueue, FleetPass
 from controller.reconcile.metrics import ControllerMetrics
@@ -38,19 +46,37 @@ class Reconciler:
         health_poll_interval: float = 0.25,
         clock: Callable[[], float] = time.time,
         resolve_image: Callable[[str], str] | None = None,
+        notifier: Notifier | None = None,
+        admin_token: str | None = None,
     ) -> None:
         self.source = source
         self.registry = registry
         self.runtimes = runtimes
         self.store = store
         self.metrics = metrics or ControllerMetrics()
-        self.recorder = Recorder(store, self.metrics, clock)
+        self.recorder = Recorder(store, self.metrics, clock, notifier)
         resolver = DesiredResolver(
             registry, runtimes.keys(), os.environ if environ is None else environ, resolve_image
         )
         failures = KnownFailures()
+        self.bakes = Bakes(
+            source,
+            resolver,
+            runtimes,
+            self.recorder,
+            admin_token=admin_token,
+            health_poll_interval=health_poll_interval,
+            clock=clock,
+        )
         self.pipeline = DeploymentPipeline(
-            source, resolver, runtimes, self.recorder, failures, health_poll_interval, clock
+            source,
+            resolver,
+            runtimes,
+            self.recorder,
+            failures,
+            self.bakes,
+            health_poll_interval,
+            clock,
         )
         self.fleet = FleetPass(
             source,
@@ -69,6 +95,7 @@ class Reconciler:
     @health_poll_interval.setter
     def health_poll_interval(self, seconds: float) -> None:
         self.pipeline.health_poll_interval = seconds
+        self.bakes.health_poll_interval = seconds
 
     @property
     def last_manifests(self) -> ManifestSnapshot:
@@ -90,3 +117,7 @@ class Reconciler:
 
     def flush_unrecorded(self) -> int:
         return self.recorder.flush_unrecorded()
+
+    def analyse(self, enqueue: Callable[[str, Trigger, float], None]) -> None:
+        """Judge every promotion being watched; queue the rollbacks that are due."""
+        self.bakes.tick(enqueue)

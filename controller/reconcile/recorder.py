@@ -17,9 +17,17 @@ from dataclasses import replace
 
 from controller.core.errors import ControllerError, StoreUnavailableError
 from controller.core.manifest import LoadedManifest
-from controller.core.ports import HistoryStore
-from controller.core.records import DeploymentStatus, Reason, Result, SyncRecord
-from controller.core.types import Action, DesiredState, Operation, Outcome, Trigger
+from controller.core.ports import HistoryStore, Notifier, SilentNotifier
+from controller.core.records import DeploymentStatus, Health, Reason, Result, SyncRecord
+from controller.core.types import (
+    Action,
+    DesiredState,
+    Notification,
+    NotificationEvent,
+    Operation,
+    Outcome,
+    Trigger,
+)
 from controller.reconcile.metrics import ControllerMetrics
 
 log = logging.getLogger("aliasflow.reconcile")
@@ -33,10 +41,14 @@ class Recorder:
         store: HistoryStore,
         metrics: ControllerMetrics,
         clock: Callable[[], float] = time.time,
+        notifier: Notifier | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
         self.clock = clock
+        self.notifier: Notifier = notifier or SilentNotifier()
+        # The health last written per deployment, to notice Degraded and recovery.
+        self._health: dict[str, Health] = {}
         self._unrecorded: deque[SyncRecord] = deque(maxlen=UNRECORDED_LIMIT)
         self._unrecorded_lock = threading.Lock()
 
@@ -44,15 +56,52 @@ class Recorder:
         return self.store.get_status(name)
 
     def write_status(self, status: DeploymentStatus) -> None:
+        before = self._health_before(status.name)
         try:
             self.store.put_status(replace(status, updated_at=self.clock()))
         except StoreUnavailableError as exc:
             log.error("could not record the status of %s: %s", status.name, exc)
         self.metrics.set_state(status.name, status.sync, status.health, status.reason)
+        self._health[status.name] = status.health
+        event = health_event(before, status.health)
+        if event is not None:
+            self.notify(event, status, status.served_version, status.desired_version)
+
+    def notify(
+        self,
+        event: NotificationEvent,
+        status: DeploymentStatus,
+        from_version: str | None,
+        to_version: str | None,
+    ) -> None:
+        self.notifier.notify(
+            Notification(
+                event=event,
+                deployment=status.name,
+                model_name=status.model_name,
+                alias=status.alias,
+                from_version=from_version,
+                to_version=to_version,
+                reason=status.reason,
+                message=status.message,
+                at=self.clock(),
+            )
+        )
+
+    def _health_before(self, name: str) -> Health | None:
+        if name not in self._health:
+            try:
+                previous = self.store.get_status(name)
+            except StoreUnavailableError:
+                return None
+            if previous is not None:
+                self._health[name] = previous.health
+        return self._health.get(name)
 
     def forget_status(self, name: str) -> None:
         self.store.delete_status(name)
         self.metrics.forget(name)
+        self._health.pop(name, None)
 
     def begin(
         self,
@@ -150,3 +199,12 @@ class Recorder:
             self.store.begin_sync(finished)  # its start was never written: insert it whole
         else:
             self.store.finish_sync(finished)
+
+
+def health_event(before: Health | None, after: Health) -> NotificationEvent | None:
+    """Degraded when health turns Degraded; recovered when a Degraded one is Healthy again."""
+    if after is Health.DEGRADED and before is not Health.DEGRADED:
+        return NotificationEvent.DEPLOYMENT_DEGRADED
+    if after is Health.HEALTHY and before is Health.DEGRADED:
+        return NotificationEvent.DEPLOYMENT_RECOVERED
+    return None

@@ -69,10 +69,13 @@ def steady(
     """Nothing to do: say how the workload is doing."""
     in_sync = actual is not None and actual.model_version == desired.model_version
     health = health_of(actual)
-    if health is Health.HEALTHY:
-        drifted = actual is not None and actual.served_version not in (None, desired.model_version)
-        reason = Reason.SELF_HEAL_DISABLED if drifted else Reason.SUCCEEDED
-        message = action.reason
+    if actual is not None and actual.served_version not in (None, desired.model_version):
+        # Serving another version (a restart on the boot version, selfHeal off): never
+        # Healthy or Synced on a version it does not serve.
+        in_sync, health = False, Health.DEGRADED
+        reason, message = Reason.SELF_HEAL_DISABLED, action.reason
+    elif health is Health.HEALTHY:
+        reason, message = Reason.SUCCEEDED, action.reason
     else:
         reason = Reason.WORKLOAD_NOT_RUNNING if health is Health.DEGRADED else Reason.PROGRESSING
         message = actual.detail if actual and actual.detail else action.reason
@@ -129,7 +132,9 @@ def succeeded(
         sync=Sync.SYNCED,
         health=Health.HEALTHY,
         reason=Reason.SUCCEEDED,
-        message=f"{action.operation} done: serving version {desired.model_version}",
+        # The planner's reason stays in the record: a replace says it meant downtime.
+        message=f"{action.operation} done: serving version {desired.model_version} "
+        f"({action.reason})",
     )
 
 
@@ -176,11 +181,12 @@ def differs(status: DeploymentStatus | None, desired: DesiredState, action: Acti
         or status.health is not Health.HEALTHY
         or status.desired_version != desired.model_version
         or status.prune != desired.prune
-        # A runtime whose inventory does not probe servers (aci) reports None: not
-        # observed in this pass, which is no reason to re-run the pipeline.
+        # A server that did not answer reports None: no news about its version.
         or (
             actual is not None
             and actual.served_version is not None
             and status.served_version != actual.served_version
         )
+        # Up but not ready (e.g. restarting): the status must stop saying Healthy.
+        or (actual is not None and actual.running and not actual.ready)
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from controller.core.errors import AliasNotFoundError, ModelNotFoundError, RegistryUnavailableError
 from controller.core.ports import AliasMaps, ModelVersionInfo
 
@@ -12,11 +14,20 @@ class MemoryRegistry:
         self.aliases: AliasMaps = {}
         self.available = True
         self.search_calls = 0
+        #: run id -> metric -> value
+        self.metrics: dict[str, dict[str, float]] = {}
 
-    def add_version(self, model_name: str, version: str, run_id: str | None = None) -> None:
+    def add_version(
+        self,
+        model_name: str,
+        version: str,
+        run_id: str | None = None,
+        metrics: dict[str, float] | None = None,
+    ) -> None:
         info = ModelVersionInfo(model_name, version, run_id or f"run-{model_name}-{version}")
         self.versions.setdefault(model_name, {})[version] = info
         self.aliases.setdefault(model_name, {})
+        self.metrics[str(info.run_id)] = dict(metrics or {})
 
     def _check(self) -> None:
         if not self.available:
@@ -47,3 +58,23 @@ class MemoryRegistry:
         self._check()
         self.get_version(model_name, version)
         self.aliases.setdefault(model_name, {})[alias] = version
+
+    def run_metrics(self, run_id: str) -> dict[str, float]:
+        self._check()
+        return dict(self.metrics.get(run_id, {}))
+
+    def set_version_tag(self, model_name: str, version: str, key: str, value: str) -> None:
+        self._check()
+        info = self.get_version(model_name, version)
+        tags = {**info.tags, key: value}
+        self.versions[model_name][version] = replace(info, tags=tags)
+
+    def quarantined_versions(self, model_name: str) -> dict[str, str]:
+        self._check()
+        found = self.versions.get(model_name, {}).values()
+        return {info.version: info.quarantined for info in found if info.quarantined}
+
+    def delete_version_tag(self, model_name: str, version: str, key: str) -> None:
+        info = self.get_version(model_name, version)
+        tags = {k: v for k, v in info.tags.items() if k != key}
+        self.versions[model_name][version] = replace(info, tags=tags)

@@ -134,6 +134,27 @@ class MlflowRegistry:
         with _calling_mlflow(f"setting {model_name}@{alias} -> {version}", missing):
             self._client.set_registered_model_alias(model_name, alias, str(version))
 
+    def run_metrics(self, run_id: str) -> dict[str, float]:
+        not_found = ModelNotFoundError(f"run {run_id} not found")
+        missing = {"RESOURCE_DOES_NOT_EXIST": not_found, "INVALID_PARAMETER_VALUE": not_found}
+        with _calling_mlflow(f"reading the metrics of run {run_id}", missing):
+            run = self._client.get_run(run_id)
+        return {str(key): float(value) for key, value in run.data.metrics.items()}
+
+    def set_version_tag(self, model_name: str, version: str, key: str, value: str) -> None:
+        not_found = ModelNotFoundError(f"model {model_name!r} version {version} not found")
+        with _calling_mlflow(
+            f"tagging {model_name} version {version}", {"RESOURCE_DOES_NOT_EXIST": not_found}
+        ):
+            self._client.set_model_version_tag(model_name, str(version), key, value)
+
+    def quarantined_versions(self, model_name: str) -> dict[str, str]:
+        escaped = model_name.replace("'", "\\'")
+        with _calling_mlflow(f"listing the versions of {model_name}"):
+            versions = self._client.search_model_versions(filter_string=f"name = '{escaped}'")
+        found = (_version_info(version) for version in versions)
+        return {info.version: info.quarantined for info in found if info.quarantined}
+
 
 @contextmanager
 def _calling_mlflow(
@@ -157,6 +178,7 @@ def _version_info(version: Any) -> ModelVersionInfo:
         version=str(version.version),
         run_id=version.run_id or None,
         status=str(version.status or "READY"),
+        tags={str(k): str(v) for k, v in (version.tags or {}).items()},
     )
 
 

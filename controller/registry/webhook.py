@@ -30,19 +30,25 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from controller.core.deliveries import RejectReason, WebhookRejected, json_body, validated_body
+from controller.core.deliveries import (
+    SIGNATURE_VERSION,
+    RejectReason,
+    WebhookRejected,
+    json_body,
+    v1_digest,
+    v1_signature,
+    validated_body,
+)
 
 SIGNATURE_HEADER = "X-MLflow-Signature"
 TIMESTAMP_HEADER = "X-MLflow-Timestamp"
 DELIVERY_ID_HEADER = "X-MLflow-Delivery-Id"
-SIGNATURE_VERSION = "v1"
 DEFAULT_MAX_AGE_SECONDS = 300
 
 
@@ -81,15 +87,9 @@ class AliasEvent(BaseModel):
         return self.data.alias
 
 
-def _mlflow_digest(secret: str, delivery_id: str, timestamp: str, raw_body: bytes) -> bytes:
-    signed = f"{delivery_id}.{timestamp}.".encode() + raw_body
-    return hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).digest()
-
-
 def sign_mlflow_payload(secret: str, delivery_id: str, timestamp: str, raw_body: bytes) -> str:
     """The `X-MLflow-Signature` value MLflow would send; for tests and `aliasflow` tooling."""
-    digest = _mlflow_digest(secret, delivery_id, timestamp, raw_body)
-    return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode('ascii')}"
+    return v1_signature(secret, delivery_id, timestamp, raw_body)
 
 
 def verify_mlflow_signature(
@@ -129,7 +129,7 @@ def verify_mlflow_signature(
             RejectReason.FUTURE_TIMESTAMP, 401, f"timestamp is {int(sent_at - now)} s ahead"
         )
 
-    expected = _mlflow_digest(secret, delivery_id, timestamp, raw_body)
+    expected = v1_digest(secret, delivery_id, timestamp, raw_body)
     candidates = _v1_signatures(signature_header)
     # Compare against every candidate without short-circuiting on the first mismatch.
     matched = False

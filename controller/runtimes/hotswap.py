@@ -34,12 +34,18 @@ def request_hot_swap(
     """
     timeout = float(desired.health_timeout_seconds)
     url = f"{endpoint}/admin/model"
+    body: dict[str, object] = {
+        "model_uri": desired.model_uri,
+        "deadline_seconds": swap_deadline(timeout),
+    }
+    if desired.keep_previous:
+        # A watched promotion: the server keeps the replaced version loaded, so a
+        # rollback is a swap back rather than a reload.
+        body["keep_previous"] = True
     try:
         with httpx.Client(timeout=timeout, trust_env=False) as client:
             response = client.post(
-                url,
-                headers={"Authorization": f"Bearer {admin_token}"},
-                json={"model_uri": desired.model_uri, "deadline_seconds": swap_deadline(timeout)},
+                url, headers={"Authorization": f"Bearer {admin_token}"}, json=body
             )
     except httpx.TimeoutException as exc:
         raise HealthTimeoutError(
@@ -78,3 +84,17 @@ def server_detail(response: httpx.Response) -> str:
         detail = body["detail"]
         return detail if isinstance(detail, str) else str(detail)[:500]
     return str(body)[:500]
+
+
+def release_previous(endpoint: str, admin_token: str, timeout: float = 10.0) -> bool:
+    """Let the server drop the version it kept for a rollback; False when it could not be
+    told (the memory is then freed by the next swap or restart, nothing breaks)."""
+    try:
+        with httpx.Client(timeout=timeout, trust_env=False) as client:
+            response = client.delete(
+                f"{endpoint}/admin/model/previous",
+                headers={"Authorization": f"Bearer {admin_token}"},
+            )
+    except httpx.HTTPError:
+        return False
+    return response.is_success

@@ -168,6 +168,7 @@ class MemoryRuntime:
             endpoint=self._endpoint(),
             served_version=desired.model_version,
             ready=True,
+            immutable_hash=desired.immutable_hash,
         )
         with self._lock:
             self.workloads[desired.name] = state

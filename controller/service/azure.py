@@ -3,6 +3,14 @@
 `DefaultAzureCredential` covers production (managed identity, workload identity, or a
 service principal from AZURE_CLIENT_ID / AZURE_TENANT_ID / AZURE_CLIENT_SECRET); the
 authority, instance-discovery and CA options exist for other clouds and the emulator.
+
+Each cloud's Entra ID issues tokens for its own audiences: ARM's is the ARM endpoint
+itself ("Multicloud: connect to all regions with the Azure libraries for Python",
+learn.microsoft.com/azure/developer/python/sdk/azure-sdk-sovereign-domain, passes
+`credential_scopes=[resource_manager + "/.default"]`), and ACR takes
+https://containerregistry.azure.net in the public cloud or the cloud's ARM audience
+(azure-containerregistry's `audience`: "https://management.azure.com",
+"https://management.chinacloudapi.cn" or "https://management.usgovcloudapi.net").
 """
 
 from __future__ import annotations
@@ -10,9 +18,10 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from controller.runtimes.aci.acr import AcrImageResolver
+from controller.runtimes.aci.acr import ACR_AUDIENCE, AcrImageResolver
+from controller.runtimes.aci.arm import ARM_URL, RetryOptions
 from controller.runtimes.aci.quota import QuotaLimiter
-from controller.runtimes.aci.runtime import AciRuntime, RetryOptions
+from controller.runtimes.aci.runtime import AciRuntime
 from controller.runtimes.aci.spec import RegistryCredential
 
 if TYPE_CHECKING:
@@ -49,6 +58,17 @@ def build_credential(settings: ControllerSettings) -> TokenCredential:
     )
 
 
+def arm_audience(settings: ControllerSettings) -> str:
+    return (settings.aci_audience or settings.aci_arm_url).rstrip("/")
+
+
+def acr_audience(settings: ControllerSettings) -> str:
+    if settings.acr_audience:
+        return settings.acr_audience.rstrip("/")
+    arm = arm_audience(settings)
+    return ACR_AUDIENCE if arm == ARM_URL else arm
+
+
 def build_aci_runtime(settings: ControllerSettings, admin_token: str) -> AciRuntime:
     registry: tuple[RegistryCredential, ...] = ()
     if settings.acr_login_server and settings.acr_username and settings.acr_password:
@@ -65,6 +85,7 @@ def build_aci_runtime(settings: ControllerSettings, admin_token: str) -> AciRunt
         admin_token,
         tracking_uri=settings.mlflow_tracking_uri,
         base_url=settings.aci_arm_url,
+        audience=arm_audience(settings),
         connection_verify=str(settings.aci_ca_bundle) if settings.aci_ca_bundle else None,
         registry_credentials=registry,
         quota=QuotaLimiter(settings.aci_quota_limit, settings.aci_quota_window_seconds),
@@ -79,7 +100,7 @@ def build_acr_resolver(settings: ControllerSettings) -> AcrImageResolver:
         settings.acr_login_server,
         build_credential(settings),
         endpoint=settings.acr_endpoint,
-        audience=settings.acr_audience,
+        audience=acr_audience(settings),
         cache_seconds=min(settings.poll_interval_seconds, 60.0),
         client_kwargs=_tls(settings),
     )

@@ -23,7 +23,7 @@ from prometheus_client import generate_latest
 from controller.core.errors import ControllerError, RegistryUnavailableError, TemporaryError
 from controller.core.manifest import ManifestSnapshot
 from controller.core.ports import HistoryStore, ManifestSource, Registry, Runtime
-from controller.core.records import DeploymentStatus, SyncRecord
+from controller.core.records import Bake, DeploymentStatus, SyncRecord
 from controller.core.types import Trigger
 from controller.reconcile.failurelog import RepeatedFailures
 from controller.reconcile.metrics import ControllerMetrics
@@ -33,9 +33,15 @@ from controller.registry.poller import AliasPoller
 from controller.service.errors import NotFoundError
 from controller.service.rollback import HISTORY_DEPTH, RollbackPlan, plan_rollback
 from controller.service.settings import ControllerSettings
+from controller.service.traffic import TrafficSampler, VersionTraffic
 from controller.service.views import DeploymentView, deployment_views
 from controller.service.webhooks import WebhookReceipt, WebhookReceiver
-from controller.service.wiring import admin_token, build_image_resolver, build_runtimes
+from controller.service.wiring import (
+    admin_token,
+    build_image_resolver,
+    build_notifier,
+    build_runtimes,
+)
 
 log = logging.getLogger("aliasflow.controller")
 
@@ -92,6 +98,7 @@ class Controller:
         self.runtimes = (
             runtimes if runtimes is not None else build_runtimes(settings, self.admin_token)
         )
+        self.notifier = build_notifier(settings, self.store)
         self.reconciler = Reconciler(
             self.source,
             self.registry,
@@ -101,6 +108,8 @@ class Controller:
             prune=settings.prune,
             allow_empty=settings.allow_empty,
             resolve_image=build_image_resolver(settings),
+            notifier=self.notifier,
+            admin_token=self.admin_token,
         )
         self.queue = WorkQueue(self.reconciler.reconcile, workers=settings.workers)
         self.poller = AliasPoller(self.registry)
@@ -112,6 +121,7 @@ class Controller:
             self.queue.enqueue,
             self.pull_git,
         )
+        self.sampler = TrafficSampler()
         self._scheduler: BackgroundScheduler | None = None
         self._poll_lock = threading.Lock()
         self._manifest_errors: set[str] = set()
@@ -142,6 +152,7 @@ class Controller:
         # timestamp is refused before the id is looked at), so they need not be kept.
         cleanup = max(self.settings.webhook_max_age_seconds / 2, 1.0)
         self._every(scheduler, "deliveries", self.forget_old_deliveries, cleanup)
+        self._every(scheduler, "analysis", self.analyse, self.settings.analysis_interval_seconds)
         scheduler.start()
         self._scheduler = scheduler
 
@@ -162,6 +173,9 @@ class Controller:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
         self.queue.close()
+        close = getattr(self.notifier, "close", None)
+        if close is not None:
+            close()
         self.store.close()
 
     def register_webhook(self) -> None:
@@ -312,6 +326,15 @@ class Controller:
             self.reconciler.sync_all("git", self.enqueue)
         return changed
 
+    def analyse(self) -> None:
+        """Judge the promotions being watched; a failed one is rolled back by the queue."""
+        try:
+            self.reconciler.analyse(
+                lambda name, trigger, noticed: self.queue.enqueue(name, trigger, noticed)
+            )
+        except TemporaryError as exc:
+            log.warning("analysis skipped: %s", exc)
+
     def forget_old_deliveries(self) -> int:
         cutoff = time.time() - self.settings.webhook_max_age_seconds
         try:
@@ -394,6 +417,22 @@ class Controller:
 
     def status(self, name: str) -> DeploymentStatus | None:
         return self.store.get_status(name)
+
+    def bake(self, name: str) -> Bake | None:
+        return self.store.get_bake(name)
+
+    def traffic(self, name: str) -> list[VersionTraffic]:
+        """Requests, errors and p99 per version over the last minute (read on demand)."""
+        status = self.store.get_status(name)
+        return self.sampler.traffic(name, status.endpoint if status else None)
+
+    def quarantined(self, model_name: str | None) -> dict[str, str]:
+        if model_name is None:
+            return {}
+        try:
+            return self.registry.quarantined_versions(model_name)
+        except TemporaryError:
+            return {}  # MLflow away: the page still shows what the controller knows
 
     def history(self, name: str, limit: int = 50) -> list[SyncRecord]:
         return self.store.history(name, limit)

@@ -65,6 +65,22 @@ class ControllerSettings(BaseSettings):
     git_webhook_secret: SecretStr | None = Field(
         None, description="Secret for GitHub push webhooks."
     )
+    analysis_interval_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="How often promotions being watched (rollout.analysis) are judged.",
+    )
+    notify_webhook_url: str | None = Field(
+        None, description="Send promotion and health events as signed JSON to this URL."
+    )
+    notify_webhook_secret: SecretStr | None = Field(
+        None, description="Signs the generic notification webhook (X-Aliasflow-Signature)."
+    )
+    notify_teams_url: SecretStr | None = Field(
+        None, description="Microsoft Teams Workflows webhook URL (an Adaptive Card per event)."
+    )
+    notify_slack_url: SecretStr | None = Field(None, description="Slack incoming-webhook URL.")
     dashboard_auth: bool = Field(
         False, description="Require the API token for the dashboard and read-only API too."
     )
@@ -92,6 +108,11 @@ class ControllerSettings(BaseSettings):
     aci_arm_url: str = Field(
         "https://management.azure.com",
         description="Azure Resource Manager endpoint (another cloud, or the test emulator).",
+    )
+    aci_audience: str | None = Field(
+        None,
+        description="Token audience for ARM (`<audience>/.default` is the scope asked for); "
+        "unset uses ALIASFLOW_ACI_ARM_URL, which is the audience in every Azure cloud.",
     )
     aci_authority_host: str | None = Field(
         None,
@@ -126,8 +147,10 @@ class ControllerSettings(BaseSettings):
     acr_endpoint: str | None = Field(
         None, description="ACR API URL if not https://<login server> (tests)."
     )
-    acr_audience: str = Field(
-        "https://containerregistry.azure.net", description="Token audience for ACR."
+    acr_audience: str | None = Field(
+        None,
+        description="Token audience for ACR; unset uses https://containerregistry.azure.net "
+        "in the public cloud and the ARM audience in any other.",
     )
     acr_username: str | None = Field(
         None, description="Pull user ACI uses for images on the ACR login server."

@@ -10,7 +10,9 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-from controller.core.ports import Runtime
+from pydantic import SecretStr
+
+from controller.core.ports import HistoryStore, Notifier, Runtime, SilentNotifier
 from controller.service.settings import ControllerSettings
 
 
@@ -64,3 +66,19 @@ def build_image_resolver(settings: ControllerSettings) -> Callable[[str], str] |
     from controller.service.azure import build_acr_resolver
 
     return build_acr_resolver(settings)
+
+
+def build_notifier(settings: ControllerSettings, store: HistoryStore) -> Notifier:
+    from controller.notify.sender import WebhookNotifier, channels
+
+    targets = channels(
+        webhook_url=settings.notify_webhook_url,
+        webhook_secret=_reveal(settings.notify_webhook_secret),
+        teams_url=_reveal(settings.notify_teams_url),
+        slack_url=_reveal(settings.notify_slack_url),
+    )
+    return WebhookNotifier(targets, store) if targets else SilentNotifier()
+
+
+def _reveal(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()

@@ -36,7 +36,17 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from controller.core.errors import StoreUnavailableError
-from controller.core.records import DeploymentStatus, Health, Reason, Result, Sync, SyncRecord
+from controller.core.records import (
+    Bake,
+    BakeState,
+    DeploymentStatus,
+    Health,
+    NotificationDelivery,
+    Reason,
+    Result,
+    Sync,
+    SyncRecord,
+)
 
 metadata = MetaData()
 
@@ -93,6 +103,41 @@ deliveries_table = Table(
 
 # What a transaction does, which decides whether its success proves the store healed.
 Access = Literal["read", "update", "insert"]
+
+
+notifications_table = Table(
+    "aliasflow_notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(64), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("deployment", String(63), nullable=False, index=True),
+    Column("outcome", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    Column("at", Float, nullable=False),
+)
+
+
+bakes_table = Table(
+    "aliasflow_bakes",
+    metadata,
+    Column("deployment", String(63), primary_key=True),
+    Column("model_name", String(256), nullable=False),
+    Column("alias", String(256)),
+    Column("from_version", String(32)),
+    Column("to_version", String(32), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("ends_at", Float, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("baseline", Text, nullable=False),
+    Column("start", Text, nullable=False),
+    Column("verdict", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("finished_at", Float),
+    Column("failed_at", Float),
+)
 
 
 # Columns added after the first release: (table, column, SQL type and default). A store
@@ -295,6 +340,47 @@ class SqlHistoryStore:
             )
             return int(result.rowcount)
 
+    # --- bakes --------------------------------------------------------------------------
+
+    def put_bake(self, bake: Bake) -> None:
+        values = asdict(bake)
+        values["state"] = bake.state.value
+        with self._connection() as connection:
+            connection.execute(
+                delete(bakes_table).where(bakes_table.c.deployment == bake.deployment)
+            )
+            connection.execute(insert(bakes_table).values(**values))
+
+    def get_bake(self, deployment: str) -> Bake | None:
+        query = select(bakes_table).where(bakes_table.c.deployment == deployment)
+        with self._connection("read") as connection:
+            row = connection.execute(query).first()
+        return None if row is None else _bake(row._mapping)
+
+    def bakes(self, states: tuple[BakeState, ...] = ()) -> list[Bake]:
+        query = select(bakes_table).order_by(bakes_table.c.deployment)
+        if states:
+            query = query.where(bakes_table.c.state.in_([state.value for state in states]))
+        with self._connection("read") as connection:
+            return [_bake(row._mapping) for row in connection.execute(query)]
+
+    # --- outgoing notifications -------------------------------------------------------
+
+    def record_notification(self, delivery: NotificationDelivery) -> None:
+        with self._connection("insert") as connection:
+            connection.execute(insert(notifications_table).values(**asdict(delivery)))
+
+    def notifications(self, limit: int = 50) -> list[NotificationDelivery]:
+        query = select(notifications_table).order_by(notifications_table.c.id.desc()).limit(limit)
+        with self._connection("read") as connection:
+            rows = connection.execute(query)
+            return [
+                NotificationDelivery(
+                    **{f.name: row._mapping[f.name] for f in fields(NotificationDelivery)}
+                )
+                for row in rows
+            ]
+
     def delivery_counts(self) -> dict[str, int]:
         query = select(deliveries_table.c.outcome, func.count()).group_by(
             deliveries_table.c.outcome
@@ -309,6 +395,12 @@ def _add_missing_columns(connection: Connection) -> None:
         present = {c["name"] for c in inspector.get_columns(table.name)}
         if column not in present:
             connection.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column} {sql_type}")
+
+
+def _bake(row: Any) -> Bake:
+    values = {f.name: row[f.name] for f in fields(Bake)}
+    values["state"] = BakeState(values["state"])
+    return Bake(**values)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

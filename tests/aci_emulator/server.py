@@ -30,7 +30,7 @@ import uvicorn
 from azure.identity import ClientSecretCredential
 
 from controller.core.errors import ControllerError
-from controller.core.types import DesiredState
+from controller.core.types import DesiredState, Strategy, TargetKind
 from controller.runtimes.netutil import free_port
 from tests.aci_emulator.app import DEFAULT_PAGE_SIZE, create_app
 from tests.aci_emulator.state import EmulatorState, Group, finish_put
@@ -53,7 +53,11 @@ class AciEmulator:
         tracking_uri: str | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
         port: int | None = None,
+        check_schema: bool = True,
     ) -> None:
+        """`check_schema=False` skips validating each answer against the spec's schema:
+        only for scale benchmarks, where ten thousand validations a pass would measure
+        jsonschema (in this process, under the GIL) rather than the runtime."""
         self.state = EmulatorState()
         self._tmp = tempfile.TemporaryDirectory(prefix="aci-emulator-")
         tmp = Path(self._tmp.name)
@@ -78,6 +82,7 @@ class AciEmulator:
             on_delete=self._backed_delete if self.backed else None,
             page_size=page_size,
             tenant=TENANT,
+            check_schema=check_schema,
         )
         config = uvicorn.Config(
             app,
@@ -88,8 +93,9 @@ class AciEmulator:
             log_config=None,
             access_log=False,
             log_level="warning",
-            # The SDK keeps connections alive; do not wait for them on stop.
-            timeout_graceful_shutdown=0.1,
+            # The SDK keeps connections alive; do not wait for them on stop (uvicorn waits
+            # with asyncio.wait_for, which takes a float; its annotation says int).
+            timeout_graceful_shutdown=0.1,  # type: ignore[arg-type]
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
@@ -138,6 +144,7 @@ class AciEmulator:
             try:
                 desired, admin, tracking = _desired_from_group(group, self._tracking_uri)
                 runtime = self._local(admin, tracking)
+                runtime.delete(desired.name)  # the crash: nothing serves until it is back
                 runtime.deploy(desired)
                 self._map_endpoint(group, runtime, desired.name)
             except (ControllerError, ValueError) as exc:
@@ -245,7 +252,7 @@ def _desired_from_group(
     requests = container["resources"]["requests"]
     desired = DesiredState(
         name=group.name,
-        target_kind="local",
+        target_kind=TargetKind.LOCAL,
         model_name=match["name"],
         model_version=match["version"],
         run_id=None,
@@ -254,7 +261,7 @@ def _desired_from_group(
         cpu=float(requests["cpu"]),
         memory_gb=float(requests["memoryInGB"]),
         env=tuple(sorted((k, v) for k, v in plain.items() if k not in _RUNTIME_ENV)),
-        strategy="recreate",
+        strategy=Strategy.RECREATE,
         health_timeout_seconds=120,
         secret_env=tuple(sorted((k, v) for k, v in secure.items() if k not in _RUNTIME_ENV)),
         spec_hash=hashlib.sha256(repr(sorted(group.body.items())).encode()).hexdigest()[:16],

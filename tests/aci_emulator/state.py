@@ -51,8 +51,9 @@ class Throttle:
 @dataclass
 class Faults:
     throttle: Throttle = field(default_factory=Throttle)
-    #: Answer 500 to this many ARM requests (before doing anything).
+    #: Answer 500 to this many ARM requests (before doing anything), of these methods.
     errors_500: int = 0
+    errors_500_methods: frozenset[str] = Throttle().methods
     #: Statuses (500, 504) answered to the next PUTs *after* ARM committed them: the
     #: group is created/updated and restarting, the caller only sees an error.
     after_commit: list[int] = field(default_factory=list)
@@ -182,7 +183,7 @@ class EmulatorState:
                     throttle.count -= 1
                 self.throttled[(method, route)] += 1
                 return 429, throttle.retry_after
-            if self.faults.errors_500 > 0:
+            if self.faults.errors_500 > 0 and method in self.faults.errors_500_methods:
                 self.faults.errors_500 -= 1
                 self.failed[(method, route)] += 1
                 return 500, 0.0
@@ -195,12 +196,10 @@ class EmulatorState:
             return self.groups.get((sub, rg, name))
 
     def in_resource_group(self, sub: str, rg: str) -> list[Group]:
+        rg = rg.lower()
         with self.lock:
-            return [
-                g
-                for key, g in sorted(self.groups.items())
-                if key[0] == sub and key[1].lower() == rg.lower()
-            ]
+            found = [(k, g) for k, g in self.groups.items() if k[0] == sub and k[1].lower() == rg]
+        return [g for _, g in sorted(found, key=lambda item: item[0])]
 
     def new_operation(self, kind: str, key: tuple[str, str, str]) -> Operation:
         operation = Operation(uuid.uuid4().hex, group=key, kind=kind)

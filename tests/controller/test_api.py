@@ -360,3 +360,43 @@ def test_delivery_ids_are_forgotten_after_the_replay_window(
         per_second = delivered / (3 * window)
         assert max(sizes) <= per_second * (window + window / 2 + 1) + 20
         assert sizes[-1] < delivered
+
+
+def test_detail_shows_the_watch_live_traffic_and_quarantined_versions(harness: Harness) -> None:
+    import itertools
+
+    from controller.core.records import Bake
+    from controller.service.traffic import TrafficSampler
+
+    counts = itertools.count(start=100, step=50)
+
+    def metrics(_endpoint: str) -> str:
+        total = next(counts)
+        return (
+            'aliasflow_server_prediction_requests_total{version="1",role="primary",'
+            f'outcome="ok"}} {total}\n'
+            'aliasflow_server_prediction_latency_seconds_bucket{version="1",role="primary",'
+            f'le="0.01"}} {total}\n'
+            'aliasflow_server_prediction_latency_seconds_bucket{version="1",role="primary",'
+            f'le="+Inf"}} {total}\n'
+        )
+
+    clock = itertools.count(start=0.0, step=2.0)
+    harness.controller.sampler = TrafficSampler(read=metrics, clock=lambda: next(clock))
+    harness.controller.store.put_bake(
+        Bake("iris-prod", "iris", "champion", "1", "2", 10.0, 70.0, message="watching")
+    )
+    harness.registry.set_version_tag("iris", "2", "aliasflow.quarantined", "p99 900 ms > 250 ms")
+    harness.client.get("/api/deployments/iris-prod")
+    detail = harness.client.get("/api/deployments/iris-prod").json()
+    assert detail["bake"]["state"] == "Baking"
+    assert (detail["bake"]["from_version"], detail["bake"]["to_version"]) == ("1", "2")
+    (traffic,) = detail["traffic"]
+    assert (traffic["version"], traffic["role"]) == ("1", "primary")
+    assert traffic["requests_per_second"] == 25.0
+    assert traffic["error_rate"] == 0.0
+    assert detail["quarantined"] == {"2": "p99 900 ms > 250 ms"}
+    page = harness.client.get("/deployments/iris-prod").text
+    assert 'data-bake-state="Baking"' in page
+    assert 'class="sparkline"' in page or "25.0" in page
+    assert "aliasflow unquarantine iris 2" in page

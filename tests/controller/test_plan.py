@@ -6,12 +6,12 @@ from dataclasses import replace
 
 import pytest
 
-from controller.core.types import ActualState, DesiredState, Operation
+from controller.core.types import ActualState, DesiredState, Operation, Strategy, TargetKind
 from controller.reconcile.plan import plan, plan_deployment, plan_prune
 
 DESIRED = DesiredState(
     name="iris",
-    target_kind="local",
+    target_kind=TargetKind.LOCAL,
     model_name="iris-classifier",
     model_version="2",
     run_id="r2",
@@ -20,7 +20,7 @@ DESIRED = DesiredState(
     cpu=1.0,
     memory_gb=1.5,
     env=(),
-    strategy="hotswap",
+    strategy=Strategy.HOTSWAP,
     health_timeout_seconds=30,
     spec_hash="spec-a",
 )
@@ -47,7 +47,7 @@ IN_SYNC = ActualState(
             id="promotion-hotswap",
         ),
         pytest.param(
-            replace(DESIRED, strategy="recreate"),
+            replace(DESIRED, strategy=Strategy.RECREATE),
             replace(IN_SYNC, model_version="1", served_version="1"),
             Operation.RECREATE,
             id="promotion-recreate-strategy",
@@ -109,6 +109,55 @@ def test_plan_deployment(
     assert action.operation is expected
     assert action.name == "iris"
     assert action.reason
+
+
+ACI_DESIRED = replace(DESIRED, target_kind=TargetKind.ACI, immutable_hash="cpu1-mem1.5-westeurope")
+ACI_ACTUAL = replace(IN_SYNC, immutable_hash="cpu1-mem1.5-westeurope")
+MORE_CPU = replace(ACI_DESIRED, spec_hash="spec-cpu2", immutable_hash="cpu2-mem1.5-westeurope")
+
+
+@pytest.mark.parametrize(
+    ("desired", "actual", "expected"),
+    [
+        pytest.param(MORE_CPU, ACI_ACTUAL, Operation.REPLACE, id="immutable-changed"),
+        pytest.param(
+            replace(ACI_DESIRED, spec_hash="spec-env"),
+            ACI_ACTUAL,
+            Operation.RECREATE,
+            id="mutable-changed-is-an-update",
+        ),
+        pytest.param(
+            MORE_CPU,
+            replace(ACI_ACTUAL, immutable_hash=""),
+            Operation.RECREATE,
+            id="no-recorded-hash-is-unknown-not-a-replace",
+        ),
+        pytest.param(
+            MORE_CPU, replace(ACI_ACTUAL, running=False), Operation.REPLACE, id="down-and-changed"
+        ),
+        pytest.param(
+            replace(MORE_CPU, self_heal=False),
+            replace(ACI_ACTUAL, running=False),
+            Operation.NOOP,
+            id="down-no-self-heal",
+        ),
+        pytest.param(ACI_DESIRED, ACI_ACTUAL, Operation.NOOP, id="in-sync"),
+    ],
+)
+def test_replace_only_for_what_the_target_cannot_update(
+    desired: DesiredState, actual: ActualState, expected: Operation
+) -> None:
+    action = plan_deployment(desired, actual)
+    assert action.operation is expected
+    if expected is Operation.REPLACE:
+        assert "downtime" in action.reason  # what `aliasflow diff` and the history show
+
+
+def test_drift_without_self_heal_says_both_versions() -> None:
+    action = plan_deployment(
+        replace(DESIRED, self_heal=False), replace(IN_SYNC, served_version="1")
+    )
+    assert action.reason == "serving version 1, expected 2; selfHeal is off"
 
 
 def test_prune_deletes_only_owned_workloads_without_manifest() -> None:

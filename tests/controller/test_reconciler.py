@@ -27,7 +27,7 @@ spec:
   env: {{LOG_LEVEL: {log_level}}}
   rollout: {{strategy: {strategy}, healthTimeoutSeconds: 1}}
   syncPolicy: {{automated: {automated}, selfHeal: true, prune: {prune}}}
-"""
+{extra}"""
 
 
 @dataclass
@@ -48,6 +48,7 @@ class World:
         log_level: str = "info",
         prune: str = "true",
         port: int | None = None,
+        extra: str = "",
     ) -> None:
         (self.directory / f"{name}.yaml").write_text(
             MANIFEST.format(
@@ -59,6 +60,7 @@ class World:
                 automated=automated,
                 log_level=log_level,
                 prune=prune,
+                extra=extra,
             )
         )
 
@@ -319,3 +321,67 @@ def test_health_gate_failure_waits_for_a_change_instead_of_a_timer(world: World)
     assert len(world.runtime.calls) == calls
     world.registry.set_alias("iris", "champion", "2")
     assert world.reconciler.reconcile("iris-prod", "webhook").result is Result.SUCCEEDED
+
+
+GATED = "  promotion: {{require: ['accuracy>=served', 'f1>=0.9'], onFailure: {on_failure}}}\n"
+
+
+def _with_metrics(world: World) -> None:
+    for version, accuracy in (("1", 0.95), ("2", 0.76), ("3", 0.97)):
+        world.registry.metrics[f"run-iris-{version}"] = {"accuracy": accuracy, "f1": 0.93}
+
+
+def test_a_worse_version_is_refused_and_the_alias_moves_back(world: World) -> None:
+    _with_metrics(world)
+    world.write(extra=GATED.format(on_failure="revert"))
+    world.reconciler.reconcile("iris-prod", "poll")
+    world.registry.set_alias("iris", "champion", "2")  # by anyone, with any client
+    outcome = world.reconciler.reconcile("iris-prod", "webhook")
+    assert (outcome.result, outcome.reason) == (Result.FAILED, Reason.GATE_FAILED)
+    assert (Operation.HOTSWAP, "iris-prod") not in world.runtime.operations()
+    assert world.runtime.workloads["iris-prod"].served_version == "1"
+    assert world.registry.aliases["iris"]["champion"] == "1"
+    status = world.store.get_status("iris-prod")
+    assert status is not None
+    assert status.reason is Reason.GATE_FAILED
+    assert "accuracy 0.76 < served v1 0.95" in status.message
+    assert "moved back to 1" in status.message
+    assert world.store.history("iris-prod")[0].reason is Reason.GATE_FAILED
+    # The alias is back: the next pass is a no-op and the deployment is in sync again.
+    assert world.reconciler.reconcile("iris-prod", "poll").action is Operation.NOOP
+    status = world.store.get_status("iris-prod")
+    assert status is not None
+    assert (status.sync, status.health) == (Sync.SYNCED, Health.HEALTHY)
+
+
+def test_hold_keeps_the_alias_and_rolls_nothing_out_until_it_moves(world: World) -> None:
+    _with_metrics(world)
+    world.write(extra=GATED.format(on_failure="hold"))
+    world.reconciler.reconcile("iris-prod", "poll")
+    world.registry.set_alias("iris", "champion", "2")
+    assert world.reconciler.reconcile("iris-prod", "poll").reason is Reason.GATE_FAILED
+    assert world.registry.aliases["iris"]["champion"] == "2"
+    again = world.reconciler.reconcile("iris-prod", "poll")
+    assert again.result is Result.SKIPPED  # the timer does not re-run a refused version
+    status = world.store.get_status("iris-prod")
+    assert status is not None
+    assert (status.sync, status.reason) == (Sync.OUT_OF_SYNC, Reason.GATE_FAILED)
+    world.registry.set_alias("iris", "champion", "3")  # a better one passes
+    assert world.reconciler.reconcile("iris-prod", "poll").result is Result.SUCCEEDED
+    assert world.runtime.workloads["iris-prod"].served_version == "3"
+
+
+def test_a_quarantined_version_is_never_rolled_out_until_cleared(world: World) -> None:
+    world.reconciler.reconcile("iris-prod", "poll")
+    world.registry.set_version_tag("iris", "2", "aliasflow.quarantined", "p99 900 ms > 250 ms")
+    world.registry.set_alias("iris", "champion", "2")
+    outcome = world.reconciler.reconcile("iris-prod", "poll")
+    assert outcome.reason is Reason.QUARANTINED
+    status = world.store.get_status("iris-prod")
+    assert status is not None
+    assert "p99 900 ms > 250 ms" in status.message
+    assert "aliasflow unquarantine iris 2" in status.message
+    assert world.reconciler.reconcile("iris-prod", "poll").result is Result.SKIPPED
+    world.registry.delete_version_tag("iris", "2", "aliasflow.quarantined")
+    assert world.reconciler.reconcile("iris-prod", "poll").result is Result.SUCCEEDED
+    assert world.runtime.workloads["iris-prod"].served_version == "2"

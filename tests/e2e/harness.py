@@ -59,6 +59,27 @@ class RunningController:
             time.sleep(0.2)
         raise AssertionError(f"{name} never reached the expected state: {row}")
 
+    def wait_for_polls(self, timeout: float = 30) -> None:
+        """Until a poll that began after this call has run whole, prune included.
+
+        `last_poll_at` is when a poll began (set once MLflow answered): the first value
+        past this call belongs to a poll that read the manifests as the test left them,
+        and the next one begins only after that poll's full pass ended.
+        """
+        state = self.controller.state
+        began = time.time()
+        deadline = time.monotonic() + timeout
+
+        def advanced(beyond: float) -> float:
+            while time.monotonic() < deadline:
+                at = state.last_poll_at
+                if at is not None and at > beyond:
+                    return at
+                time.sleep(0.05)
+            raise AssertionError(f"the controller did not poll within {timeout}s")
+
+        advanced(advanced(began - 1e-6))
+
 
 def serving(version: str) -> Callable[[dict[str, Any]], bool]:
     return lambda row: row["health"] == "Healthy" and row["served_version"] == version

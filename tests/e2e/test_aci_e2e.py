@@ -309,3 +309,68 @@ def test_a_minute_of_throttling_then_500s_is_survived_without_duplicates(
         f"{row['endpoint']}/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]}, trust_env=False
     )
     assert answer.json()["model"]["version"] == "1"
+
+
+def test_a_restarted_container_serves_the_desired_version_again_within_a_poll(
+    aci: AciScenario, emulator: AciEmulator
+) -> None:
+    """Hot swap 1 → 2, then the container crashes and ACI restarts it from the group's
+    env (MODEL_URI: version 1). The next full pass asks the server, sees 1 and swaps to
+    2 again: within one poll interval of the server being back, with no ARM write."""
+    aci.write("info")
+    aci.start()
+    _wait(aci.serving("1"), "create serving version 1")
+    aci.client.set_registered_model_alias(aci.model, aci.alias, "2")
+    _wait(aci.serving("2"), "hot swap to version 2")
+    group = aci.state.group(SUB, RG, "iris-aci")
+    assert group is not None
+    assert group.fqdn is not None
+    fqdn = group.fqdn
+    aci.state.reset_counters()
+
+    seen: list[tuple[float, str | None]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        """What the group's server answers, every 50 ms, wherever it is now."""
+        with httpx.Client(timeout=1.0, trust_env=False) as http:
+            while not stop.is_set():
+                endpoint = emulator.resolve_endpoint(fqdn, 8080)
+                try:
+                    version = http.get(f"{endpoint}/readyz").json()["model"]["version"]
+                except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                    version = None
+                seen.append((time.monotonic(), version))
+                time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    time.sleep(0.2)  # a baseline: version 2 answers
+    crashed = time.monotonic()
+    emulator.restart_container("iris-aci", RG, SUB)
+    try:
+        back = _wait(lambda: _first(seen, "1", after=crashed), "the restart on version 1", 90)
+        healed = _wait(lambda: _first(seen, "2", after=back), "version 2 again", 60)
+    finally:
+        stop.set()
+        watcher.join(timeout=5)
+
+    poll = aci.controller.settings.poll_interval_seconds
+    print(
+        f"\nrestart → serving v1 again {back - crashed:.1f}s (cold start), "
+        f"v1 → v2 again {healed - back:.2f}s (poll {poll:.0f}s + hot swap), "
+        f"restart → v2 {healed - crashed:.1f}s"
+    )
+    # One poll to notice, plus the swap itself (a model load on a shared 2-core box).
+    assert healed - back < poll + 15
+    assert group.restart_count == 1
+    assert aci.state.count("PUT", "group") == 0  # a hot swap, not a recreate
+    assert aci.state.writes == 0  # the tags already said version 2: not even a PATCH
+    latest = aci.history()[0]
+    assert (latest["action"], latest["trigger"]) == ("hotswap", "poll")
+    assert "serving version 1, expected 2" in latest["message"]
+    _wait(aci.serving("2"), "status back to Healthy on version 2")
+
+
+def _first(seen: list[tuple[float, str | None]], version: str, after: float) -> float | None:
+    return next((at for at, served in list(seen) if at > after and served == version), None)

@@ -251,7 +251,7 @@ def test_prune_removes_a_deleted_manifest_but_not_on_errors(scenario: Scenario) 
     gone = running.wait_for("iris-gone", serving("1"))
     (scenario.manifests / "iris-gone.yaml").unlink()
     (scenario.manifests / "broken.yaml").write_text("kind: [")
-    time.sleep(5)  # two polls with a broken manifest: nothing pruned
+    running.wait_for_polls()  # a whole poll with a broken manifest: nothing pruned
     assert predict_version(gone["endpoint"]) == "1"
     (scenario.manifests / "broken.yaml").unlink()
     deadline = time.monotonic() + 30

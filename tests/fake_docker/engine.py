@@ -9,7 +9,7 @@ A "container" is a real process on the host: the image decides which one.
 
 - `serve`: `python -m aliasflow_cli.main serve` with the container's env, so `/predict`
   really answers (the model comes from the MLflow the env names);
-- `stub`: `stub_server.py`, which only speaks readiness, metadata and hot swap, for
+- `stub`: `stub_server.py`, which only speaks readiness (with the model it serves) and hot swap, for
   tests that need a live endpoint but not a model;
 - `exit`: prints a line and exits 3, a container that dies at once;
 - `hang`: runs but never listens, a container that never gets ready.
@@ -230,7 +230,8 @@ class FakeDockerEngine:
             match = re.fullmatch(pattern, path)
             if match and route_method == method:
                 params = {key: unquote(value) for key, value in match.groupdict().items()}
-                return handler(query, payload, **params)
+                answer: tuple[int, Any, str] = handler(query, payload, **params)
+                return answer
         return 404, {"message": f"page not found: {method} {path}"}, "application/json"
 
     def _routes(self) -> list[tuple[str, str, Any]]:

@@ -1,8 +1,9 @@
 """A stand-in model server for fake containers that need to answer, not to predict.
 
-It speaks the part of the model server's HTTP contract the runtime relies on (`/readyz`,
-`/metadata` with the version from `MODEL_URI`, `POST /admin/model` behind the admin
-token) and is ready in a fraction of a second, so tests of ownership, pruning and faults
+It speaks the part of the model server's HTTP contract the runtime relies on (`/readyz`
+with the model it serves, the version from `MODEL_URI`, as model_server's
+`ReadyResponse`; `/livez`; `POST /admin/model` behind the admin token) and is ready in a
+fraction of a second, so tests of ownership, pruning and faults
 do not pay a real model load. Run as `python stub_server.py PORT`.
 """
 
@@ -34,11 +35,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(raw)
 
     def do_GET(self) -> None:
-        if self.path in ("/readyz", "/livez"):
-            self._send(200, {"status": "ok"})
-        elif self.path == "/metadata":
-            cls = type(self)
-            self._send(200, {"model_uri": cls.model_uri, "version": _version(cls.model_uri)})
+        if self.path == "/readyz":
+            uri = type(self).model_uri
+            model = {"name": uri.split("/")[1], "version": _version(uri), "run_id": None}
+            self._send(200, {"status": "ready", "model": model})
+        elif self.path == "/livez":
+            self._send(200, {"status": "alive"})
         else:
             self._send(404, {"detail": "not found"})
 

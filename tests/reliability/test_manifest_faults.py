@@ -10,7 +10,6 @@ manifests is treated as a mistake, not as "delete everything", so nothing is pru
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 
@@ -112,7 +111,7 @@ def test_bad_manifests_are_reported_and_nothing_is_pruned(
             15,
             "errors cleared once the files are gone",
         )
-        time.sleep(5)  # two polls with no manifests at all
+        running.wait_for_polls()  # a whole poll with no manifests at all
         assert predict_version(endpoint) == "1"
         assert serve_pids_for(data_dir, "iris-good") == [pid]
         assert len(serve_pids_for(data_dir, "iris-new")) == 1
@@ -127,7 +126,7 @@ def test_bad_manifests_are_reported_and_nothing_is_pruned(
         ]
         (staging / "all.yaml").write_text("---\n".join(both))
         (staging / "all.yaml").replace(manifests / "all.yaml")
-        time.sleep(3)
+        running.wait_for_polls()
         assert running.deployment("iris-good")["endpoint"] == endpoint
         assert serve_pids_for(data_dir, "iris-good") == [pid]
         for name in ("iris-good", "iris-new"):

@@ -127,3 +127,18 @@ def test_real_command_moves_the_alias_and_prints_one_json_line(
     assert len(lines) == 1
     assert json.loads(lines[0])["version"] == 2
     assert _champion(registry, unique_model_name) == "2"
+
+
+def test_unquarantine_clears_the_controllers_tag(
+    registry, tracking_uri: str, unique_model_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training.promote import QUARANTINE_TAG, run_unquarantine
+
+    registry.set_model_version_tag(unique_model_name, "3", QUARANTINE_TAG, "p99 900 ms > 250 ms")
+    assert run_unquarantine(unique_model_name, 3, tracking_uri) == 0
+    assert "it was: p99 900 ms > 250 ms" in capsys.readouterr().err
+    assert QUARANTINE_TAG not in registry.get_model_version(unique_model_name, "3").tags
+    assert run_unquarantine(unique_model_name, 3, tracking_uri) == 0
+    assert "not quarantined" in capsys.readouterr().err
+    assert run_unquarantine(unique_model_name, 99, tracking_uri) == 2
+    assert "version 99 not found" in capsys.readouterr().err

@@ -1,19 +1,23 @@
 """The `aci` runtime: model servers as Azure Container Instances container groups.
 
 It executes the planner's actions through `azure-mgmt-containerinstance` and nothing
-more; deciding between hot swap and recreate is the planner's job, readiness is the
-reconciler's health gate. ACI facts that shape it (see docs/operations.md):
+more; deciding between hot swap, update and replace is the planner's job, readiness is
+the reconciler's health gate. ACI facts that shape it (see docs/operations.md):
 
 - A PUT of an identical spec still restarts the containers. The planner diffs by the
   `aliasflow-spec-hash` tag before anything is written, so an unchanged deployment costs
-  zero writes; a hot swap changes only tags, with PATCH, which does not restart.
+  zero writes; a hot swap changes only tags, with PATCH, which does not restart; a PUT
+  is never sent twice (see arm.py), nor while the group is transitioning (ACI answers
+  409 ContainerGroupTransitioning).
 - One `list_by_resource_group` per resource group per pass: the cheap full pass over a
-  thousand deployments must not GET each group, and must not probe each endpoint.
-- ARM throttles with 429 + `Retry-After` and fails over with 5xx; the SDK's retry policy
-  honours both (configured here), and what survives it is wrapped into our error tree.
+  thousand deployments must not GET each group (ARM's read budget, and a listing has no
+  instance views, so no `restartCount`).
+- A container that crashes is restarted by ACI from the group's environment (restart
+  policy Always), i.e. on the version the group was created with, not the one a hot
+  swap loaded. So every pass asks every running server what it serves (`GET /readyz`,
+  bounded concurrency, short timeouts; see runtimes/probe.py): the planner sees
+  served ≠ recorded and self-heal swaps again within one poll interval.
 - Creates and deletes are quota-limited (100 per 5 minutes): `QuotaLimiter` counts ours.
-- `provisioningState: Failed` does not mean the group stopped: the container states in
-  the instance view decide.
 
 Only container groups tagged `aliasflow-managed=true` are observed, updated or deleted,
 and only in the resource groups the controller is configured with.
@@ -24,17 +28,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any
-from urllib.parse import quote
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
-from azure.core.rest import HttpRequest
-from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 from azure.mgmt.containerinstance.models import ContainerGroup, Resource
-from azure.mgmt.core.exceptions import ARMErrorFormat
 
 from controller.core.errors import (
     HealthTimeoutError,
@@ -42,9 +42,20 @@ from controller.core.errors import (
     RuntimeUnavailableError,
 )
 from controller.core.types import ActualState, DesiredState
+from controller.runtimes.aci.arm import (
+    ARM_URL,
+    RETRY_PATCH,
+    ArmClients,
+    Poller,
+    RetryOptions,
+    list_groups,
+    put_once,
+)
 from controller.runtimes.aci.errors import arm_error_text, wrap_azure_error
 from controller.runtimes.aci.quota import QuotaLimiter
 from controller.runtimes.aci.spec import (
+    TERMINAL,
+    TRANSITIONING,
     EndpointResolver,
     RegistryCredential,
     actual_from_group,
@@ -52,38 +63,22 @@ from controller.runtimes.aci.spec import (
     default_endpoint,
     group_health,
     is_owned,
-    light_group,
     owned_tags,
     placement_of,
 )
 from controller.runtimes.hotswap import request_hot_swap
-from controller.runtimes.probe import ServerProbe, probe_server
+from controller.runtimes.probe import (
+    PROBE_CONCURRENCY,
+    Probe,
+    ServerProbe,
+    ServerProber,
+    probe_all,
+)
 
 log = logging.getLogger(__name__)
 
-ARM_URL = "https://management.azure.com"
-# The API version azure-mgmt-containerinstance 10.1 speaks (its default).
-API_VERSION = "2023-05-01"
-# Answers from the model server that mean "not now" rather than "never".
-# azure-core retries PATCH only on 500/503/504; a tags-only update is idempotent, so it
-# may also be retried on 429/408 like the PUT and DELETE the SDK already retries.
-_RETRY_METHODS = frozenset({"HEAD", "GET", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH"})
-
 GroupKey = tuple[str, str]  # (subscription id, resource group)
-
-
-@dataclass(frozen=True)
-class RetryOptions:
-    """The SDK retry policy: ARM's 429 `Retry-After` is honoured on top of these.
-
-    azure-core caps retries on error statuses separately (`retry_status`, default 3,
-    below `retry_total`): a throttling storm of four 429s would fail at its default, so
-    both are set from `total`.
-    """
-
-    total: int = 10
-    backoff_factor: float = 0.8
-    backoff_max: float = 60.0
+_NOT_READY = "container group runs but /readyz is not ready"
 
 
 @dataclass
@@ -103,6 +98,7 @@ class AciRuntime:
         *,
         tracking_uri: str | None = None,
         base_url: str | None = None,
+        audience: str = ARM_URL,
         connection_verify: str | bool | None = None,
         registry_credentials: tuple[RegistryCredential, ...] = (),
         endpoint_resolver: EndpointResolver = default_endpoint,
@@ -112,16 +108,14 @@ class AciRuntime:
         delete_timeout: float = 300.0,
         listing_ttl: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
-        probe: Callable[[str], ServerProbe] = probe_server,
+        probe: Probe | None = None,
+        probe_concurrency: int = PROBE_CONCURRENCY,
     ) -> None:
         self.resource_groups: tuple[GroupKey, ...] = tuple(dict.fromkeys(resource_groups))
         if not self.resource_groups:
             raise ValueError("the aci runtime needs at least one resource group")
-        self._credential = credential
         self._admin_token = admin_token
         self._tracking_uri = tracking_uri
-        self._base_url = base_url or ARM_URL
-        self._connection_verify = connection_verify
         self._registry_credentials = registry_credentials
         #: Maps a group's FQDN and port to the URL the controller calls (tests map it to
         #: the loopback server that backs an emulated group).
@@ -132,8 +126,20 @@ class AciRuntime:
         self.delete_timeout = delete_timeout
         self._listing_ttl = listing_ttl
         self._clock = clock
+        # The default asks over one shared HTTP client, closed with the runtime.
+        self._prober: ServerProber | None = None
+        if probe is None:
+            probe = self._prober = ServerProber(probe_concurrency)
         self._probe = probe
-        self._clients: dict[str, ContainerInstanceManagementClient] = {}
+        self._probe_concurrency = probe_concurrency
+        self._client = ArmClients(
+            credential,
+            base_url=base_url or ARM_URL,
+            audience=audience,
+            retry=retry,
+            polling_interval=polling_interval,
+            connection_verify=connection_verify,
+        )
         self._listings: dict[GroupKey, _Listing] = {}
         self._where: dict[str, GroupKey] = {}
         self._lock = threading.RLock()
@@ -141,21 +147,23 @@ class AciRuntime:
     # -- Runtime protocol ---------------------------------------------------------------
 
     def list_owned(self) -> list[ActualState]:
-        """One list per resource group; no endpoint probes (the cheap full pass)."""
-        owned: list[ActualState] = []
-        for key in self.resource_groups:
-            for group in self._list(key).values():
-                if not is_owned(group.tags):
-                    continue
-                health = group_health(group)
-                if health.needs_instance_view:
-                    # Rare (a Failed group): one GET tells whether its containers run.
-                    fresh = self._get(key, str(group.name))
-                    if fresh is None:
-                        continue
-                    group, health = fresh, group_health(fresh)
-                owned.append(actual_from_group(group, self.endpoint_resolver, health))
-        return sorted(owned, key=lambda state: state.name)
+        """One list per resource group, then every running server asked what it serves."""
+        owned = [
+            actual_from_group(group, self.endpoint_resolver)
+            for key in self.resource_groups
+            for group in self._list(key).values()
+            if is_owned(group.tags)
+        ]
+        probes = probe_all(
+            self._probe,
+            [state.endpoint for state in owned if state.running and state.endpoint],
+            self._probe_concurrency,
+        )
+        served = [
+            _served(state, probes[state.endpoint]) if state.endpoint in probes else state
+            for state in owned
+        ]
+        return sorted(served, key=lambda state: state.name)
 
     def observe(self, name: str) -> ActualState | None:
         """A fresh GET of the one group, and the server's own word on what it serves."""
@@ -165,16 +173,10 @@ class AciRuntime:
         group = self._get(key, name)
         if group is None or not is_owned(group.tags):
             return None
-        health = group_health(group)
-        actual = actual_from_group(group, self.endpoint_resolver, health)
-        if not health.running or actual.endpoint is None:
+        actual = actual_from_group(group, self.endpoint_resolver)
+        if not actual.running or actual.endpoint is None:
             return replace(actual, ready=False)
-        probe = self._probe(actual.endpoint)
-        detail = probe.detail(health.detail or "container group runs but /readyz is not ready")
-        detail = detail or health.detail
-        return replace(
-            actual, ready=probe.ready, served_version=probe.served_version, detail=detail
-        )
+        return _served(actual, self._probe(actual.endpoint))
 
     def deploy(self, desired: DesiredState) -> ActualState:
         """Create or update are one PUT: ACI replaces the group's spec and restarts it."""
@@ -226,38 +228,36 @@ class AciRuntime:
                 f"{what}: a container group of that name exists and is not tagged "
                 "aliasflow-managed=true; refusing to overwrite it"
             )
+        if existing is not None and existing.provisioning_state in TRANSITIONING:
+            raise RuntimeUnavailableError(
+                f"{what}: the container group is still {existing.provisioning_state} (an "
+                "earlier operation has not finished) and ACI refuses a PUT meanwhile (409 "
+                "ContainerGroupTransitioning); none was sent, the next pass tries again"
+            )
         group = build_container_group(
             desired,
             self._admin_token,
             tracking_uri=self._tracking_uri,
             registry_credentials=self._registry_credentials,
+            put_id=uuid.uuid4().hex,
         )
         if existing is None:
             self.quota.acquire(f"create {desired.name}")  # updates are not quota-limited
-        timeout = float(desired.health_timeout_seconds)
-        client = self._client(key[0])
         try:
-            poller = client.container_groups.begin_create_or_update(
-                key[1], desired.name, group, polling_interval=self.polling_interval
+            poller = put_once(
+                self._client(key[0]),
+                key[1],
+                group,
+                desired.name,
+                polling_interval=self.polling_interval,
+                retry=self._retry,
+                get=lambda: self._get(key, desired.name),
             )
         except AzureError as exc:
             raise wrap_azure_error(exc, what) from exc
         with self._lock:
             self._where[desired.name] = key
-        try:
-            # `wait` re-raises the operation's failure (provisioningState Failed).
-            poller.wait(timeout)
-            if not poller.done():
-                raise HealthTimeoutError(
-                    f"{what}: ACI did not finish provisioning within {timeout:.0f}s "
-                    "(healthTimeoutSeconds); ARM carries on and the next pass observes the "
-                    "result"
-                )
-            result = poller.result()
-        except HttpResponseError as exc:
-            raise self._provisioning_failed(key, desired.name, what, exc) from exc
-        except AzureError as exc:
-            raise wrap_azure_error(exc, what) from exc
+        result = self._provisioned(key, desired, poller, what)
         self._remember(key, result)
         log.info(
             "container group %s/%s provisioned with %s",
@@ -268,10 +268,43 @@ class AciRuntime:
         )
         return actual_from_group(result, self.endpoint_resolver)
 
+    def _provisioned(
+        self, key: GroupKey, desired: DesiredState, poller: Poller | None, what: str
+    ) -> ContainerGroup:
+        """The group once ARM's operation ended, within the manifest's health timeout.
+
+        Without a poller (a PUT that landed although its answer was lost) the group's
+        own provisioning state is followed by GETs.
+        """
+        timeout = float(desired.health_timeout_seconds)
+        deadline = time.monotonic() + timeout
+        try:
+            if poller is not None:
+                # `wait` re-raises the operation's failure (provisioningState Failed).
+                poller.wait(timeout)
+                if poller.done():
+                    return poller.result()
+            else:
+                while time.monotonic() < deadline:
+                    current = self._get(key, desired.name)
+                    if current is not None and current.provisioning_state in TERMINAL:
+                        if current.provisioning_state != "Succeeded":
+                            raise self._provisioning_failed(key, desired.name, what, None)
+                        return current
+                    time.sleep(self.polling_interval)
+        except HttpResponseError as exc:
+            raise self._provisioning_failed(key, desired.name, what, exc) from exc
+        except AzureError as exc:
+            raise wrap_azure_error(exc, what) from exc
+        raise HealthTimeoutError(
+            f"{what}: ACI did not finish provisioning within {timeout:.0f}s "
+            "(healthTimeoutSeconds); ARM carries on and the next pass observes the result"
+        )
+
     def _provisioning_failed(
-        self, key: GroupKey, name: str, what: str, exc: HttpResponseError
+        self, key: GroupKey, name: str, what: str, exc: HttpResponseError | None
     ) -> RuntimeUnavailableError:
-        """ACI's `Failed` is not "stopped": say what the containers are doing."""
+        """Say what the containers are doing: a Failed group may still run (states doc)."""
         try:
             group = self._get(key, name)
         except RuntimeUnavailableError:
@@ -282,8 +315,9 @@ class AciRuntime:
             state = ("still running: " if health.running else "not running: ") + (
                 health.detail or "containers Running"
             )
+        cause = arm_error_text(exc) if exc is not None else "provisioningState Failed"
         return RuntimeUnavailableError(
-            f"{what}: provisioning failed ({arm_error_text(exc)}); container group {state}"
+            f"{what}: provisioning failed ({cause}); container group {state}"
         )
 
     def _hotswap(self, desired: DesiredState, actual: ActualState | None) -> ActualState:
@@ -304,14 +338,15 @@ class AciRuntime:
         try:
             # Tags replace the group's tags as a whole; keep any that are not ours.
             existing = self._get(key, desired.name)
-            tags = dict((existing.tags if existing is not None else None) or {})
-            tags.update(owned_tags(desired))
-            updated = self._client(key[0]).container_groups.update(
-                key[1],
-                desired.name,
-                Resource(tags=tags),
-                retry_on_methods=_RETRY_METHODS,
-            )
+            had = dict((existing.tags if existing is not None else None) or {})
+            tags = {**had, **owned_tags(desired)}
+            if existing is not None and tags == had:
+                # A self-heal swap after a restart: the tags already say this version.
+                updated = existing
+            else:
+                updated = self._client(key[0]).container_groups.update(
+                    key[1], desired.name, Resource(tags=tags), retry_on_methods=RETRY_PATCH
+                )
         except AzureError as exc:
             # The server already serves the new version; the next pass re-records it.
             raise wrap_azure_error(exc, what) from exc
@@ -322,35 +357,10 @@ class AciRuntime:
     # -- reads ----------------------------------------------------------------------------
 
     def _list(self, key: GroupKey) -> dict[str, ContainerGroup]:
-        """`list_by_resource_group`, following `nextLink`, read without the model layer.
-
-        The request runs through the client's own pipeline (credential, retry policy,
-        TLS), exactly as `container_groups.list_by_resource_group` would send it; only the
-        response is read as JSON (see `light_group`) to keep 1,000 groups cheap.
-        """
-        sub, rg = key
-        client = self._client(sub)
-        url: str | None = (
-            f"/subscriptions/{quote(sub)}/resourceGroups/{quote(rg)}/providers/"
-            f"Microsoft.ContainerInstance/containerGroups?api-version={API_VERSION}"
-        )
-        groups: dict[str, ContainerGroup] = {}
         try:
-            while url:
-                response = client._send_request(HttpRequest("GET", url))
-                if response.status_code == 404:
-                    raise ResourceNotFoundError(response=response)
-                if response.status_code != 200:
-                    raise HttpResponseError(response=response, error_format=ARMErrorFormat)
-                body = response.json()
-                for item in body.get("value") or []:
-                    group = light_group(item)
-                    groups[str(group.name)] = group
-                url = body.get("nextLink")
-        except ResourceNotFoundError:
-            groups = {}  # the resource group does not exist (yet): nothing of ours in it
+            groups = list_groups(self._client(key[0]), *key)
         except AzureError as exc:
-            raise wrap_azure_error(exc, f"list container groups in {rg}") from exc
+            raise wrap_azure_error(exc, f"list container groups in {key[1]}") from exc
         with self._lock:
             self._listings[key] = _Listing(self._clock(), groups)
             for name, group in groups.items():
@@ -411,27 +421,13 @@ class AciRuntime:
             )
         return key
 
-    def _client(self, subscription_id: str) -> ContainerInstanceManagementClient:
-        with self._lock:
-            client = self._clients.get(subscription_id)
-            if client is None:
-                kwargs: dict[str, Any] = {
-                    "retry_total": self._retry.total,
-                    "retry_status": self._retry.total,
-                    "retry_backoff_factor": self._retry.backoff_factor,
-                    "retry_backoff_max": self._retry.backoff_max,
-                    "polling_interval": self.polling_interval,
-                }
-                if self._connection_verify is not None:
-                    kwargs["connection_verify"] = self._connection_verify
-                client = ContainerInstanceManagementClient(
-                    self._credential, subscription_id, base_url=self._base_url, **kwargs
-                )
-                self._clients[subscription_id] = client
-            return client
-
     def close(self) -> None:
-        with self._lock:
-            for client in self._clients.values():
-                client.close()
-            self._clients.clear()
+        self._client.close()
+        if self._prober is not None:
+            self._prober.close()
+
+
+def _served(actual: ActualState, probe: ServerProbe) -> ActualState:
+    """What the tags say, completed by what the server says it serves."""
+    detail = probe.detail(actual.detail or _NOT_READY) or actual.detail
+    return replace(actual, ready=probe.ready, served_version=probe.served_version, detail=detail)

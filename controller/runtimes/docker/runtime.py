@@ -54,7 +54,7 @@ from controller.runtimes.common import NameLocks, redact, workload_env
 from controller.runtimes.docker.state import Current, DockerState, state_file
 from controller.runtimes.hotswap import request_hot_swap
 from controller.runtimes.netutil import free_port
-from controller.runtimes.probe import probe_server
+from controller.runtimes.probe import Probe, ServerProber, probe_all
 
 log = logging.getLogger(__name__)
 
@@ -140,12 +140,14 @@ class DockerRuntime:
         self._poll = ready_poll_seconds
         self._client_lock = threading.Lock()
         self._name_lock = NameLocks()
+        self._prober = ServerProber()
 
     @property
     def state_file(self) -> Path:
         return self._state.path
 
     def close(self) -> None:
+        self._prober.close()
         if self._client_obj is not None:
             self._client_obj.close()
 
@@ -153,15 +155,25 @@ class DockerRuntime:
 
     def observe(self, name: str) -> ActualState | None:
         seen = self._list([OWNED, f"{LABEL_DEPLOYMENT}={name}"])
-        return self._actual(name, seen, self._state.read().get(name))
+        return self._actual(name, seen, self._state.read().get(name), self._prober)
 
     def list_owned(self) -> list[ActualState]:
+        """One list call, then every running server asked what it serves, a few at a time:
+        a container the engine restarted is back on its label's boot version."""
         by_name: dict[str, list[_Seen]] = {}
         for container in self._list([OWNED]):
             if container.deployment:
                 by_name.setdefault(container.deployment, []).append(container)
         recorded = self._state.read()
-        found = (self._actual(n, seen, recorded.get(n)) for n, seen in sorted(by_name.items()))
+        chosen = (_current(seen, recorded.get(n)) for n, seen in by_name.items())
+        probes = probe_all(
+            self._prober,
+            [_endpoint(c) for c in chosen if c is not None and c.state in _ALIVE and c.host_port],
+        )
+        found = (
+            self._actual(n, seen, recorded.get(n), probes.__getitem__)
+            for n, seen in sorted(by_name.items())
+        )
         return [actual for actual in found if actual is not None]
 
     def deploy(self, desired: DesiredState) -> ActualState:
@@ -195,15 +207,14 @@ class DockerRuntime:
         create_args = self._create_args(desired)
         self._ensure_image(desired)
         old = self._list([OWNED, f"{LABEL_DEPLOYMENT}={desired.name}"])
-        with _engine_errors(f"{desired.name}: create container", spec=True):
-            container = self._client().containers.create(**create_args)
+        container = self._create(desired, create_args)
         try:
             with _engine_errors(f"{desired.name}: start container {container.name}"):
                 container.start()
             self._wait_ready(desired, container)
         except BaseException:
             # Blue/green: the new container goes, whatever is serving now keeps serving.
-            self._remove(container.id, graceful=False, quiet=True)
+            self._remove(str(container.id), graceful=False, quiet=True)
             raise
 
         # Record the new container before touching the old ones: a crash in between
@@ -225,6 +236,21 @@ class DockerRuntime:
                 f"{desired.name}: container {container.name} vanished right after it was ready"
             )
         return actual
+
+    def _create(self, desired: DesiredState, create_args: dict[str, Any]) -> Container:
+        try:
+            with _engine_errors(f"{desired.name}: create container", spec=True):
+                return self._client().containers.create(**create_args)
+        except InvalidSpecError as exc:
+            # The engine refuses NanoCpus above the host's CPU count ("range of CPUs is
+            # from 0.01 to N.00, as there are only N CPUs available": moby daemon/
+            # daemon_unix.go, verifyPlatformContainerResources, HTTP 400).
+            if "range of CPUs" not in str(exc):
+                raise
+            raise InvalidSpecError(
+                f"{desired.name}: spec.resources.cpu is {desired.cpu:g}, more CPUs than the "
+                f"Docker host has; lower spec.resources.cpu ({exc})"
+            ) from exc
 
     def _create_args(self, desired: DesiredState) -> dict[str, Any]:
         env = self._container_env(desired)
@@ -330,7 +356,7 @@ class DockerRuntime:
             raise RuntimeUnavailableError(
                 f"{desired.name}: no running container to hot swap; the next pass recreates it"
             )
-        endpoint = f"http://127.0.0.1:{chosen.host_port}"
+        endpoint = _endpoint(chosen)
         was = _recorded_version(chosen, recorded)
         request_hot_swap(endpoint, self._admin_token, desired, was)
         swapped = Current(chosen.id, desired.model_version)
@@ -339,7 +365,7 @@ class DockerRuntime:
             current[desired.name] = swapped
 
         self._state.update(set_version)
-        actual = self._actual(desired.name, seen, swapped)
+        actual = self._actual(desired.name, seen, swapped, self._prober)
         assert actual is not None  # `seen` holds `chosen`
         return actual
 
@@ -352,12 +378,14 @@ class DockerRuntime:
             found = self._client().containers.list(all=True, filters={"label": labels}, sparse=True)
         return [_Seen.from_summary(container.attrs) for container in found]
 
-    def _actual(self, name: str, seen: list[_Seen], recorded: Current | None) -> ActualState | None:
+    def _actual(
+        self, name: str, seen: list[_Seen], recorded: Current | None, probe: Probe
+    ) -> ActualState | None:
         chosen = _current(seen, recorded)
         if chosen is None:
             return None
         version = _recorded_version(chosen, recorded)
-        endpoint = None if chosen.host_port is None else f"http://127.0.0.1:{chosen.host_port}"
+        endpoint = None if chosen.host_port is None else _endpoint(chosen)
         extra = len(seen) - 1
         note = f"; {extra} replaced container(s) still to remove" if extra else ""
         if chosen.state not in _ALIVE:
@@ -369,11 +397,11 @@ class DockerRuntime:
                 endpoint=endpoint,
                 detail=f"container {chosen.name} is {chosen.status or chosen.state}{note}",
             )
-        probe = probe_server(endpoint) if endpoint else None
-        if probe is None:
+        answer = probe(endpoint) if endpoint else None
+        if answer is None:
             detail = f"container {chosen.name} publishes no loopback port"
         else:
-            detail = probe.detail(
+            detail = answer.detail(
                 f"container {chosen.name} is {chosen.state} but /readyz is not ready"
             )
         return ActualState(
@@ -382,8 +410,8 @@ class DockerRuntime:
             model_version=version,
             running=True,
             endpoint=endpoint,
-            served_version=None if probe is None else probe.served_version,
-            ready=False if probe is None else probe.ready,
+            served_version=None if answer is None else answer.served_version,
+            ready=False if answer is None else answer.ready,
             detail=(detail + note).lstrip("; "),
         )
 
@@ -429,6 +457,10 @@ def _current(seen: list[_Seen], recorded: Current | None) -> _Seen | None:
             if container.id == recorded.container_id:
                 return container
     return max(seen, key=lambda c: (c.state in _ALIVE, c.created, c.name))
+
+
+def _endpoint(container: _Seen) -> str:
+    return f"http://127.0.0.1:{container.host_port}"
 
 
 def _recorded_version(container: _Seen, recorded: Current | None) -> str:

@@ -19,7 +19,7 @@ import pytest
 import respx
 from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 
-from controller.core.types import Action, ActualState, DesiredState, Operation
+from controller.core.types import Action, ActualState, DesiredState, Operation, Strategy, TargetKind
 from controller.reconcile.execute import execute
 from controller.reconcile.plan import plan_deployment
 from controller.runtimes.aci import AciRuntime, QuotaLimiter, RetryOptions
@@ -50,7 +50,7 @@ def body(name: str, status: str = "200", *, owned: bool = True) -> dict[str, Any
 def desired(version: str = "1", rg: str = "demo") -> DesiredState:
     return DesiredState(
         name="demo1",
-        target_kind="aci",
+        target_kind=TargetKind.ACI,
         model_name="iris",
         model_version=version,
         run_id=None,
@@ -59,7 +59,7 @@ def desired(version: str = "1", rg: str = "demo") -> DesiredState:
         cpu=1.0,
         memory_gb=1.5,
         env=(),
-        strategy="hotswap",
+        strategy=Strategy.HOTSWAP,
         health_timeout_seconds=10,
         spec_hash="examplehash",
         target_settings=(
@@ -75,7 +75,7 @@ def desired(version: str = "1", rg: str = "demo") -> DesiredState:
 def arm(monkeypatch: pytest.MonkeyPatch) -> Iterator[respx.MockRouter]:
     # The runtime builds its SDK client itself; the transport is the only addition.
     monkeypatch.setattr(
-        "controller.runtimes.aci.runtime.ContainerInstanceManagementClient",
+        "controller.runtimes.aci.arm.ContainerInstanceManagementClient",
         partial(ContainerInstanceManagementClient, transport=httpx_transport()),
     )
     with respx.mock(base_url=ARM, assert_all_called=True, assert_all_mocked=True) as router:

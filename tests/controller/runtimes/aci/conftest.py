@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from controller.core.types import DesiredState
+from controller.core.types import DesiredState, Strategy, TargetKind
 from controller.runtimes.aci import AciRuntime, QuotaLimiter, RetryOptions
 from controller.runtimes.netutil import free_port
 from tests.aci_emulator import AciEmulator
@@ -32,30 +33,37 @@ def make_desired(
     env: tuple[tuple[str, str], ...] = (("LOG_LEVEL", "info"),),
     secret: str = SECRET,
     timeout: int = 20,
+    cpu: float = 1.0,
 ) -> DesiredState:
-    spec = f"{image}|{env}|{secret}|{rg}"
+    """As `reconcile.desired` builds it: both hashes move with what they cover."""
+    spec = f"{image}|{env}|{secret}|{rg}|{cpu}"
     return DesiredState(
         name=name,
-        target_kind="aci",
+        target_kind=TargetKind.ACI,
         model_name="iris-classifier",
         model_version=version,
         run_id=None,
         image=image,
         port=8080,
-        cpu=1.0,
+        cpu=cpu,
         memory_gb=1.5,
         env=env,
-        strategy="hotswap",
+        strategy=Strategy.HOTSWAP,
         health_timeout_seconds=timeout,
         secret_env=(("MLFLOW_TRACKING_TOKEN", secret),),
-        spec_hash=str(abs(hash(spec)))[:16],
+        spec_hash=_digest(spec),
         target_settings=(
             ("dnsNameLabel", name),
             ("location", "westeurope"),
             ("resourceGroup", rg),
             ("subscriptionId", SUB),
         ),
+        immutable_hash=_digest(f"{cpu}|1.5|westeurope"),
     )
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @pytest.fixture
@@ -68,12 +76,13 @@ def emulator() -> Iterator[AciEmulator]:
 
 @dataclass
 class StubServer:
-    """A stand-in model server: /readyz, /metadata and /admin/model, nothing else."""
+    """A stand-in model server: /readyz (with the model it serves) and /admin/model."""
 
     url: str
     version: str = "1"
     admin_calls: list[dict[str, str]] = field(default_factory=list)
     refuse: bool = False
+    ready: bool = True
 
 
 @pytest.fixture
@@ -82,10 +91,11 @@ def stub_server() -> Iterator[StubServer]:
     stub = StubServer(f"http://127.0.0.1:{port}")
 
     async def readyz(_: Request) -> Response:
-        return JSONResponse({"status": "ready"})
-
-    async def metadata(_: Request) -> Response:
-        return JSONResponse({"name": "iris-classifier", "version": stub.version})
+        # As model_server's ReadyResponse: 503 until a model is loaded.
+        if not stub.ready:
+            return JSONResponse({"detail": "model is still loading"}, 503)
+        model = {"name": "iris-classifier", "version": stub.version, "run_id": None}
+        return JSONResponse({"status": "ready", "model": model})
 
     async def admin(request: Request) -> Response:
         body = await request.json()
@@ -98,7 +108,6 @@ def stub_server() -> Iterator[StubServer]:
     app = Starlette(
         routes=[
             Route("/readyz", readyz),
-            Route("/metadata", metadata),
             Route("/admin/model", admin, methods=["POST"]),
         ]
     )

@@ -7,10 +7,12 @@ assertions: how many lists, GETs and writes a pass costs.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from dataclasses import replace
+from typing import Any
 
 import pytest
+from azure.mgmt.containerinstance.models import ContainerGroup
 
 from controller.core.errors import (
     HealthTimeoutError,
@@ -18,12 +20,13 @@ from controller.core.errors import (
     RolloutRejectedError,
     RuntimeUnavailableError,
 )
-from controller.core.types import Action, DesiredState, Operation
+from controller.core.types import Action, ActualState, DesiredState, Operation
 from controller.reconcile.execute import execute
 from controller.reconcile.plan import plan_deployment
-from controller.runtimes.aci import QuotaLimiter
-from controller.runtimes.aci.spec import TAG_MODEL_VERSION
+from controller.runtimes.aci import AciRuntime, QuotaLimiter
+from controller.runtimes.aci.spec import TAG_IMMUTABLE_HASH, TAG_MODEL_VERSION
 from controller.runtimes.hotswap import swap_deadline
+from controller.runtimes.probe import ServerProbe
 from tests.aci_emulator import AciEmulator
 from tests.aci_emulator.state import Group
 from tests.controller.runtimes.aci.conftest import (
@@ -36,7 +39,7 @@ from tests.controller.runtimes.aci.conftest import (
 )
 
 
-def create(runtime, desired):  # type: ignore[no-untyped-def]
+def create(runtime: AciRuntime, desired: DesiredState) -> ActualState | None:
     return execute(runtime, plan_deployment(desired, runtime.observe(desired.name)))
 
 
@@ -46,14 +49,17 @@ def test_create_then_one_list_per_resource_group_and_zero_writes_when_unchanged(
     runtime = make_runtime()
     first, second = make_desired("iris-a"), make_desired("iris-b", rg="rg-b")
     for desired in (first, second):
-        assert create(runtime, desired).model_version == "1"
+        created = create(runtime, desired)
+        assert created is not None
+        assert created.model_version == "1"
     assert emulator.state.count("PUT", "group") == 2
 
     emulator.state.reset_counters()
     owned = {state.name: state for state in runtime.list_owned()}
     assert sorted(owned) == ["iris-a", "iris-b"]
     assert owned["iris-a"].spec_hash == first.spec_hash
-    assert owned["iris-a"].served_version is None  # the cheap pass does not probe
+    # Every running server is asked; the counting emulator's endpoints do not answer.
+    assert (owned["iris-a"].served_version, owned["iris-a"].ready) == (None, False)
     assert emulator.state.count("GET", "list") == 2  # one per resource group
     assert emulator.state.count("GET", "group") == 0
     actions = [plan_deployment(d, owned[d.name]) for d in (first, second)]
@@ -129,6 +135,7 @@ def test_hotswap_posts_to_the_server_and_patches_tags_without_a_put(
     assert emulator.state.count("PUT", "group") == 0
     assert emulator.state.count("PATCH", "group") == 1
     after = emulator.state.group(SUB, "rg-a", "iris-hot")
+    assert after is not None
     assert after is before
     assert after.starts == 1  # started once, by the create; the swap restarted nothing
     assert after.body["tags"][TAG_MODEL_VERSION] == "2"
@@ -137,6 +144,65 @@ def test_hotswap_posts_to_the_server_and_patches_tags_without_a_put(
     assert observed.served_version == "2"
     assert observed.ready
     assert plan_deployment(promoted, observed).operation is Operation.NOOP
+
+
+def test_a_restart_on_the_boot_version_is_seen_by_the_full_pass_and_swapped_back(
+    emulator: AciEmulator, make_runtime: RuntimeFactory, stub_server: StubServer
+) -> None:
+    """ACI restarts a crashed container from the group's env (MODEL_URI: version 1) after
+    a hot swap to 2: the cheap pass asks the server, and self-heal swaps again without a
+    PUT or even a PATCH (the tags already say 2)."""
+    runtime = make_runtime(endpoint_resolver=lambda fqdn, port: stub_server.url)
+    create(runtime, make_desired("iris-crash"))
+    execute(runtime, plan_deployment(make_desired("iris-crash", "2"), runtime.list_owned()[0]))
+    emulator.restart_container("iris-crash", "rg-a", SUB)
+    stub_server.ready = False  # booting
+    (booting,) = runtime.list_owned()
+    assert (booting.ready, booting.served_version) == (False, None)
+    assert "/readyz is not ready" in booting.detail
+    assert plan_deployment(make_desired("iris-crash", "2"), booting).operation is Operation.NOOP
+
+    stub_server.version, stub_server.ready = "1", True  # back, on the boot version
+    emulator.state.reset_counters()
+    (back,) = runtime.list_owned()
+    assert (back.model_version, back.served_version) == ("2", "1")
+    action = plan_deployment(make_desired("iris-crash", "2"), back)
+    assert action.operation is Operation.HOTSWAP
+    assert action.reason == "serving version 1, expected 2"
+    execute(runtime, action)
+    assert stub_server.version == "2"
+    assert emulator.state.writes == 0
+    (healed,) = runtime.list_owned()
+    assert plan_deployment(make_desired("iris-crash", "2"), healed).operation is Operation.NOOP
+
+
+def test_the_full_pass_probes_every_server_at_most_n_at_a_time(
+    emulator: AciEmulator, make_runtime: RuntimeFactory
+) -> None:
+    running = 0
+    peak = 0
+    asked: list[str] = []
+    guard = threading.Lock()
+
+    def slow_probe(endpoint: str) -> ServerProbe:
+        nonlocal running, peak
+        with guard:
+            running += 1
+            peak = max(peak, running)
+            asked.append(endpoint)
+        time.sleep(0.05)
+        with guard:
+            running -= 1
+        return ServerProbe(True, "1")
+
+    runtime = make_runtime(probe=slow_probe, probe_concurrency=3)
+    for i in range(7):
+        runtime.deploy(make_desired(f"many-{i}"))
+    asked.clear()
+    owned = runtime.list_owned()
+    assert len(asked) == len(set(asked)) == 7
+    assert peak == 3
+    assert all(state.ready and state.served_version == "1" for state in owned)
 
 
 def test_refused_hotswap_keeps_the_recorded_version(
@@ -174,10 +240,6 @@ def test_an_env_change_is_one_put_that_restarts_in_place(
     assert group.starts == 2  # "all running containers in the group are restarted"
 
 
-def _more_cpu(name: str) -> DesiredState:
-    return replace(make_desired(name), cpu=2.0, spec_hash="cpu2-" + make_desired(name).spec_hash)
-
-
 def test_a_resource_change_is_refused_in_place_as_aci_does(
     emulator: AciEmulator, make_runtime: RuntimeFactory
 ) -> None:
@@ -185,8 +247,9 @@ def test_a_resource_change_is_refused_in_place_as_aci_does(
     on an existing group: ACI refuses the PUT (InvalidContainerGroupUpdate)."""
     runtime = make_runtime()
     create(runtime, make_desired("iris-cpu"))
+    more_cpu = make_desired("iris-cpu", cpu=2.0)
     with pytest.raises(InvalidSpecError, match="InvalidContainerGroupUpdate"):
-        execute(runtime, Action(Operation.RECREATE, "iris-cpu", "test", _more_cpu("iris-cpu")))
+        execute(runtime, Action(Operation.RECREATE, "iris-cpu", "test", more_cpu))
     group = emulator.state.group(SUB, "rg-a", "iris-cpu")
     assert group is not None
     assert group.body["properties"]["containers"][0]["properties"]["resources"] == {
@@ -194,24 +257,53 @@ def test_a_resource_change_is_refused_in_place_as_aci_does(
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="planner/runtime (issue 11 item 2): a resource change must be planned as a "
-    "replace (delete, then create), not a PUT that ACI refuses",
-)
 def test_a_resource_change_replaces_the_group(
     emulator: AciEmulator, make_runtime: RuntimeFactory
 ) -> None:
     runtime = make_runtime()
     create(runtime, make_desired("iris-rep"))
-    execute(runtime, plan_deployment(_more_cpu("iris-rep"), runtime.observe("iris-rep")))
     group = emulator.state.group(SUB, "rg-a", "iris-rep")
     assert group is not None
-    assert (
-        group.body["properties"]["containers"][0]["properties"]["resources"]["requests"]["cpu"]
-        == 2.0
-    )
+    assert group.body["tags"][TAG_IMMUTABLE_HASH] == make_desired("iris-rep").immutable_hash
+    emulator.state.reset_counters()
+
+    action = plan_deployment(make_desired("iris-rep", cpu=2.0), runtime.list_owned()[0])
+    assert action.operation is Operation.REPLACE
+    assert "downtime" in action.reason
+    execute(runtime, action)
+
+    group = emulator.state.group(SUB, "rg-a", "iris-rep")
+    assert group is not None
+    resources = group.body["properties"]["containers"][0]["properties"]["resources"]
+    assert resources["requests"]["cpu"] == 2.0
     assert emulator.state.count("DELETE", "group") == 1
+    assert emulator.state.count("PUT", "group") == 1
+    assert runtime.quota.in_window() == 3  # create, then the replace's delete and create
+    settled = runtime.observe("iris-rep")
+    assert settled is not None
+    assert plan_deployment(make_desired("iris-rep", cpu=2.0), settled).operation is Operation.NOOP
+
+
+def test_a_group_made_before_the_immutable_tag_is_never_replaced_on_upgrade(
+    emulator: AciEmulator, make_runtime: RuntimeFactory
+) -> None:
+    """A missing tag is unknown, not a difference: an upgrade replaces nothing, and a
+    resource change ACI then refuses says what to do."""
+    runtime = make_runtime()
+    create(runtime, make_desired("iris-old"))
+    group = emulator.state.group(SUB, "rg-a", "iris-old")
+    assert group is not None
+    del group.body["tags"][TAG_IMMUTABLE_HASH]
+    (old,) = runtime.list_owned()
+    assert old.immutable_hash == ""
+    assert plan_deployment(make_desired("iris-old"), old).operation is Operation.NOOP
+
+    action = plan_deployment(make_desired("iris-old", cpu=2.0), old)
+    assert action.operation is Operation.RECREATE
+    with pytest.raises(InvalidSpecError, match="delete the container group") as refused:
+        execute(runtime, action)
+    assert "InvalidContainerGroupUpdate" in str(refused.value)
+    assert emulator.state.count("DELETE", "group") == 0
 
 
 def test_prune_deletes_only_owned_groups(
@@ -278,27 +370,54 @@ def test_server_errors_are_survived(emulator: AciEmulator, make_runtime: Runtime
     assert len(runtime.list_owned()) == 1
 
 
-def test_a_dns_label_held_by_another_customer_is_permanent(
+def test_a_dns_label_held_by_another_customer_does_not_block_ours(
     emulator: AciEmulator, make_runtime: RuntimeFactory
 ) -> None:
+    """TenantReuse: the FQDN carries a hash of our tenant and the group's name, so the
+    bare label in someone else's hands is no collision; the FQDN is read back."""
     runtime = make_runtime()
     emulator.state.take_dns_label("West Europe", "iris-taken")  # another subscription's
+    create(runtime, make_desired("iris-taken"))
+    group = emulator.state.group(SUB, "rg-a", "iris-taken")
+    assert group is not None
+    assert group.fqdn is not None
+    ip = group.body["properties"]["ipAddress"]
+    assert ip["autoGeneratedDomainNameLabelScope"] == "TenantReuse"
+    label, digest, region, *_ = group.fqdn.split(".")
+    assert (label, len(digest), region) == ("iris-taken", 16, "westeurope")
+    (owned,) = runtime.list_owned()
+    assert owned.endpoint is not None
+    assert group.fqdn in owned.endpoint
+
+
+def test_the_same_name_and_label_twice_in_a_tenant_tells_what_to_change(
+    emulator: AciEmulator, make_runtime: RuntimeFactory
+) -> None:
+    """Two controllers of one tenant (say staging and prod) both deploying `iris-twin`
+    with its default label: TenantReuse gives both the same FQDN, and ACI refuses the
+    second. The status says which manifest field to change."""
+    make_runtime().deploy(make_desired("iris-twin"))
+    other = make_runtime()
     with pytest.raises(InvalidSpecError, match="DnsNameLabelAlreadyTaken") as refused:
-        create(runtime, make_desired("iris-taken"))
-    assert "Try using a different label" in str(refused.value)
-    assert emulator.state.groups == {}
+        other.deploy(make_desired("iris-twin", rg="rg-b"))
+    assert "set spec.target.aci.dnsNameLabel" in str(refused.value)
+    assert not refused.value.retryable
+    assert [g.resource_group for g in emulator.state.groups.values()] == ["rg-a"]
 
 
-def test_more_than_the_region_offers_is_arms_409_with_the_request_in_the_message(
+def test_more_than_the_region_offers_is_a_spec_problem_that_says_what_to_lower(
     emulator: AciEmulator, make_runtime: RuntimeFactory
 ) -> None:
     """A Linux group may request 4 CPU / 16 GB in a region by default (region
-    availability docs); ARM answers more with 409 ServiceUnavailable, not a 400."""
+    availability docs); ARM answers more with 409 ServiceUnavailable, not a 400. It is
+    permanent: the timer does not retry it, a change or a manual sync does."""
     runtime = make_runtime()
-    bad = replace(make_desired("iris-big"), cpu=8.0)
-    with pytest.raises(RuntimeUnavailableError, match="ServiceUnavailable") as refused:
+    bad = make_desired("iris-big", cpu=8.0)
+    with pytest.raises(InvalidSpecError, match="ServiceUnavailable") as refused:
         execute(runtime, Action(Operation.CREATE, "iris-big", "test", bad))
     assert "'8' CPU" in str(refused.value)
+    assert "lower spec.resources.cpu or spec.resources.memoryGB" in str(refused.value)
+    assert not refused.value.retryable
     assert emulator.state.groups == {}
 
 
@@ -368,19 +487,23 @@ def test_a_put_while_the_group_is_transitioning_is_a_409(
     with pytest.raises(HealthTimeoutError):
         create(runtime, make_desired("iris-409", timeout=1))
     changed = make_desired("iris-409", env=(("LOG_LEVEL", "debug"),))
-    with pytest.raises(RuntimeUnavailableError, match="ContainerGroupTransitioning"):
+    with pytest.raises(RuntimeUnavailableError, match="ContainerGroupTransitioning") as refused:
         execute(runtime, Action(Operation.RECREATE, "iris-409", "test", changed))
+    assert refused.value.retryable  # temporary: the next pass tries again
+    assert emulator.state.count("PUT", "group") == 1  # not even sent
     group = emulator.state.group(SUB, "rg-a", "iris-409")
     assert group is not None
-    assert group.starts == 1  # the refused PUT changed nothing
+    assert group.starts == 1
+
+    # Had it been sent (the group started transitioning in between), ACI's 409 says the
+    # same, also temporary.
+    emulator.state.faults.provisioning_delay = 0
+    runtime._get((SUB, "rg-a"), "iris-409")  # settles
+    group.provisioning = "Updating"
+    with pytest.raises(RuntimeUnavailableError, match="still Updating"):
+        runtime.deploy(changed)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime (issue 11 item 5): after a 5xx the SDK re-sends the PUT, and ACI "
-    "restarts the containers again for an identical PUT; the runtime must GET and "
-    "compare the spec hash before any retry",
-)
 @pytest.mark.parametrize("status", [500, 504])
 def test_a_put_committed_before_a_5xx_restarts_the_group_once(
     emulator: AciEmulator, make_runtime: RuntimeFactory, status: int
@@ -390,6 +513,25 @@ def test_a_put_committed_before_a_5xx_restarts_the_group_once(
     create(runtime, make_desired("iris-commit"))
     assert [g.name for g in emulator.state.in_resource_group(SUB, "rg-a")] == ["iris-commit"]
     group = emulator.state.group(SUB, "rg-a", "iris-commit")
+    assert group is not None
+    assert group.starts == 1
+
+
+def test_a_put_refused_before_commit_is_sent_again_once(
+    emulator: AciEmulator, make_runtime: RuntimeFactory
+) -> None:
+    """A 500 before ARM did anything: the GET finds no group with this PUT's id, so the
+    PUT goes again, once; the group starts once."""
+    runtime = make_runtime()
+    desired = make_desired("iris-retry")
+    assert runtime.observe("iris-retry") is None
+    emulator.state.reset_counters()
+    emulator.state.faults.errors_500 = 1
+    emulator.state.faults.errors_500_methods = frozenset({"PUT"})
+    runtime.deploy(desired)
+    assert emulator.state.failed[("PUT", "group")] == 1
+    assert emulator.state.count("PUT", "group") == 2
+    group = emulator.state.group(SUB, "rg-a", "iris-retry")
     assert group is not None
     assert group.starts == 1
 
@@ -462,7 +604,8 @@ def test_restart_count_and_starts_tell_a_crash_from_an_update(
     group = runtime._get((SUB, "rg-a"), "iris-crash")
     assert group is not None
     (container,) = group.containers
-    assert container.instance_view.restart_count == 1
+    view: Any = container.instance_view  # read-only in the SDK's model: typed None
+    assert view.restart_count == 1
     stored = emulator.state.group(SUB, "rg-a", "iris-crash")
     assert stored is not None
     assert stored.starts == 1  # a crash is not an ARM operation
@@ -478,8 +621,7 @@ def test_a_reuse_scope_gives_a_hashed_fqdn_even_when_the_label_is_taken(
     from controller.runtimes.aci.spec import build_container_group
 
     emulator.state.take_dns_label("westeurope", "iris-scoped")
-    group = build_container_group(make_desired("iris-scoped"), ADMIN)
-    group.ip_address.auto_generated_domain_name_label_scope = "TenantReuse"
+    group = build_container_group(make_desired("iris-scoped"), ADMIN)  # TenantReuse
     with ContainerInstanceManagementClient(
         emulator.credential(),
         SUB,
@@ -488,10 +630,16 @@ def test_a_reuse_scope_gives_a_hashed_fqdn_even_when_the_label_is_taken(
         polling_interval=0.01,
     ) as client:
         first = client.container_groups.begin_create_or_update("rg-a", "iris-scoped", group)
-        fqdn = first.result().ip_address.fqdn
+        fqdn = _fqdn(first.result())
         again = client.container_groups.begin_create_or_update("rg-a", "iris-scoped", group)
-        assert again.result().ip_address.fqdn == fqdn
+        assert _fqdn(again.result()) == fqdn
     label, digest, region, *_ = fqdn.split(".")
     assert (label, region) == ("iris-scoped", "westeurope")
     assert len(digest) == 16
     assert fqdn.endswith(".azurecontainer.io")
+
+
+def _fqdn(group: ContainerGroup) -> str:
+    assert group.ip_address is not None
+    assert group.ip_address.fqdn is not None
+    return str(group.ip_address.fqdn)

@@ -8,6 +8,7 @@ import pytest
 from azure.mgmt.containerinstance.models import (
     Container,
     ContainerGroup,
+    ContainerGroupPropertiesInstanceView,
     ContainerPropertiesInstanceView,
     ContainerState,
 )
@@ -29,6 +30,9 @@ CREDS = (RegistryCredential("myreg.azurecr.io", "puller", "pull-pass"),)
 def test_builder_pins_the_version_and_hides_secrets() -> None:
     group = build_container_group(make_desired(version="7"), ADMIN, registry_credentials=CREDS)
     (container,) = group.containers
+    assert container.environment_variables is not None
+    assert group.tags is not None
+    assert group.image_registry_credentials is not None
     env = {v.name: v for v in container.environment_variables}
     assert env["MODEL_URI"].value == "models:/iris-classifier/7"
     assert env["MLFLOW_TRACKING_TOKEN"].secure_value == SECRET
@@ -62,39 +66,58 @@ def test_ownership_is_the_managed_tag(tags: dict[str, str] | None, owned: bool) 
     assert is_owned(tags) is owned
 
 
-def _group(provisioning: str, container_state: str | None) -> ContainerGroup:
-    view = ContainerPropertiesInstanceView()
-    container = Container(name="model-server", image="x", resources=None)
+def _group(
+    provisioning: str, container_state: str | None, group_state: str | None = None
+) -> ContainerGroup:
+    container = Container(name="model-server", image="x", resources=None)  # type: ignore[arg-type]
     if container_state is not None:
-        view.__dict__["current_state"] = ContainerState()
-        view.current_state.__dict__["state"] = container_state
+        current = ContainerState()
+        current.__dict__["state"] = container_state
+        view = ContainerPropertiesInstanceView()
+        view.__dict__["current_state"] = current
         container.__dict__["instance_view"] = view
     group = ContainerGroup(
         containers=[container], os_type="Linux", tags={"aliasflow-managed": "true"}
     )
     group.__dict__["provisioning_state"] = provisioning
+    if group_state is not None:
+        group_view = ContainerGroupPropertiesInstanceView()
+        group_view.__dict__["state"] = group_state
+        group.__dict__["instance_view"] = group_view
     return group
 
 
 @pytest.mark.parametrize(
-    ("provisioning", "container", "running", "undecided"),
+    ("provisioning", "container", "group_state", "running"),
     [
-        ("Succeeded", None, True, False),
-        ("Creating", None, True, False),
-        ("Creating", "Waiting", True, False),  # pulling the image: on its way up
-        # ContainerGroupsGet_Failed.json: Failed with the container Waiting is not running.
-        ("Failed", "Waiting", False, False),
-        ("Failed", None, False, False),
-        ("Failed", "Terminated", False, False),
-        ("Succeeded", "Terminated", False, False),
-        ("Deleting", "Running", False, False),
+        # A listing: no instance views (ContainerGroupsListByResourceGroup.json).
+        ("Succeeded", None, None, True),
+        ("Creating", None, None, True),
+        ("Failed", None, None, False),
+        ("Unhealthy", None, None, True),  # the states doc: a repair is triggered
+        ("Canceled", None, None, False),
+        # A GET. Waiting: init containers, or a crash-loop back-off ACI retries.
+        ("Creating", "Waiting", "Pending", True),
+        ("Succeeded", "Waiting", "Running", True),
+        ("Succeeded", "Terminated", "Running", False),
+        ("Succeeded", None, "Stopped", False),
+        # ContainerGroupsGet_Failed.json: Failed, container Waiting, group Pending.
+        ("Failed", "Waiting", "Pending", False),
+        ("Failed", "Terminated", "Pending", False),
+        # The states doc: "A failed state does not mean that the resource is removed or
+        # stops attempting to succeed. The container group state will indicate the
+        # current state of the group."
+        ("Failed", "Running", "Running", True),
+        ("Deleting", "Running", "Running", False),
     ],
 )
-def test_group_health(
-    provisioning: str, container: str | None, running: bool, undecided: bool
+def test_group_health_follows_the_states_aci_documents(
+    provisioning: str, container: str | None, group_state: str | None, running: bool
 ) -> None:
-    health = group_health(_group(provisioning, container))
-    assert (health.running, health.needs_instance_view) == (running, undecided)
+    health = group_health(_group(provisioning, container, group_state))
+    assert health.running is running
+    if provisioning != "Succeeded" or not running:
+        assert health.detail  # whatever is not plainly running says why
 
 
 def test_actual_from_tags_never_claims_a_served_version() -> None:

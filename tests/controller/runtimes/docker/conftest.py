@@ -11,9 +11,9 @@ from pathlib import Path
 
 import docker
 import pytest
-from docker_helpers import ADMIN_TOKEN, STUB_IMAGE
 
 from controller.runtimes.docker import DockerRuntime
+from tests.controller.runtimes.docker.docker_helpers import ADMIN_TOKEN, STUB_IMAGE
 from tests.fake_docker import FakeDockerEngine
 
 

@@ -1,8 +1,8 @@
 """The docker runtime through the real `docker` SDK against the fake engine (stub image).
 
-The stub image answers readiness, metadata and hot swap in a fraction of a second, so
-these tests cover ownership, diffing, rollouts and faults without loading a model; the
-real model server is exercised in test_docker_serving.py.
+The stub image answers readiness (with the model it serves) and hot swap in a fraction
+of a second, so these tests cover ownership, diffing, rollouts and faults without loading
+a model; the real model server is exercised in test_docker_serving.py.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import docker
 import httpx
 import pytest
-from docker_helpers import ADMIN_TOKEN, STUB_IMAGE
 
 from controller.core.errors import (
     HealthTimeoutError,
@@ -25,13 +25,14 @@ from controller.core.errors import (
     RuntimeUnavailableError,
 )
 from controller.core.ports import Runtime
-from controller.core.types import Action, ActualState, DesiredState, Operation
+from controller.core.types import Action, ActualState, DesiredState, Operation, Strategy, TargetKind
 from controller.reconcile.execute import execute
 from controller.reconcile.plan import plan, plan_deployment
 from controller.runtimes.docker import DockerRuntime
 from controller.runtimes.netutil import free_port
 from controller.service.settings import ControllerSettings
 from controller.service.wiring import build_runtimes
+from tests.controller.runtimes.docker.docker_helpers import ADMIN_TOKEN, STUB_IMAGE
 from tests.fake_docker import FakeDockerEngine
 
 SECRET = "d0cker-s3cret-never-on-disk"
@@ -50,7 +51,7 @@ def desired(
 ) -> DesiredState:
     return DesiredState(
         name=name,
-        target_kind="docker",
+        target_kind=TargetKind.DOCKER,
         model_name="iris-model",
         model_version=version,
         run_id=None,
@@ -59,7 +60,7 @@ def desired(
         cpu=0.5,
         memory_gb=1.5,
         env=env,
-        strategy="hotswap",
+        strategy=Strategy.HOTSWAP,
         health_timeout_seconds=timeout,
         secret_env=secret_env,
         spec_hash=spec,
@@ -79,8 +80,8 @@ def owned_names(engine: FakeDockerEngine) -> list[str]:
     )
 
 
-def metadata_version(endpoint: str) -> str:
-    return str(httpx.get(f"{endpoint}/metadata", timeout=5).json()["version"])
+def served_version(endpoint: str) -> str:
+    return str(httpx.get(f"{endpoint}/readyz", timeout=5).json()["model"]["version"])
 
 
 def test_is_a_runtime_and_starts_empty(runtime: DockerRuntime) -> None:
@@ -222,7 +223,7 @@ def test_env_change_recreates_blue_green_and_removes_the_old_container(
     assert new.endpoint != old.endpoint
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{old.endpoint}/readyz", timeout=2)
-    assert metadata_version(new.endpoint or "") == "1"
+    assert served_version(new.endpoint or "") == "1"
     # The writes, in order: create + start the new one, then stop + remove the old one.
     kinds = [(r.method, r.path.rsplit("/", 1)[-1]) for r in engine.writes()]
     assert kinds[-4:-2] == [("POST", "create"), ("POST", "start")]
@@ -253,7 +254,7 @@ def test_a_failed_recreate_keeps_the_old_container_serving(
     assert SECRET not in str(failure.value)
     assert owned_names(engine) == before  # the failed container was removed
     assert runtime.observe("iris") == old
-    assert metadata_version(old.endpoint or "") == "1"
+    assert served_version(old.endpoint or "") == "1"
 
 
 def test_a_container_that_never_gets_ready_times_out_and_is_removed(
@@ -320,12 +321,15 @@ def test_an_image_pinned_by_digest_is_pulled(
     assert container.image == pinned
 
 
-def test_more_cpus_than_the_host_has_is_refused_with_the_engines_message(
+def test_more_cpus_than_the_host_has_says_which_field_to_lower(
     runtime: DockerRuntime, engine: FakeDockerEngine
 ) -> None:
     too_many = dataclasses.replace(desired(), cpu=float(engine.cpus + 1))
-    with pytest.raises(InvalidSpecError, match=r"range of CPUs is from 0\.01 to"):
+    with pytest.raises(InvalidSpecError, match=r"range of CPUs is from 0\.01 to") as refused:
         run(runtime, Operation.CREATE, too_many)
+    assert f"spec.resources.cpu is {engine.cpus + 1}" in str(refused.value)
+    assert "lower spec.resources.cpu" in str(refused.value)
+    assert not refused.value.retryable  # the manifest must change: no retry on a timer
     assert engine.containers == {}
 
 
@@ -375,7 +379,7 @@ def test_a_missing_image_is_pulled_and_an_unknown_one_is_an_invalid_spec(
 
 def test_wrong_kind_is_an_invalid_spec(runtime: DockerRuntime) -> None:
     with pytest.raises(InvalidSpecError, match="local"):
-        run(runtime, Operation.CREATE, dataclasses.replace(desired(), target_kind="local"))
+        run(runtime, Operation.CREATE, dataclasses.replace(desired(), target_kind=TargetKind.LOCAL))
 
 
 def test_engine_errors_map_into_the_error_tree(
@@ -445,7 +449,7 @@ def test_host_network_binds_loopback_on_a_port_of_its_own(
 def test_build_runtimes_adds_docker_only_when_enabled_and_does_not_touch_the_engine(
     tmp_path: Path,
 ) -> None:
-    base = {"data_dir": tmp_path, "mlflow_tracking_uri": "http://127.0.0.1:5000"}
+    base: dict[str, Any] = {"data_dir": tmp_path, "mlflow_tracking_uri": "http://127.0.0.1:5000"}
     assert set(build_runtimes(ControllerSettings(**base), "t")) == {"local"}
     dead = f"tcp://127.0.0.1:{free_port()}"
     settings = ControllerSettings(

@@ -12,7 +12,6 @@ from pathlib import Path
 import docker
 import httpx
 import pytest
-from docker_helpers import ADMIN_TOKEN
 
 from aliasflow_cli.devstack import MlflowServer
 from controller.core.errors import RolloutRejectedError
@@ -20,6 +19,7 @@ from controller.core.types import Action, ActualState, DesiredState, Operation
 from controller.reconcile.execute import execute
 from controller.reconcile.plan import plan_deployment
 from controller.runtimes.docker import DockerRuntime
+from tests.controller.runtimes.docker.docker_helpers import ADMIN_TOKEN
 from tests.fake_docker import FakeDockerEngine
 
 SERVER_IMAGE = "aliasflow-server:latest"
