@@ -167,6 +167,13 @@ class Analysis(_Strict):
     )
 
 
+class CanaryStep(_Strict):
+    weight: int = Field(ge=1, le=99, description="Share of requests (%) the new version gets.")
+    seconds: int = Field(
+        ge=1, le=86400, description="How long the step lasts (at least), judged by the analysis."
+    )
+
+
 class Rollout(_Strict):
     strategy: Strategy = Field(
         default=Strategy.HOTSWAP,
@@ -184,6 +191,24 @@ class Rollout(_Strict):
         default=None,
         description="Watch a new version after it takes traffic; roll back when it fails.",
     )
+    steps: list[CanaryStep] = Field(
+        default_factory=list,
+        description="canary: the steps the new version's share of requests walks through "
+        "before it takes all of them (weights increasing, 1-99).",
+    )
+
+    @model_validator(mode="after")
+    def _steps_fit_the_strategy(self) -> Rollout:
+        if self.strategy is Strategy.CANARY and not self.steps:
+            raise ValueError("strategy 'canary' needs 'steps', e.g. [{weight: 10, seconds: 60}]")
+        if self.strategy is not Strategy.CANARY and self.steps:
+            raise ValueError(
+                f"'steps' only apply to strategy 'canary', not {self.strategy.value!r}"
+            )
+        weights = [step.weight for step in self.steps]
+        if weights != sorted(set(weights)):
+            raise ValueError(f"canary step weights must increase, got {weights}")
+        return self
 
 
 class Promotion(_Strict):
@@ -209,6 +234,18 @@ class Promotion(_Strict):
     @property
     def requirements(self) -> tuple[Requirement, ...]:
         return tuple(parse_requirement(text) for text in self.require)
+
+
+class Shadow(_Strict):
+    alias: str = Field(min_length=1, description="Mirror requests to the version of this alias.")
+    percent: int = Field(default=100, ge=1, le=100, description="Share of requests mirrored (%).")
+
+    @field_validator("alias")
+    @classmethod
+    def _alias_not_reserved(cls, value: str) -> str:
+        if RESERVED_ALIAS.match(value):
+            raise ValueError(f"alias {value!r} is reserved by MLflow (latest, v<number>)")
+        return value
 
 
 class SyncPolicy(_Strict):
@@ -248,6 +285,11 @@ class Spec(_Strict):
     rollout: Rollout = Field(default_factory=Rollout, description="How a change rolls out.")
     promotion: Promotion = Field(
         default_factory=Promotion, description="What a new version must prove to roll out."
+    )
+    shadow: Shadow | None = Field(
+        default=None,
+        description="Mirror a share of requests to another alias's version; its answers are "
+        "never returned, only compared.",
     )
     sync_policy: SyncPolicy = Field(
         default_factory=SyncPolicy, alias="syncPolicy", description="What happens automatically."

@@ -19,7 +19,7 @@ from controller.core.records import (
     NotificationDelivery,
     SyncRecord,
 )
-from controller.core.types import ActualState, DesiredState, Notification
+from controller.core.types import ActualState, DesiredState, Notification, Traffic
 
 QUARANTINE_TAG = "aliasflow.quarantined"
 
@@ -68,6 +68,12 @@ class Runtime(Protocol):
 
     def hotswap(self, desired: DesiredState, current: ActualState | None = None) -> ActualState:
         """Ask the running server to load `desired.model_version` beside the old one."""
+        ...
+
+    def set_traffic(
+        self, desired: DesiredState, traffic: Traffic, current: ActualState | None = None
+    ) -> ActualState:
+        """Tell the running server how to split requests (canary) and mirror them (shadow)."""
         ...
 
     def delete(self, name: str) -> None:

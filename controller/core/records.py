@@ -59,6 +59,7 @@ class Reason(StrEnum):
     GATE_FAILED = "GateFailed"
     QUARANTINED = "Quarantined"
     BAKING = "Baking"
+    CANARY = "Canary"
     ANALYSIS_FAILED = "AnalysisFailed"
     ROLLED_BACK = "RolledBack"
     PRUNED = "Pruned"
@@ -129,6 +130,11 @@ class NotificationDelivery:
 
 
 class BakeState(StrEnum):
+    # A canary: the new version gets a step's share of requests beside the served one.
+    CANARY = "Canary"
+    # The canary's step passed (or a person said so): the next step, or the promotion, is
+    # queued behind any running reconcile.
+    ADVANCING = "Advancing"
     BAKING = "Baking"
     # The analysis failed; the rollback is queued behind any running reconcile.
     FAILED = "Failed"
@@ -161,3 +167,7 @@ class Bake:
     message: str = ""
     finished_at: float | None = None
     failed_at: float | None = None
+    # Canary: the step in progress (0-based; -1 once the version takes all requests) and
+    # when it began.
+    step: int = -1
+    step_started_at: float | None = None

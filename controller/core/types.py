@@ -21,6 +21,8 @@ class TargetKind(StrEnum):
 class Strategy(StrEnum):
     HOTSWAP = "hotswap"
     RECREATE = "recreate"
+    # The server sends a share of requests to the new version, step by step.
+    CANARY = "canary"
 
 
 class OnFailure(StrEnum):
@@ -53,6 +55,11 @@ class Operation(StrEnum):
     # workload is down between the two.
     REPLACE = "replace"
     HOTSWAP = "hotswap"
+    # Start a canary: the server loads the new version beside the served one and sends
+    # it the first step's share of requests.
+    CANARY = "canary"
+    # Change only the shadow (the version requests are mirrored to).
+    TRAFFIC = "traffic"
     DELETE = "delete"
     NOOP = "noop"
 
@@ -90,10 +97,21 @@ class DesiredState:
     # A digest of the part of the spec the target cannot change on an existing workload
     # (part of `spec_hash` too); "" for targets that can change everything in place.
     immutable_hash: str = ""
+    # Canary steps as (weight %, seconds), for strategy canary.
+    steps: tuple[tuple[int, int], ...] = ()
+    # The version requests are mirrored to (the shadow alias's), and the share mirrored.
+    shadow_version: str | None = None
+    shadow_percent: int = 0
 
     @property
     def model_uri(self) -> str:
         return f"models:/{self.model_name}/{self.model_version}"
+
+    @property
+    def shadow_uri(self) -> str | None:
+        if self.shadow_version is None:
+            return None
+        return f"models:/{self.model_name}/{self.shadow_version}"
 
     @property
     def secret_values(self) -> list[str]:
@@ -118,6 +136,12 @@ class ActualState:
     # The `immutable_hash` the workload was made with; "" when the runtime does not record
     # one or the workload predates it (unknown: never a reason to replace).
     immutable_hash: str = ""
+    # What the server says about its traffic: the canary's version and share, the
+    # shadow's version and share (None / 0 when absent, or not observed).
+    canary_version: str | None = None
+    canary_weight: int = 0
+    shadow_version: str | None = None
+    shadow_percent: int = 0
 
 
 @dataclass(frozen=True)
@@ -131,6 +155,28 @@ class Action:
     @property
     def changes_anything(self) -> bool:
         return self.operation is not Operation.NOOP
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """How a server splits requests: a canary's share and a mirrored shadow's (the whole
+    split, not a change: what is absent here is removed from the server)."""
+
+    canary_uri: str | None = None
+    weight: int = 0
+    shadow_uri: str | None = None
+    percent: int = 0
+
+    @classmethod
+    def for_step(cls, desired: DesiredState, step: int) -> Traffic:
+        """The desired version as the canary at `step` (0-based), with the desired shadow."""
+        return cls(
+            desired.model_uri, desired.steps[step][0], desired.shadow_uri, desired.shadow_percent
+        )
+
+    @classmethod
+    def without_canary(cls, desired: DesiredState) -> Traffic:
+        return cls(None, 0, desired.shadow_uri, desired.shadow_percent)
 
 
 @dataclass(frozen=True)

@@ -20,23 +20,21 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 
-from controller.core.errors import ControllerError, RolloutRejectedError
+from controller.core.errors import ControllerError
 from controller.core.manifest import Analysis, LoadedManifest
-from controller.core.ports import QUARANTINE_TAG, HistoryStore, ManifestSource, Registry, Runtime
-from controller.core.records import Bake, BakeState, Reason, Result, SyncRecord
+from controller.core.ports import HistoryStore, ManifestSource, Registry
+from controller.core.records import Bake, BakeState, Reason
 from controller.core.types import (
-    Action,
     ActualState,
     DesiredState,
     NotificationEvent,
-    OnFailure,
-    Operation,
     Trigger,
 )
 from controller.reconcile.analysis import (
+    Verdict,
     VerdictState,
     VersionStats,
     combined,
@@ -44,8 +42,6 @@ from controller.reconcile.analysis import (
     parse_server_metrics,
 )
 from controller.reconcile.desired import DesiredResolver
-from controller.reconcile.execute import execute
-from controller.reconcile.health import wait_until_serving
 from controller.reconcile.recorder import Recorder
 from controller.runtimes.hotswap import release_previous
 from controller.runtimes.probe import read_metrics
@@ -60,20 +56,16 @@ class Bakes:
         self,
         source: ManifestSource,
         resolver: DesiredResolver,
-        runtimes: Mapping[str, Runtime],
         recorder: Recorder,
         *,
         admin_token: str | None = None,
-        health_poll_interval: float = 0.25,
         clock: Callable[[], float] = time.time,
         read: Callable[[str], str | None] = read_metrics,
     ) -> None:
         self.source = source
         self.resolver = resolver
-        self.runtimes = runtimes
         self.recorder = recorder
         self.admin_token = admin_token
-        self.health_poll_interval = health_poll_interval
         self.clock = clock
         self.read = read
 
@@ -100,16 +92,16 @@ class Bakes:
         from_version: str | None,
         final: ActualState,
         before: str | None,
+        canary: bool = False,
     ) -> Bake:
+        """A bake after a switch, or (`canary`) a canary at its first step."""
         analysis = loaded.deployment.spec.rollout.analysis
-        assert analysis is not None  # only watched promotions start a bake
+        seconds = analysis.bake_seconds if analysis is not None else 0
         baseline = (
             combined(parse_server_metrics(before), from_version)
             if before is not None and from_version is not None
             else None
         )
-        after = self.read(final.endpoint) if final.endpoint else None
-        start = combined(parse_server_metrics(after), desired.model_version) if after else None
         now = self.clock()
         bake = Bake(
             deployment=desired.name,
@@ -118,92 +110,144 @@ class Bakes:
             from_version=from_version,
             to_version=desired.model_version,
             started_at=now,
-            ends_at=now + analysis.bake_seconds,
+            ends_at=now + seconds,
+            state=BakeState.CANARY if canary else BakeState.BAKING,
             baseline=json.dumps(baseline.as_json() if baseline else {}),
-            start=json.dumps((start or VersionStats()).as_json()),
-            message=f"watching version {desired.model_version} for {analysis.bake_seconds}s",
+            start=json.dumps(self._reading(final, desired.model_version, canary).as_json()),
+            message=(
+                step_message(desired, 0)
+                if canary
+                else f"watching version {desired.model_version} for {seconds}s"
+            ),
+            step=0 if canary else -1,
+            step_started_at=now if canary else None,
         )
         self.store.put_bake(bake)
         return bake
 
+    def start_reading(self, actual: ActualState, version: str) -> str:
+        """The new version's counters (JSON) as a fresh window begins after a promotion."""
+        return json.dumps(self._reading(actual, version, canary=False).as_json())
+
+    def failure_text(self, bake: Bake) -> str:
+        verdict = json.loads(bake.verdict or "{}")
+        return str(verdict.get("text") or bake.message or "analysis failed")
+
+    def _reading(self, actual: ActualState, version: str, canary: bool) -> VersionStats:
+        """The new version's counters now: where its window starts."""
+        text = self.read(actual.endpoint) if actual.endpoint else None
+        if text is None:
+            return VersionStats()
+        stats = parse_server_metrics(text)
+        if canary:
+            return stats.get((version, "canary"), VersionStats())
+        return combined(stats, version)
+
     def supersede(self, name: str) -> None:
         """A new rollout replaces the version being watched: that watch is over."""
         bake = self.store.get_bake(name)
-        if bake is not None and bake.state in (BakeState.BAKING, BakeState.FAILED):
+        if bake is not None and bake.state in ACTIVE:
             self.store.put_bake(replace(bake, state=BakeState.SUPERSEDED, finished_at=self.clock()))
 
-    def failed(self, name: str) -> Bake | None:
+    def pending(self, name: str) -> Bake | None:
+        """A rollback or a canary step the watch queued for this deployment, if any."""
         bake = self.store.get_bake(name)
-        return bake if bake is not None and bake.state is BakeState.FAILED else None
+        queued = (BakeState.FAILED, BakeState.ADVANCING)
+        return bake if bake is not None and bake.state in queued else None
 
-    def roll_back(
-        self, bake: Bake, loaded: LoadedManifest
-    ) -> tuple[DesiredState, ActualState, str]:
-        """Quarantine, swap back, move the alias back: returns what serves now and why."""
-        verdict = json.loads(bake.verdict or "{}")
-        why = str(verdict.get("text") or bake.message or "analysis failed")
-        if bake.from_version is None:
-            raise RolloutRejectedError(
-                f"version {bake.to_version} failed its analysis ({why}) and there is no "
-                "previous version to roll back to"
+    def request(self, name: str, what: str, enqueue: Enqueue) -> Bake | None:
+        """A person's hand on a canary: `advance` to the next step now, or `abort` it;
+        None when there is no canary in progress."""
+        bake = self.store.get_bake(name)
+        if bake is None or bake.state is not BakeState.CANARY:
+            return None
+        now = self.clock()
+        if what == "abort":
+            marked = replace(
+                bake, state=BakeState.FAILED, failed_at=now, message="aborted by a person"
             )
-        self.registry.set_version_tag(
-            bake.model_name, bake.to_version, QUARANTINE_TAG, f"analysis failed: {why}"
-        )
-        previous = self.registry.get_version(bake.model_name, bake.from_version)
-        restored = self.resolver.build(loaded, previous)
-        runtime = self.runtimes[restored.target_kind]
-        current = runtime.observe(restored.name)
-        execute(
-            runtime, Action(Operation.HOTSWAP, restored.name, f"rollback: {why}", restored, current)
-        )
-        final = wait_until_serving(runtime, restored, self.health_poll_interval)
-        message = f"version {bake.to_version} rolled back to {bake.from_version}: {why}"
-        on_failure = loaded.deployment.spec.promotion.on_failure
-        if on_failure is OnFailure.REVERT and bake.alias is not None:
-            try:
-                self.registry.set_alias(bake.model_name, bake.alias, bake.from_version)
-                message += f"; alias {bake.alias} moved back to {bake.from_version}"
-            except ControllerError as exc:
-                message += f"; moving alias {bake.alias} back failed ({exc})"
-        self.store.put_bake(
-            replace(bake, state=BakeState.ROLLED_BACK, finished_at=self.clock(), message=message)
-        )
-        return restored, final, message
+        else:
+            marked = replace(bake, state=BakeState.ADVANCING, message="advanced by a person")
+        self.store.put_bake(marked)
+        enqueue(name, Trigger.MANUAL, now)
+        return marked
 
     # --- from the analysis timer --------------------------------------------------------
 
     def tick(self, enqueue: Enqueue) -> None:
         """Judge every bake in progress; queue the rollbacks; end the bakes whose time is up."""
         snapshot = self.source.snapshot()
-        for bake in self.store.bakes((BakeState.BAKING,)):
+        for bake in self.store.bakes((BakeState.BAKING, BakeState.CANARY)):
             loaded = snapshot.deployments.get(bake.deployment)
             analysis = loaded.deployment.spec.rollout.analysis if loaded else None
-            if loaded is None or analysis is None:
+            if loaded is None or (analysis is None and bake.state is BakeState.BAKING):
                 self.supersede(bake.deployment)  # the manifest no longer asks for it
                 continue
             try:
-                self._judge(bake, analysis, enqueue)
+                if bake.state is BakeState.CANARY:
+                    self._judge_step(bake, loaded, analysis, enqueue)
+                else:
+                    assert analysis is not None
+                    self._judge(bake, analysis, enqueue)
             except ControllerError as exc:
                 log.warning("analysis of %s skipped: %s", bake.deployment, exc)
 
-    def _judge(self, bake: Bake, analysis: Analysis, enqueue: Enqueue) -> None:
+    def _judge_step(
+        self, bake: Bake, loaded: LoadedManifest, analysis: Analysis | None, enqueue: Enqueue
+    ) -> None:
+        """A canary step: judged on the canary's requests since the canary began; the next
+        step once this one has lasted its seconds and passes (no analysis: on time)."""
+        steps = loaded.deployment.spec.rollout.steps
+        now = self.clock()
+        step_over = now - (bake.step_started_at or bake.started_at) >= steps[bake.step].seconds
+        recorded = bake
+        if analysis is not None:
+            verdict = self._verdict(bake, analysis, role="canary")
+            if verdict is None:
+                return
+            text = f"step {bake.step + 1} of {len(steps)}: {verdict}"
+            recorded = replace(bake, verdict=json.dumps(verdict.as_json()), message=text)
+            if verdict.state is VerdictState.FAILING:
+                log.warning("canary of %s failed: %s", bake.deployment, verdict)
+                self.store.put_bake(replace(recorded, state=BakeState.FAILED, failed_at=now))
+                enqueue(bake.deployment, Trigger.ANALYSIS, now)
+                return
+            step_over = step_over and verdict.state is VerdictState.PASSING
+        if step_over:
+            self.store.put_bake(replace(recorded, state=BakeState.ADVANCING))
+            enqueue(bake.deployment, Trigger.ANALYSIS, now)
+        elif recorded != bake:
+            self.store.put_bake(recorded)
+
+    def _verdict(self, bake: Bake, analysis: Analysis, role: str | None = None) -> Verdict | None:
+        """The new version's window so far against the thresholds and the baseline; None
+        when the server's counters could not be read (or just restarted)."""
         status = self.store.get_status(bake.deployment)
         text = self.read(status.endpoint) if status is not None and status.endpoint else None
-        now = self.clock()
         if text is None:
-            if now >= bake.ends_at:
-                self._finish(bake, BakeState.INCONCLUSIVE, "the server's metrics could not be read")
-            return
-        current = combined(parse_server_metrics(text), bake.to_version)
+            return None
+        stats = parse_server_metrics(text)
+        current = (
+            stats.get((bake.to_version, role), VersionStats())
+            if role
+            else combined(stats, bake.to_version)
+        )
         start = VersionStats.from_json(json.loads(bake.start))
         if current.requests < start.requests:
             # The server restarted (its counters begin again): the window restarts too.
             self.store.put_bake(replace(bake, start=json.dumps(current.as_json())))
-            return
+            return None
         baseline_raw = json.loads(bake.baseline)
         baseline = VersionStats.from_json(baseline_raw) if baseline_raw else None
-        verdict = judge(analysis, current.minus(start), baseline)
+        return judge(analysis, current.minus(start), baseline)
+
+    def _judge(self, bake: Bake, analysis: Analysis, enqueue: Enqueue) -> None:
+        verdict = self._verdict(bake, analysis)
+        now = self.clock()
+        if verdict is None:
+            if now >= bake.ends_at:
+                self._finish(bake, BakeState.INCONCLUSIVE, "the server's metrics could not be read")
+            return
         recorded = replace(bake, verdict=json.dumps(verdict.as_json()), message=str(verdict))
         if verdict.state is VerdictState.FAILING:
             log.warning("analysis of %s failed: %s", bake.deployment, verdict)
@@ -217,6 +261,10 @@ class Bakes:
         elif recorded.verdict != bake.verdict:
             self.store.put_bake(recorded)
 
+    def finish(self, bake: Bake, state: BakeState, why: str) -> None:
+        """End a watch that needs no further judging (a canary promoted without analysis)."""
+        self._finish(bake, state, why)
+
     def _finish(self, bake: Bake, state: BakeState, why: str) -> None:
         status = self.store.get_status(bake.deployment)
         if status is not None and status.endpoint and self.admin_token is not None:
@@ -226,7 +274,9 @@ class Bakes:
         else:
             message = f"version {bake.to_version} kept without a verdict: {why}"
         self.store.put_bake(replace(bake, state=state, finished_at=self.clock(), message=message))
-        self._history(bake, state, message)
+        self.recorder.analysed(
+            bake, message, Reason.SUCCEEDED if state is BakeState.PASSED else Reason.BAKING
+        )
         if status is not None:
             done = replace(status, reason=Reason.SUCCEEDED, message=message)
             self.recorder.write_status(done)
@@ -234,21 +284,13 @@ class Bakes:
                 NotificationEvent.PROMOTION_SUCCEEDED, done, bake.from_version, bake.to_version
             )
 
-    def _history(self, bake: Bake, state: BakeState, message: str) -> None:
-        now = self.clock()
-        record = SyncRecord(
-            deployment=bake.deployment,
-            trigger=Trigger.ANALYSIS.value,
-            started_at=bake.started_at,
-            result=Result.SUCCEEDED,
-            action="analysis",
-            model_name=bake.model_name,
-            model_version=bake.to_version,
-            message=message,
-            finished_at=now,
-            reason=Reason.SUCCEEDED if state is BakeState.PASSED else Reason.BAKING,
-        )
-        try:
-            self.store.begin_sync(record)
-        except ControllerError as exc:
-            log.error("could not record the end of the bake of %s: %s", bake.deployment, exc)
+
+ACTIVE = (BakeState.CANARY, BakeState.ADVANCING, BakeState.BAKING, BakeState.FAILED)
+
+
+def step_message(desired: DesiredState, step: int) -> str:
+    weight, seconds = desired.steps[step]
+    return (
+        f"canary of version {desired.model_version}: step {step + 1} of {len(desired.steps)}, "
+        f"{weight}% of requests for at least {seconds}s"
+    )

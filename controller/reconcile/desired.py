@@ -98,8 +98,10 @@ def build_desired(
     version: ModelVersionInfo,
     environ: Mapping[str, str],
     image: str | None = None,
+    shadow_version: str | None = None,
 ) -> DesiredState:
-    """`image` overrides the manifest's tag, e.g. with the registry digest it resolved to."""
+    """`image` overrides the manifest's tag, e.g. with the registry digest it resolved to;
+    `shadow_version` is what the manifest's shadow alias points at (None: no shadow)."""
     spec = deployment.spec
     secrets = resolve_secrets(deployment, environ)
     return DesiredState(
@@ -125,6 +127,9 @@ def build_desired(
         quarantined=version.quarantined,
         keep_previous=spec.rollout.analysis is not None,
         immutable_hash=immutable_hash(deployment),
+        steps=tuple((step.weight, step.seconds) for step in spec.rollout.steps),
+        shadow_version=shadow_version if spec.shadow is not None else None,
+        shadow_percent=spec.shadow.percent if spec.shadow is not None and shadow_version else 0,
     )
 
 
@@ -151,7 +156,7 @@ class DesiredResolver:
             version = self.registry.resolve_alias(model.name, model.alias)
         else:
             version = self.registry.get_version(model.name, str(model.version))
-        return self.build(loaded, version)
+        return self.build(loaded, version, self.shadow_of(loaded))
 
     def from_maps(self, loaded: LoadedManifest, alias_maps: AliasMaps) -> DesiredState:
         """From one search's alias maps, without a registry call per deployment.
@@ -168,9 +173,29 @@ class DesiredResolver:
         version = aliases.get(model.alias)
         if version is None:
             raise AliasNotFoundError(f"alias {model.alias!r} of model {model.name!r} is not set")
-        return self.build(loaded, ModelVersionInfo(model.name, version, None))
+        shadow = loaded.deployment.spec.shadow
+        shadow_version = aliases.get(shadow.alias) if shadow is not None else None
+        return self.build(loaded, ModelVersionInfo(model.name, version, None), shadow_version)
 
-    def build(self, loaded: LoadedManifest, version: ModelVersionInfo) -> DesiredState:
+    def shadow_of(self, loaded: LoadedManifest) -> str | None:
+        """The shadow alias's version; an unset shadow alias mirrors nothing (not an error:
+        the challenger may not exist yet)."""
+        shadow = loaded.deployment.spec.shadow
+        if shadow is None:
+            return None
+        try:
+            return self.registry.resolve_alias(
+                loaded.deployment.spec.model.name, shadow.alias
+            ).version
+        except AliasNotFoundError:
+            return None
+
+    def build(
+        self,
+        loaded: LoadedManifest,
+        version: ModelVersionInfo,
+        shadow_version: str | None = None,
+    ) -> DesiredState:
         deployment = loaded.deployment
         if deployment.spec.target.kind.value not in self.enabled_kinds:
             raise InvalidSpecError(
@@ -180,4 +205,4 @@ class DesiredResolver:
         image = None
         if self.resolve_image is not None and deployment.spec.target.kind is not TargetKind.LOCAL:
             image = self.resolve_image(deployment.spec.image)
-        return build_desired(deployment, version, self.environ, image)
+        return build_desired(deployment, version, self.environ, image, shadow_version)

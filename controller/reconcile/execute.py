@@ -6,7 +6,7 @@ import logging
 
 from controller.core.errors import InvalidSpecError
 from controller.core.ports import Runtime
-from controller.core.types import Action, ActualState, Operation, Trigger
+from controller.core.types import Action, ActualState, DesiredState, Operation, Traffic, Trigger
 
 log = logging.getLogger("aliasflow.reconcile")
 
@@ -41,6 +41,12 @@ def execute(runtime: Runtime, action: Action, trigger: Trigger | None = None) ->
         )
     if action.operation is Operation.HOTSWAP:
         return runtime.hotswap(desired, action.actual)
+    if action.operation is Operation.CANARY:
+        return runtime.set_traffic(desired, Traffic.for_step(desired, 0), action.actual)
+    if action.operation is Operation.TRAFFIC:
+        return runtime.set_traffic(
+            desired, traffic_keeping_canary(desired, action.actual), action.actual
+        )
     if action.operation is Operation.REPLACE:
         # What the target cannot update in place: the old workload goes first (ACI refuses
         # the PUT otherwise); a failed delete raises before anything new is created.
@@ -48,3 +54,14 @@ def execute(runtime: Runtime, action: Action, trigger: Trigger | None = None) ->
     # A create that finds a workload (a controller that died mid-rollout) replaces it:
     # every runtime's deploy is create-or-replace.
     return runtime.deploy(desired)
+
+
+def traffic_keeping_canary(desired: DesiredState, actual: ActualState | None) -> Traffic:
+    """The desired shadow, with whatever canary the server runs now left as it is."""
+    canary = actual.canary_version if actual is not None else None
+    return Traffic(
+        f"models:/{desired.model_name}/{canary}" if canary else None,
+        actual.canary_weight if actual is not None and canary else 0,
+        desired.shadow_uri,
+        desired.shadow_percent,
+    )

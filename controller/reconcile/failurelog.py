@@ -66,6 +66,21 @@ class RepeatedFailures:
             seen.next_at = now + seen.pause
             return held
 
+    def log(self, logger: logging.Logger, status: DeploymentStatus, exc: ControllerError) -> None:
+        """Log the failure `status` now describes, unless the same line is being held back."""
+        level, line = failure_line(status, exc)
+        held = self.admit(status.name, line)
+        if held is None:
+            return
+        again = f" (the same {held} more time(s) since it was last logged)" if held else ""
+        logger.log(
+            level,
+            "%s%s",
+            line,
+            again,
+            extra={"deployment": status.name, "model_version": status.desired_version},
+        )
+
     def forget(self, key: str) -> None:
         """It worked: the next failure is news again."""
         with self._lock:

@@ -19,7 +19,14 @@ from controller.core.errors import ControllerError, GateFailedError, Quarantined
 from controller.core.failpoints import failpoint
 from controller.core.manifest import LoadedManifest
 from controller.core.ports import ManifestSource, Runtime
-from controller.core.records import Bake, DeploymentStatus, Reason, Result, SyncRecord
+from controller.core.records import (
+    Bake,
+    BakeState,
+    DeploymentStatus,
+    Reason,
+    Result,
+    SyncRecord,
+)
 from controller.core.types import (
     Action,
     ActualState,
@@ -33,10 +40,11 @@ from controller.reconcile import status as statuses
 from controller.reconcile.bake import Bakes
 from controller.reconcile.desired import DesiredResolver
 from controller.reconcile.execute import execute
-from controller.reconcile.failurelog import RepeatedFailures, failure_line
+from controller.reconcile.failurelog import RepeatedFailures
 from controller.reconcile.health import wait_until_serving
 from controller.reconcile.plan import plan_deployment
 from controller.reconcile.policy import KnownFailures, decide
+from controller.reconcile.progress import Steps
 from controller.reconcile.promotion import PromotionCheck, is_promotion, served_version
 from controller.reconcile.recorder import Recorder
 
@@ -65,10 +73,12 @@ class DeploymentPipeline:
         recorder: Recorder,
         failures: KnownFailures,
         bakes: Bakes,
+        steps: Steps,
         health_poll_interval: float = 0.25,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.bakes = bakes
+        self.steps = steps
         self.source = source
         self.resolver = resolver
         self.promotions = PromotionCheck(resolver.registry)
@@ -100,14 +110,9 @@ class DeploymentPipeline:
             # A bug must not leave the deployment shown as Progressing forever.
             log.exception("unexpected error reconciling %s", name)
             now.status = statuses.internal_error(now.status, exc)
-            now.outcome = Outcome(
-                name,
-                now.outcome.action,
-                Result.FAILED,
-                now.status.message,
-                Reason.INTERNAL_ERROR,
-                retry=True,
-            )
+            message, reason = now.status.message, Reason.INTERNAL_ERROR
+            now.outcome = replace(now.outcome, result=Result.FAILED, message=message, reason=reason)
+            now.outcome = replace(now.outcome, retry=True)
         finally:
             self._record(now, started)
         return now.outcome
@@ -121,9 +126,9 @@ class DeploymentPipeline:
         revision: str | None,
         noticed_at: float | None,
     ) -> None:
-        failed_bake = self.bakes.failed(loaded.deployment.name)
-        if failed_bake is not None:
-            self._roll_back(now, loaded, failed_bake, revision)
+        queued = self.bakes.pending(loaded.deployment.name)
+        if queued is not None:
+            self._progress(now, loaded, queued, revision)
             return
         desired = now.desired = self.resolver.resolve(loaded)
         now.status = statuses.with_desired(now.status, desired)
@@ -171,18 +176,17 @@ class DeploymentPipeline:
             and served_version(actual) is not None
             and loaded.deployment.spec.rollout.analysis is not None
         )
-        before = self.bakes.baseline(actual) if watched else None
+        canary = action.operation is Operation.CANARY
+        before = self.bakes.baseline(actual) if watched or canary else None
         if promotion:
             now.promoted_from = served_version(actual)
             self.bakes.supersede(desired.name)
-            self.recorder.notify(
-                NotificationEvent.PROMOTION_STARTED,
-                progressing,
-                now.promoted_from,
-                desired.model_version,
-            )
+            self._announce(NotificationEvent.PROMOTION_STARTED, progressing, now, desired)
         execute(runtime, action, trigger)
         failpoint("after_apply")
+        if canary:
+            self._canary_started(now, loaded, action, before)
+            return
         final = wait_until_serving(runtime, desired, self.health_poll_interval)
         failpoint("after_health_gate")
         self.failures.forget(desired.name)
@@ -191,39 +195,52 @@ class DeploymentPipeline:
             bake = self.bakes.start(loaded, desired, now.promoted_from, final, before)
             now.status = replace(now.status, reason=Reason.BAKING, message=bake.message)
         elif promotion:
-            self.recorder.notify(
-                NotificationEvent.PROMOTION_SUCCEEDED,
-                now.status,
-                now.promoted_from,
-                desired.model_version,
-            )
+            self._announce(NotificationEvent.PROMOTION_SUCCEEDED, now.status, now, desired)
         now.outcome = Outcome(
             desired.name, action.operation, Result.SUCCEEDED, now.status.message, Reason.SUCCEEDED
         )
 
-    def _roll_back(
+    def _announce(
+        self,
+        event: NotificationEvent,
+        status: DeploymentStatus,
+        now: _Pass,
+        desired: DesiredState,
+    ) -> None:
+        self.recorder.notify(event, status, now.promoted_from, desired.model_version)
+
+    def _canary_started(
+        self, now: _Pass, loaded: LoadedManifest, action: Action, before: str | None
+    ) -> None:
+        """The server runs the new version beside the served one: the watch takes over."""
+        desired = action.desired
+        assert desired is not None
+        final = self.steps.applied(desired)
+        self.failures.forget(desired.name)
+        bake = self.bakes.start(loaded, desired, now.promoted_from, final, before, canary=True)
+        now.status = statuses.canary(statuses.with_actual(now.status, final), bake.message)
+        now.outcome = Outcome(
+            desired.name, action.operation, Result.SUCCEEDED, bake.message, Reason.CANARY
+        )
+
+    def _progress(
         self, now: _Pass, loaded: LoadedManifest, bake: Bake, revision: str | None
     ) -> None:
-        """The bake failed: swap back to the version it replaced (see `bake.py`)."""
-        now.outcome = Outcome(bake.deployment, Operation.HOTSWAP, Result.FAILED, "interrupted")
-        restored, final, message = self.bakes.roll_back(bake, loaded)
-        now.desired = restored
-        rollback = Action(Operation.HOTSWAP, bake.deployment, message, restored)
-        now.record = self.recorder.begin(loaded, restored, rollback, Trigger.ANALYSIS, revision)
-        now.status = replace(
-            statuses.succeeded(
-                statuses.with_desired(now.status, restored), final, rollback, restored
-            ),
-            reason=Reason.ROLLED_BACK,
-            message=f"{Reason.ROLLED_BACK}: {message}",
+        """A step the watch queued: the next canary step, a promotion, or a rollback."""
+        now.outcome = Outcome(bake.deployment, Operation.NOOP, Result.FAILED, "interrupted")
+        done = self.steps.act(bake, loaded)
+        now.desired = done.desired
+        now.record = self.recorder.begin(
+            loaded, done.desired, done.action, Trigger.ANALYSIS, revision
         )
+        serving = statuses.with_desired(now.status, done.desired)
+        now.status = statuses.progressed(serving, done)
         now.outcome = Outcome(
-            bake.deployment, Operation.HOTSWAP, Result.SUCCEEDED, message, Reason.ROLLED_BACK
+            bake.deployment, done.action.operation, Result.SUCCEEDED, done.message, done.reason
         )
-        self.recorder.notify(
-            NotificationEvent.PROMOTION_ROLLED_BACK, now.status, bake.to_version, bake.from_version
-        )
-        if bake.failed_at is not None:
+        if done.event is not None:
+            self.recorder.notify(done.event, now.status, done.from_version, done.to_version)
+        if bake.state is BakeState.FAILED and bake.failed_at is not None:
             self.recorder.metrics.breach_to_rollback.observe(self.clock() - bake.failed_at)
 
     def _skipped(
@@ -262,25 +279,11 @@ class DeploymentPipeline:
             # A rollout that failed its checks or its health gate would fail the same way
             # on the next timer tick: wait for a change (alias, manifest) or a person.
             self.failures.remember(now.desired)
-        level, line = failure_line(now.status, exc)
-        held = self.repeats.admit(now.status.name, line)
-        if held is not None:
-            again = f" (the same {held} more time(s) since it was last logged)" if held else ""
-            log.log(
-                level,
-                "%s%s",
-                line,
-                again,
-                extra={"deployment": now.status.name, "model_version": desired_version},
-            )
-        now.outcome = Outcome(
-            now.status.name,
-            now.outcome.action,
-            Result.FAILED,
-            now.status.message,
-            exc.reason,
-            retry=exc.retryable,
+        self.repeats.log(log, now.status, exc)
+        now.outcome = replace(
+            now.outcome, result=Result.FAILED, message=now.status.message, reason=exc.reason
         )
+        now.outcome = replace(now.outcome, retry=exc.retryable)
 
     def _record(self, now: _Pass, started: float) -> None:
         if now.outcome.result is not Result.FAILED:

@@ -39,6 +39,13 @@ def plan_deployment(desired: DesiredState, actual: ActualState | None) -> Action
         return action(Operation.RECREATE, "workload spec changed (image, resources, env or port)")
     if actual.model_version != desired.model_version:
         reason = f"model version {actual.model_version} -> {desired.model_version}"
+        if desired.strategy == Strategy.CANARY and actual.ready:
+            if actual.canary_version == desired.model_version:
+                return action(
+                    Operation.NOOP,
+                    f"canary of version {desired.model_version} at {actual.canary_weight}%",
+                )
+            return action(Operation.CANARY, f"{reason}, {desired.steps[0][0]}% first")
         if desired.strategy == Strategy.HOTSWAP and actual.ready:
             return action(Operation.HOTSWAP, reason)
         return action(Operation.RECREATE, reason)
@@ -46,10 +53,22 @@ def plan_deployment(desired: DesiredState, actual: ActualState | None) -> Action
         reason = f"serving version {actual.served_version}, expected {desired.model_version}"
         if not desired.self_heal:
             return action(Operation.NOOP, f"{reason}; selfHeal is off")
-        if desired.strategy == Strategy.HOTSWAP and actual.ready:
+        if desired.strategy != Strategy.RECREATE and actual.ready:
             return action(Operation.HOTSWAP, reason)
         return action(Operation.RECREATE, reason)
+    if actual.ready and _shadow_differs(desired, actual):
+        wanted = (
+            f"version {desired.shadow_version} at {desired.shadow_percent}%"
+            if desired.shadow_version
+            else "none"
+        )
+        return action(Operation.TRAFFIC, f"shadow: {wanted}")
     return action(Operation.NOOP, "in sync")
+
+
+def _shadow_differs(desired: DesiredState, actual: ActualState) -> bool:
+    wanted = (desired.shadow_version, desired.shadow_percent if desired.shadow_version else 0)
+    return wanted != (actual.shadow_version, actual.shadow_percent if actual.shadow_version else 0)
 
 
 REPLACE_REASON = (

@@ -22,6 +22,7 @@ from controller.core.ports import (
     Registry,
     Runtime,
 )
+from controller.core.records import Bake
 from controller.core.types import Action, Outcome, Trigger
 from controller.reconcile.bake import Bakes
 from controller.reconcile.desired import DesiredResolver
@@ -29,6 +30,7 @@ from controller.reconcile.fleet import Enqueue, FleetPass
 from controller.reconcile.metrics import ControllerMetrics
 from controller.reconcile.pipeline import DeploymentPipeline
 from controller.reconcile.policy import KnownFailures
+from controller.reconcile.progress import Steps
 from controller.reconcile.recorder import Recorder
 
 
@@ -59,12 +61,11 @@ class Reconciler:
             registry, runtimes.keys(), os.environ if environ is None else environ, resolve_image
         )
         failures = KnownFailures()
-        self.bakes = Bakes(
-            source,
+        self.bakes = Bakes(source, resolver, self.recorder, admin_token=admin_token, clock=clock)
+        self.steps = Steps(
+            self.bakes,
             resolver,
             runtimes,
-            self.recorder,
-            admin_token=admin_token,
             health_poll_interval=health_poll_interval,
             clock=clock,
         )
@@ -75,6 +76,7 @@ class Reconciler:
             self.recorder,
             failures,
             self.bakes,
+            self.steps,
             health_poll_interval,
             clock,
         )
@@ -95,7 +97,7 @@ class Reconciler:
     @health_poll_interval.setter
     def health_poll_interval(self, seconds: float) -> None:
         self.pipeline.health_poll_interval = seconds
-        self.bakes.health_poll_interval = seconds
+        self.steps.health_poll_interval = seconds
 
     @property
     def last_manifests(self) -> ManifestSnapshot:
@@ -121,3 +123,10 @@ class Reconciler:
     def analyse(self, enqueue: Callable[[str, Trigger, float], None]) -> None:
         """Judge every promotion being watched; queue the rollbacks that are due."""
         self.bakes.tick(enqueue)
+
+    def canary(
+        self, name: str, what: str, enqueue: Callable[[str, Trigger, float], None]
+    ) -> Bake | None:
+        """`advance` the canary of `name` to its next step now, or `abort` it; None when
+        it has no canary in progress."""
+        return self.bakes.request(name, what, enqueue)

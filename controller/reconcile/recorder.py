@@ -18,7 +18,7 @@ from dataclasses import replace
 from controller.core.errors import ControllerError, StoreUnavailableError
 from controller.core.manifest import LoadedManifest
 from controller.core.ports import HistoryStore, Notifier, SilentNotifier
-from controller.core.records import DeploymentStatus, Health, Reason, Result, SyncRecord
+from controller.core.records import Bake, DeploymentStatus, Health, Reason, Result, SyncRecord
 from controller.core.types import (
     Action,
     DesiredState,
@@ -178,6 +178,25 @@ class Recorder:
             self.metrics.reconcile_seconds.labels(outcome.action.value).observe(
                 self.clock() - started
             )
+
+    def analysed(self, bake: Bake, message: str, reason: Reason) -> None:
+        """The history row of a finished watch (its verdict), started when the watch did."""
+        record = SyncRecord(
+            deployment=bake.deployment,
+            trigger=Trigger.ANALYSIS.value,
+            started_at=bake.started_at,
+            result=Result.SUCCEEDED,
+            action="analysis",
+            model_name=bake.model_name,
+            model_version=bake.to_version,
+            message=message,
+            finished_at=self.clock(),
+            reason=reason,
+        )
+        try:
+            self.store.begin_sync(record)
+        except StoreUnavailableError as exc:
+            log.error("could not record the end of the watch of %s: %s", bake.deployment, exc)
 
     def flush_unrecorded(self) -> int:
         """Write the history rows the store refused earlier; returns how many were written."""

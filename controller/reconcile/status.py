@@ -8,6 +8,7 @@ touching health, ...) are tested as tables and read in one place.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from controller.core.errors import (
     AliasNotFoundError,
@@ -19,6 +20,9 @@ from controller.core.errors import (
 from controller.core.manifest import LoadedManifest
 from controller.core.records import DeploymentStatus, Health, Reason, Sync
 from controller.core.types import Action, ActualState, DesiredState
+
+if TYPE_CHECKING:
+    from controller.reconcile.progress import Progress
 
 
 def base_status(
@@ -67,6 +71,10 @@ def steady(
     status: DeploymentStatus, desired: DesiredState, actual: ActualState | None, action: Action
 ) -> DeploymentStatus:
     """Nothing to do: say how the workload is doing."""
+    if actual is not None and actual.canary_version == desired.model_version:
+        # A canary in progress: the watch writes its step; keep what it said.
+        said = status.message.removeprefix(f"{Reason.CANARY}: ")
+        return canary(status, said if status.reason is Reason.CANARY else action.reason)
     in_sync = actual is not None and actual.model_version == desired.model_version
     health = health_of(actual)
     if actual is not None and actual.served_version not in (None, desired.model_version):
@@ -176,6 +184,8 @@ def differs(status: DeploymentStatus | None, desired: DesiredState, action: Acti
     if status is None:
         return True
     actual = action.actual
+    if actual is not None and actual.canary_version == desired.model_version:
+        return status.reason is not Reason.CANARY  # the watch keeps a canary's status
     return (
         status.sync is not Sync.SYNCED
         or status.health is not Health.HEALTHY
@@ -189,4 +199,30 @@ def differs(status: DeploymentStatus | None, desired: DesiredState, action: Acti
         )
         # Up but not ready (e.g. restarting): the status must stop saying Healthy.
         or (actual is not None and actual.running and not actual.ready)
+    )
+
+
+def canary(status: DeploymentStatus, message: str) -> DeploymentStatus:
+    """A canary in progress: the served version is still the old one, the new one is on
+    its way (Argo Rollouts calls it Progressing too)."""
+    return replace(
+        status,
+        sync=Sync.OUT_OF_SYNC,
+        health=Health.PROGRESSING,
+        reason=Reason.CANARY,
+        message=f"{Reason.CANARY}: {message}",
+    )
+
+
+def progressed(status: DeploymentStatus, done: Progress) -> DeploymentStatus:
+    """After a step the watch asked for: a canary's next step, a promotion, a rollback."""
+    with_final = with_actual(status, done.final)
+    if done.reason is Reason.CANARY:
+        return canary(with_final, done.message)
+    return replace(
+        with_final,
+        sync=Sync.SYNCED,
+        health=Health.HEALTHY,
+        reason=done.reason,
+        message=f"{done.reason}: {done.message}",
     )

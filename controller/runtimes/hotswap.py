@@ -1,7 +1,9 @@
-"""The hot swap every runtime performs the same way: `POST {endpoint}/admin/model`.
+"""The admin requests every runtime sends the same way: a hot swap (`POST
+{endpoint}/admin/model`), the traffic split (`PUT {endpoint}/admin/traffic`), dropping the
+version kept for a rollback (docs/server-contract.md).
 
-Where the server runs differs (process, container, container group); what a swap asks
-and how its answers map onto our error tree does not, so it lives here once.
+Where the server runs differs (process, container, container group); what a request
+asks and how its answers map onto our error tree does not, so it lives here once.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import httpx
 
 from controller.core.errors import HealthTimeoutError, RolloutRejectedError, RuntimeUnavailableError
-from controller.core.types import DesiredState
+from controller.core.types import DesiredState, Traffic
 
 # Answers that say "not now" rather than "never": retry instead of reporting a rejection.
 RETRYABLE_4XX = frozenset({408, 425, 429})
@@ -33,7 +35,6 @@ def request_hot_swap(
     anything else is temporary.
     """
     timeout = float(desired.health_timeout_seconds)
-    url = f"{endpoint}/admin/model"
     body: dict[str, object] = {
         "model_uri": desired.model_uri,
         "deadline_seconds": swap_deadline(timeout),
@@ -42,18 +43,67 @@ def request_hot_swap(
         # A watched promotion: the server keeps the replaced version loaded, so a
         # rollback is a swap back rather than a reload.
         body["keep_previous"] = True
+    _admin(
+        "POST",
+        f"{endpoint}/admin/model",
+        admin_token,
+        body,
+        timeout,
+        f"{desired.name}: hot swap to {desired.model_uri}",
+        f"version {serving_version or 'the previous one'} keeps serving",
+    )
+
+
+def request_traffic(
+    endpoint: str, admin_token: str, desired: DesiredState, traffic: Traffic
+) -> None:
+    """Tell the server its split: the canary and its share, the shadow and its share."""
+    timeout = float(desired.health_timeout_seconds)
+    body: dict[str, object] = {
+        "canary": (
+            {"model_uri": traffic.canary_uri, "weight": traffic.weight}
+            if traffic.canary_uri
+            else None
+        ),
+        "shadow": (
+            {"model_uri": traffic.shadow_uri, "percent": traffic.percent}
+            if traffic.shadow_uri
+            else None
+        ),
+        "deadline_seconds": swap_deadline(timeout),
+    }
+    _admin(
+        "PUT",
+        f"{endpoint}/admin/traffic",
+        admin_token,
+        body,
+        timeout,
+        f"{desired.name}: traffic (canary {traffic.canary_uri or 'none'} at {traffic.weight}%, "
+        f"shadow {traffic.shadow_uri or 'none'})",
+        "the split it had keeps applying",
+    )
+
+
+def _admin(
+    method: str,
+    url: str,
+    admin_token: str,
+    body: dict[str, object],
+    timeout: float,
+    what: str,
+    unchanged: str,
+) -> None:
+    """One admin request; the server's answers mapped onto our error tree."""
     try:
         with httpx.Client(timeout=timeout, trust_env=False) as client:
-            response = client.post(
-                url, headers={"Authorization": f"Bearer {admin_token}"}, json=body
+            response = client.request(
+                method, url, headers={"Authorization": f"Bearer {admin_token}"}, json=body
             )
     except httpx.TimeoutException as exc:
-        raise HealthTimeoutError(
-            f"{desired.name}: hot swap to {desired.model_uri} did not finish within {timeout:.0f}s"
-        ) from exc
+        raise HealthTimeoutError(f"{what} did not finish within {timeout:.0f}s") from exc
     except httpx.HTTPError as exc:
         raise RuntimeUnavailableError(
-            f"{desired.name}: hot swap request to {url} failed: {type(exc).__name__}: {exc}"
+            f"{what}: request to {url} failed: {type(exc).__name__}: {exc}"
         ) from exc
     if response.is_success:
         return
@@ -66,12 +116,9 @@ def request_hot_swap(
                 "a recreate restarts it with the current one)"
             )
         raise RolloutRejectedError(
-            f"{desired.name}: the server refused {desired.model_uri} (HTTP {status}): "
-            f"{detail}; version {serving_version or 'the previous one'} keeps serving"
+            f"{what}: the server refused it (HTTP {status}): {detail}; {unchanged}"
         )
-    raise RuntimeUnavailableError(
-        f"{desired.name}: hot swap to {desired.model_uri} failed (HTTP {status}): {detail}"
-    )
+    raise RuntimeUnavailableError(f"{what} failed (HTTP {status}): {detail}")
 
 
 def server_detail(response: httpx.Response) -> str:

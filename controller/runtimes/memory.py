@@ -20,7 +20,7 @@ from controller.core.errors import (
     RolloutRejectedError,
     RuntimeUnavailableError,
 )
-from controller.core.types import ActualState, DesiredState, Operation
+from controller.core.types import ActualState, DesiredState, Operation, Traffic
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,32 @@ class MemoryRuntime:
         self._raise_queued_failure(Operation.HOTSWAP, desired.name)
         return self._hotswap(desired)
 
+    def set_traffic(
+        self, desired: DesiredState, traffic: Traffic, current: ActualState | None = None
+    ) -> ActualState:
+        """The split as the server keeps it: the canary's version and share, the shadow's."""
+        with self._lock:
+            self.calls.append((Operation.TRAFFIC, desired.name))
+        self._check_available()
+        self._raise_queued_failure(Operation.TRAFFIC, desired.name)
+        with self._lock:
+            workload = self.workloads.get(desired.name)
+            if workload is None or not workload.running:
+                raise RuntimeUnavailableError(f"{desired.name}: no running server (test)")
+            canary = _version_of(traffic.canary_uri)
+            if canary is not None and canary in self.rejected_versions:
+                raise RolloutRejectedError(f"{desired.name}: the server refused {canary} (test)")
+            shadow = _version_of(traffic.shadow_uri)
+            updated = replace(
+                workload,
+                canary_version=canary,
+                canary_weight=traffic.weight if canary else 0,
+                shadow_version=shadow,
+                shadow_percent=traffic.percent if shadow else 0,
+            )
+            self.workloads[desired.name] = updated
+            return updated
+
     def delete(self, name: str) -> None:
         with self._lock:
             self.calls.append((Operation.DELETE, name))
@@ -186,8 +212,14 @@ class MemoryRuntime:
                 f"{desired.name}: the server refused {desired.model_uri} (test); "
                 f"version {current.model_version} keeps serving"
             )
+        promoted = current.canary_version == desired.model_version
         swapped = replace(
-            current, model_version=desired.model_version, served_version=desired.model_version
+            current,
+            model_version=desired.model_version,
+            served_version=desired.model_version,
+            # A swap to the canary's version promotes it: the canary role is gone.
+            canary_version=None if promoted else current.canary_version,
+            canary_weight=0 if promoted else current.canary_weight,
         )
         with self._lock:
             self.workloads[desired.name] = swapped
@@ -208,3 +240,7 @@ class MemoryRuntime:
         with self._lock:
             self._generation += 1
             return f"memory://{self.kind}/{self._generation}"
+
+
+def _version_of(uri: str | None) -> str | None:
+    return None if uri is None else uri.rsplit("/", 1)[-1]

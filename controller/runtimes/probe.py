@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -34,6 +35,20 @@ class ServerProbe:
     ready: bool
     served_version: str | None
     run_id: str | None = None
+    # The server's traffic (`"traffic"` in its /readyz answer, docs/server-contract.md).
+    canary_version: str | None = None
+    canary_weight: int = 0
+    shadow_version: str | None = None
+    shadow_percent: int = 0
+
+    def traffic(self) -> dict[str, Any]:
+        """The traffic fields, to copy onto an `ActualState`."""
+        return {
+            "canary_version": self.canary_version,
+            "canary_weight": self.canary_weight,
+            "shadow_version": self.shadow_version,
+            "shadow_percent": self.shadow_percent,
+        }
 
     def detail(self, not_ready: str) -> str:
         """Why the workload is not healthy, or "" when it is ready and says what it serves."""
@@ -64,9 +79,29 @@ def probe_server(endpoint: str, client: httpx.Client | None = None) -> ServerPro
     if not isinstance(model, dict):
         return ServerProbe(True, None)
     version, run_id = model.get("version"), model.get("run_id")
+    traffic = body.get("traffic") if isinstance(body, dict) else None
+    canary, canary_weight = _role(traffic, "canary", "weight")
+    shadow, shadow_percent = _role(traffic, "shadow", "percent")
     return ServerProbe(
-        True, None if version is None else str(version), None if run_id is None else str(run_id)
+        True,
+        None if version is None else str(version),
+        None if run_id is None else str(run_id),
+        canary,
+        canary_weight,
+        shadow,
+        shadow_percent,
     )
+
+
+def _role(traffic: object, role: str, share: str) -> tuple[str | None, int]:
+    """(version, share) of a traffic role in a /readyz answer; (None, 0) when absent."""
+    entry = traffic.get(role) if isinstance(traffic, dict) else None
+    if not isinstance(entry, dict) or entry.get("version") is None:
+        return None, 0
+    try:
+        return str(entry["version"]), int(entry.get(share) or 0)
+    except (TypeError, ValueError):
+        return None, 0
 
 
 def new_probe_client(concurrency: int = PROBE_CONCURRENCY) -> httpx.Client:

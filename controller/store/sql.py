@@ -137,6 +137,8 @@ bakes_table = Table(
     Column("message", Text, nullable=False),
     Column("finished_at", Float),
     Column("failed_at", Float),
+    Column("step", Integer, nullable=False, default=-1),
+    Column("step_started_at", Float),
 )
 
 

@@ -105,7 +105,18 @@ def test_two_deployments_claiming_one_dns_label(tmp_path: Path) -> None:
         ),
         ("model: {name: m, alias: a}\n  target: {kind: aci}", "needs an 'aci' block"),
         ("model: {name: m, alias: a}\n  target: {kind: k8s}", "spec.target.kind: input should"),
-        ("model: {name: m, alias: a}\n  rollout: {strategy: canary}", "spec.rollout.strategy"),
+        ("model: {name: m, alias: a}\n  rollout: {strategy: bluegreen}", "spec.rollout.strategy"),
+        ("model: {name: m, alias: a}\n  rollout: {strategy: canary}", "canary' needs 'steps'"),
+        (
+            "model: {name: m, alias: a}\n  rollout: {strategy: canary, steps: "
+            "[{weight: 50, seconds: 1}, {weight: 10, seconds: 1}]}",
+            "weights must increase, got [50, 10]",
+        ),
+        (
+            "model: {name: m, alias: a}\n  rollout: {steps: [{weight: 10, seconds: 1}]}",
+            "'steps' only apply to strategy 'canary'",
+        ),
+        ("model: {name: m, alias: a}\n  shadow: {alias: latest}", "alias 'latest' is reserved"),
     ],
 )
 def test_field_errors_name_the_path(tmp_path: Path, spec_yaml: str, expected: str) -> None:

@@ -41,7 +41,7 @@ from controller.core.errors import (
     InvalidSpecError,
     RuntimeUnavailableError,
 )
-from controller.core.types import ActualState, DesiredState
+from controller.core.types import ActualState, DesiredState, Traffic
 from controller.runtimes.aci.arm import (
     ARM_URL,
     RETRY_PATCH,
@@ -66,7 +66,7 @@ from controller.runtimes.aci.spec import (
     owned_tags,
     placement_of,
 )
-from controller.runtimes.hotswap import request_hot_swap
+from controller.runtimes.hotswap import request_hot_swap, request_traffic
 from controller.runtimes.probe import (
     PROBE_CONCURRENCY,
     Probe,
@@ -184,6 +184,21 @@ class AciRuntime:
 
     def hotswap(self, desired: DesiredState, current: ActualState | None = None) -> ActualState:
         return self._hotswap(desired, current)
+
+    def set_traffic(
+        self, desired: DesiredState, traffic: Traffic, current: ActualState | None = None
+    ) -> ActualState:
+        """The split lives in the server (no ARM write): only its endpoint is needed."""
+        seen = current if current is not None and current.endpoint else self.observe(desired.name)
+        if seen is None or seen.endpoint is None or not seen.running:
+            raise RuntimeUnavailableError(
+                f"{desired.name}: no running container group to split traffic on"
+            )
+        request_traffic(seen.endpoint, self._admin_token, desired, traffic)
+        after = self.observe(desired.name)
+        if after is None:
+            raise RuntimeUnavailableError(f"{desired.name}: the container group vanished")
+        return after
 
     def delete(self, name: str) -> None:
         """Delete an owned group (a no-op when it is gone); refuse anything not ours."""
@@ -430,4 +445,10 @@ class AciRuntime:
 def _served(actual: ActualState, probe: ServerProbe) -> ActualState:
     """What the tags say, completed by what the server says it serves."""
     detail = probe.detail(actual.detail or _NOT_READY) or actual.detail
-    return replace(actual, ready=probe.ready, served_version=probe.served_version, detail=detail)
+    return replace(
+        actual,
+        ready=probe.ready,
+        served_version=probe.served_version,
+        detail=detail,
+        **probe.traffic(),
+    )

@@ -49,10 +49,10 @@ from controller.core.errors import (
     RolloutRejectedError,
     RuntimeUnavailableError,
 )
-from controller.core.types import ActualState, DesiredState
+from controller.core.types import ActualState, DesiredState, Traffic
 from controller.runtimes.common import NameLocks, redact, workload_env
 from controller.runtimes.docker.state import Current, DockerState, state_file
-from controller.runtimes.hotswap import request_hot_swap
+from controller.runtimes.hotswap import request_hot_swap, request_traffic
 from controller.runtimes.netutil import free_port
 from controller.runtimes.probe import Probe, ServerProber, probe_all
 
@@ -185,6 +185,25 @@ class DockerRuntime:
     def hotswap(self, desired: DesiredState, current: ActualState | None = None) -> ActualState:
         with self._name_lock(desired.name):
             return self._hotswap(desired)
+
+    def set_traffic(
+        self, desired: DesiredState, traffic: Traffic, current: ActualState | None = None
+    ) -> ActualState:
+        with self._name_lock(desired.name):
+            chosen = _current(
+                self._list([OWNED, f"{LABEL_DEPLOYMENT}={desired.name}"]),
+                self._state.read().get(desired.name),
+            )
+            if chosen is None or chosen.host_port is None or chosen.state != "running":
+                raise RuntimeUnavailableError(
+                    f"{desired.name}: no running container to split traffic on; the next pass "
+                    "recreates it"
+                )
+            request_traffic(_endpoint(chosen), self._admin_token, desired, traffic)
+        actual = self.observe(desired.name)
+        if actual is None:
+            raise RuntimeUnavailableError(f"{desired.name}: the container vanished")
+        return actual
 
     def delete(self, name: str) -> None:
         """Remove every owned container of `name`; unknown is a no-op.
@@ -413,6 +432,7 @@ class DockerRuntime:
             served_version=None if answer is None else answer.served_version,
             ready=False if answer is None else answer.ready,
             detail=(detail + note).lstrip("; "),
+            **({} if answer is None else answer.traffic()),
         )
 
     # -- helpers --------------------------------------------------------------------------

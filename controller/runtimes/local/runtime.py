@@ -42,9 +42,9 @@ from controller.core.errors import (
     RolloutRejectedError,
     RuntimeUnavailableError,
 )
-from controller.core.types import ActualState, DesiredState
+from controller.core.types import ActualState, DesiredState, Traffic
 from controller.runtimes.common import NameLocks, redact, workload_env
-from controller.runtimes.hotswap import request_hot_swap
+from controller.runtimes.hotswap import request_hot_swap, request_traffic
 from controller.runtimes.local.frontdoor import FrontDoors
 from controller.runtimes.local.process import is_our_server, log_tail, start_server, stop_server
 from controller.runtimes.local.state import LocalState, ProxyRecord, ServerRecord, state_file
@@ -149,6 +149,19 @@ class LocalRuntime:
     def hotswap(self, desired: DesiredState, current: ActualState | None = None) -> ActualState:
         with self._name_lock(desired.name):
             return self._hotswap(desired)
+
+    def set_traffic(
+        self, desired: DesiredState, traffic: Traffic, current: ActualState | None = None
+    ) -> ActualState:
+        with self._name_lock(desired.name):
+            state = self._state.read()
+            record = state.servers.get(desired.name)
+            if record is None or not is_our_server(record.pid, record.port):
+                raise RuntimeUnavailableError(
+                    f"{desired.name}: no running server to split traffic on; it needs a recreate"
+                )
+            request_traffic(record.endpoint, self._admin_token, desired, traffic)
+            return self._actual(desired.name, record, state.proxies.get(desired.name))
 
     def delete(self, name: str) -> None:
         """Stop the proxy and the server (and any half-started one) and forget them;
@@ -368,6 +381,7 @@ class LocalRuntime:
             served_version=probe.served_version,
             ready=probe.ready,
             detail=detail,
+            **probe.traffic(),
         )
 
     # -- helpers --------------------------------------------------------------------------
