@@ -7,6 +7,7 @@ instead of a process that never becomes ready.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from pydantic import ValidationError
@@ -54,6 +55,9 @@ def run_serve(host: str, port: int) -> int:
     from model_server.logs import configure_logging
 
     configure_logging(settings.log_format, settings.log_level)
+    # What `mlflow models serve` sets before loading: models whose signature comes from
+    # type hints read their input differently when serving (mlflow.types.type_hints).
+    os.environ.setdefault("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", "true")
     boot_failure: list[str] = []
     server: uvicorn.Server | None = None
 

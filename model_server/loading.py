@@ -32,7 +32,6 @@ from model_server.predictors import (
     PyfuncPredictor,
     SklearnPredictor,
     check_output,
-    normalize_output,
 )
 from model_server.settings import ServerSettings
 from model_server.signature import ColumnKind, InputSpec, spec_from_signature
@@ -62,6 +61,11 @@ class LoadedModel:
     example: Batch
     local_dir: Path | None = None  # a download of ours, removed when swapped out
     extra: dict[str, Any] = field(default_factory=dict)
+    # MLflow's own model object: `/invocations` hands it what our checks cannot prove
+    # it would read the same way, so that answer is MLflow's by construction.
+    pyfunc: Any = None
+    predict_fn: str = "predict"
+    fallback_reason: str | None = None  # why `predictor` is pyfunc (None: native)
 
     def identity(self) -> dict[str, str | None]:
         return {"name": self.name, "version": self.version}
@@ -174,7 +178,8 @@ def _load_from_dir(
         spec = spec_from_signature(mlmodel.signature)
     except ValueError as exc:
         raise ModelLoadError(f"{model_uri}: {exc}") from exc
-    predictor, spec = _make_predictor(mlmodel, path, spec, model_uri)
+    choice = _make_predictor(mlmodel, path, spec, model_uri)
+    predictor, spec = choice.predictor, choice.spec
 
     run_id = mlmodel.run_id
     metrics: dict[str, float] = {}
@@ -207,46 +212,83 @@ def _load_from_dir(
         loaded_at=datetime.now(UTC),
         example=example,
         extra=extra,
+        pyfunc=choice.pyfunc,
+        predict_fn=choice.predict_fn,
+        fallback_reason=choice.fallback_reason,
     )
+
+
+# `pyfunc_predict_fn` values whose method takes only the input (mlflow.sklearn's
+# `_SklearnModelWrapper._SUPPORTED_CUSTOM_PREDICT_FN`, less "score", which needs labels).
+_NATIVE_PREDICT_FNS = frozenset(
+    {"predict", "predict_proba", "predict_log_proba", "predict_joint_log_proba"}
+)
+# Column types MLflow passes to the estimator as int64/float64 without rounding them,
+# so a float64 matrix holds the very same numbers. `float`/`integer` columns are cast to
+# 32 bits by MLflow first (different values), `boolean` is not a number to MLflow.
+_NATIVE_COLUMN_TYPES = frozenset({"double", "long"})
+
+
+@dataclass(frozen=True)
+class PredictorChoice:
+    predictor: Predictor
+    spec: InputSpec | None
+    pyfunc: Any  # the `mlflow.pyfunc.PyFuncModel`: MLflow's own answer, always at hand
+    predict_fn: str
+    fallback_reason: str | None  # why the native path is not used (None when it is)
 
 
 def _make_predictor(
     mlmodel: Any, path: Path, spec: InputSpec | None, model_uri: str
-) -> tuple[Predictor, InputSpec | None]:
-    if "sklearn" in mlmodel.flavors and spec is not None and spec.numeric:
-        import mlflow.sklearn
-
-        try:
-            estimator = mlflow.sklearn.load_model(str(path))
-        except Exception as exc:
-            raise ModelLoadError(f"could not load {model_uri}: {_short(exc)}") from exc
-        fitted = getattr(estimator, "feature_names_in_", None)
-        if fitted is not None:
-            fitted_names = [str(n) for n in fitted]
-            if set(fitted_names) == spec.name_set and len(fitted_names) == spec.width:
-                # Build the matrix in the estimator's own column order, then tell sklearn
-                # not to warn that a matrix has no names: we matched them by name already.
-                spec = spec.reordered(fitted_names)
-                warnings.filterwarnings(
-                    "ignore",
-                    message="X does not have valid feature names",
-                    category=UserWarning,
-                )
-            else:
-                raise ModelLoadError(
-                    f"{model_uri}: the estimator was fitted on columns {fitted_names}, "
-                    f"but its signature lists {list(spec.names)}"
-                )
-        return SklearnPredictor(estimator), spec
-
+) -> PredictorChoice:
+    """Load through pyfunc; serve natively only when that is provably pyfunc's answer."""
     import mlflow.pyfunc
 
     try:
-        model = mlflow.pyfunc.load_model(str(path))
+        pyfunc_model = mlflow.pyfunc.load_model(str(path))
     except Exception as exc:
         raise ModelLoadError(f"could not load {model_uri}: {_short(exc)}") from exc
-    dtypes = _pandas_dtypes(spec)
-    return PyfuncPredictor(model, dtypes), spec
+    conf = mlmodel.flavors.get("python_function", {})
+    predict_fn = str(conf.get("predict_fn") or "predict")
+    reason = _native_blocker(mlmodel, spec, predict_fn)
+    if reason is None:
+        assert spec is not None
+        estimator = pyfunc_model.get_raw_model()
+        fitted = getattr(estimator, "feature_names_in_", None)
+        if fitted is not None and [str(n) for n in fitted] != list(spec.names):
+            # MLflow hands sklearn the columns in signature order; a mismatch is the
+            # estimator's error to raise (or not), and only pyfunc raises it the same way.
+            reason = "the estimator was fitted on other columns or another column order"
+        else:
+            if fitted is not None:
+                # We pass a matrix built by name in that same order: sklearn need not
+                # warn that it has no names.
+                warnings.filterwarnings(
+                    "ignore", message="X does not have valid feature names", category=UserWarning
+                )
+            native = SklearnPredictor(estimator, predict_fn)
+            return PredictorChoice(native, spec, pyfunc_model, predict_fn, None)
+    log.info("serving %s through mlflow.pyfunc: %s", model_uri, reason)
+    return PredictorChoice(
+        PyfuncPredictor(pyfunc_model, _pandas_dtypes(spec)), spec, pyfunc_model, predict_fn, reason
+    )
+
+
+def _native_blocker(mlmodel: Any, spec: InputSpec | None, predict_fn: str) -> str | None:
+    """Why the native scikit-learn path could answer differently from pyfunc; None if not."""
+    if "sklearn" not in mlmodel.flavors:
+        flavors = ", ".join(sorted(f for f in mlmodel.flavors if f != "python_function"))
+        return f"flavor {flavors or 'python_function'} has no native path"
+    if spec is None:
+        return "no input signature to check requests against"
+    odd = [c.name for c in spec.columns if c.mlflow_type not in _NATIVE_COLUMN_TYPES]
+    if odd:
+        return f"column(s) {', '.join(odd)} need MLflow's type conversions"
+    if predict_fn not in _NATIVE_PREDICT_FNS:
+        return f"pyfunc_predict_fn {predict_fn!r}"
+    if mlmodel.signature is not None and mlmodel.signature.params is not None:
+        return "the signature declares params, which only pyfunc applies"
+    return None
 
 
 def _pandas_dtypes(spec: InputSpec | None) -> dict[str, str]:
@@ -337,8 +379,10 @@ def _warm_up_batch(
 def _check(predictor: Predictor, example: Batch, model_uri: str) -> None:
     for _ in range(3):  # first call pays lazy imports and caches; the rest warm them
         try:
-            output = normalize_output(predictor.predict(example))
+            output = predictor.predict(example)
             check_output(output, example.n_rows)
+            for extra in predictor.predict_extras(example, predictor.extras).values():
+                check_output(extra, example.n_rows)
         except OutputError as exc:
             raise ModelCheckError(f"{model_uri} failed its output check: {exc}") from exc
         except Exception as exc:

@@ -15,8 +15,28 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 KNOWN_ENDPOINTS = frozenset(
-    {"/predict", "/health", "/livez", "/readyz", "/metadata", "/metrics", "/admin/model"}
+    {
+        "/predict",
+        "/health",
+        "/livez",
+        "/readyz",
+        "/metadata",
+        "/metrics",
+        "/admin/model",
+        "/invocations",
+        "/ping",
+        "/version",
+    }
 )
+
+
+def endpoint_of(path: str) -> str:
+    """The metrics label of a path: V2 paths carry a model name, so they are grouped."""
+    if path in KNOWN_ENDPOINTS:
+        return path
+    if path.startswith("/v2"):
+        return "/v2/infer" if path.endswith("/infer") else "/v2"
+    return "other"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -94,8 +114,7 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope["path"]
-        endpoint = path if path in KNOWN_ENDPOINTS else "other"
+        endpoint = endpoint_of(scope["path"])
         start = time.perf_counter()
         status = 500
 
