@@ -2,6 +2,9 @@
 
 A scikit-learn `predict` on one row spends ~all its time in per-call input checks, so
 ten queued one-row requests cost about what one does when stacked into one matrix.
+Only answers that stacking cannot change are stacked (`Predictor.stackable`: a native
+classifier's labels); float outputs and pyfunc models get one call per request, as
+under MLflow, so every answer is the one MLflow gives for that request.
 The batcher never waits for company when idle (`max_wait` defaults to 0): it takes what
 is queued right now. While one batch runs, new requests queue up and form the next
 batch, so the batch size follows the load by itself.
@@ -100,7 +103,11 @@ class MicroBatcher:
             first = self._held or await self._queue.get()
             self._held = None
             jobs = [first]
-            if first.batch.matrix is not None:
+            if (
+                first.batch.matrix is not None
+                and first.model.predictor.stackable
+                and not first.extras
+            ):
                 await self._gather(first, jobs)
             rows = sum(j.batch.n_rows for j in jobs)
             predictor = first.model.predictor
@@ -138,7 +145,7 @@ class MicroBatcher:
                     return
             if (
                 job.model is not first.model
-                or job.extras != first.extras
+                or job.extras
                 or job.batch.matrix is None
                 or rows + job.batch.n_rows > self._max_rows
             ):

@@ -37,6 +37,8 @@ def endpoint_of(path: str) -> str:
     if path.startswith("/v2"):
         return "/v2/infer" if path.endswith("/infer") else "/v2"
     return "other"
+
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 

@@ -41,6 +41,8 @@ class Predictor(Protocol):
     # The extra outputs this model can give ("probabilities", "labels"); empty for most.
     extras: frozenset[str]
     classes: list[Any] | None
+    # Whether requests may be stacked into one call without changing any answer (batching.py).
+    stackable: bool
 
     def predict(self, batch: Batch) -> Output:
         """MLflow's predictions for `batch`, one per row, in order."""
@@ -68,10 +70,18 @@ class SklearnPredictor:
             if self._proba is not None and classes is not None
             else frozenset()
         )
+        # Stacking rows changes float results in the last bits (BLAS takes another kernel
+        # for a matrix than for one row), so only class labels, which such a difference
+        # cannot move short of an exact tie, are computed for several requests at once.
+        from sklearn.base import is_classifier
+
+        self.stackable = predict_fn == "predict" and is_classifier(estimator)
 
     def _data(self, batch: Batch) -> Any:
         if batch.matrix is not None:
-            return batch.matrix
+            # Column-major, as the DataFrame MLflow's schema enforcement hands the
+            # estimator: the same memory layout takes the same BLAS path, so the same bits.
+            return np.asfortranarray(batch.matrix)
         import pandas as pd
 
         return pd.DataFrame(batch.rows, columns=list(batch.columns) or None)
@@ -104,6 +114,9 @@ class PyfuncPredictor:
     flavor = "pyfunc"
     extras: frozenset[str] = frozenset()
     classes: list[Any] | None = None
+    # MLflow calls a pyfunc model once per request; rows of two requests in one call
+    # may not give the same answers (a model may normalise over its input, for one).
+    stackable = False
 
     def __init__(self, model: Any, dtypes: dict[str, str] | None = None) -> None:
         self._model = model

@@ -1,8 +1,8 @@
 """Schemathesis against a real `aliasflow serve` process: never a 5xx, never a crash.
 
-Every operation of all three protocols of the server's own OpenAPI schema gets generated requests (valid and
-invalid against the schema); the answers must be documented status codes with the
-documented content type and body shape. Clients code against that schema, so an
+Every operation of the server's own OpenAPI schema (all three protocols) gets generated
+requests (valid and invalid against the schema); the answers must be documented status
+codes with the documented content type and body shape. Clients code against that schema, so an
 undocumented status or a body that does not match it breaks them as surely as a 500.
 The admin endpoint is called without a token here (its 401 path); swaps are tested in
 tests/model_server.
