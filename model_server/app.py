@@ -90,7 +90,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
-    service = InferenceService(settings, slot, batcher)
+    service = InferenceService(settings, slot, batcher, metrics)
     served = service.served
     app.include_router(native.router(service))
     app.include_router(mlflow_scoring.router(service))

@@ -62,7 +62,8 @@ def parse_payload(
     """Check `payload` against `spec` and build the batch; raises `InputError` saying why.
 
     `exact` accepts only bodies MLflow would turn into the very same float64 frame without
-    a conversion (named columns, every value a JSON float for an all-double signature):
+    a conversion (named columns, every value a JSON float for an all-double signature; the
+    differential tests against `mlflow models serve` pin each rule):
     `/invocations` hands anything else to MLflow's own handler, so its answer stays MLflow's.
     """
     if type(payload) is not dict:
@@ -98,6 +99,9 @@ def parse_payload(
         rows, label = _records_rows(fmt, value, spec, max_rows), "record"
     else:
         rows, label = _list_or_columns(fmt, value, spec, max_rows)
+        if exact and label == "row" and type(value) is list:
+            # MLflow names list rows 0..n-1, which no column-based signature matches.
+            raise InputError("unnamed rows: MLflow's rules apply")
     return _build(rows, spec, label, max_rows, exact)
 
 

@@ -81,6 +81,11 @@ class ServerMetrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 10000),
             registry=self.registry,
         )
+        self.mlflow_handled = Counter(
+            "aliasflow_server_invocations_by_mlflow",
+            "/invocations bodies answered by MLflow's own handler (outside our fast path).",
+            registry=self.registry,
+        )
         self.model_version.set(-1)
         self._children: dict[tuple[str, int], Any] = {}
         self._latency_children: dict[str, Any] = {}

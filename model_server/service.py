@@ -18,16 +18,24 @@ from model_server.batching import MicroBatcher, Prediction
 from model_server.errors import BodyTooLargeError, InputError, ModelNotFoundError, NotReadyError
 from model_server.inputs import Batch, parse_payload
 from model_server.loading import LoadedModel
+from model_server.metrics import ServerMetrics
 from model_server.predictors import EXTRA_OUTPUTS
 from model_server.settings import ServerSettings
 from model_server.slot import ModelSlot
 
 
 class InferenceService:
-    def __init__(self, settings: ServerSettings, slot: ModelSlot, batcher: MicroBatcher) -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        slot: ModelSlot,
+        batcher: MicroBatcher,
+        metrics: ServerMetrics,
+    ) -> None:
         self.settings = settings
         self.slot = slot
         self.batcher = batcher
+        self.metrics = metrics
 
     def served(self) -> LoadedModel:
         """The model answering now; 503 while none is (still loading, or failed)."""

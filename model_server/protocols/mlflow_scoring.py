@@ -89,6 +89,7 @@ def router(service: InferenceService) -> APIRouter:
             )
         batch = _fast_batch(service, model, body, content_type)
         if batch is None:
+            service.metrics.mlflow_handled.inc()
             return await _mlflow_answer(model, body, content_type)
         prediction = await service.infer(model, batch)
         content = orjson.dumps({"predictions": jsonable(prediction[PREDICTIONS])})

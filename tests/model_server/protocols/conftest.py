@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
 from aliasflow_cli.devstack import MlflowServer
-from tests.model_server.conftest import wait_ready
+from controller.netutil import free_port, stop_process, wait_until_ready
+from tests.model_server.conftest import ServerProcess, start_server, wait_ready
 from tests.model_server.protocols.models import KINDS, ProtocolModels, register_protocol_models
 
 
@@ -37,3 +43,63 @@ def kind_clients(protocol_models: ProtocolModels) -> Iterator[dict[str, TestClie
     finally:
         for client in clients.values():
             client.__exit__(None, None, None)
+
+
+@dataclass
+class ServedPair:
+    """The same model version behind `aliasflow serve` and `mlflow models serve`."""
+
+    ours: ServerProcess
+    mlflow_url: str
+    kind: str
+
+
+@pytest.fixture(scope="session")
+def served_pair(
+    protocol_models: ProtocolModels, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServedPair]:
+    """Both servers on `cancer_proba` (probabilities: a float answer is the hardest to
+    match bit for bit). `mlflow models serve` takes ~10 s to start: once per session."""
+    kind = "cancer_proba"
+    logs = tmp_path_factory.mktemp("served-pair")
+    port = free_port()
+    # `mlflow models serve` execs `uvicorn` by name: the venv's bin must be on PATH.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    handle = open(logs / "mlflow-serve.log", "wb")  # noqa: SIM115 - lives with the process
+    mlflow_process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "--env-manager",
+            "local",
+            "-m",
+            protocol_models.uri(kind),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env={**os.environ, "MLFLOW_TRACKING_URI": protocol_models.tracking_uri, "PATH": path},
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    ours: ServerProcess | None = None
+    try:
+        ours = start_server(
+            {
+                "MODEL_URI": protocol_models.uri(kind),
+                "MLFLOW_TRACKING_URI": protocol_models.tracking_uri,
+            },
+            logs / "ours.log",
+        )
+        url = f"http://127.0.0.1:{port}"
+        wait_until_ready(f"{url}/ping", timeout=120, process=mlflow_process)
+        yield ServedPair(ours, url, kind)
+    finally:
+        if ours is not None:
+            stop_process(ours.process)
+        stop_process(mlflow_process)
