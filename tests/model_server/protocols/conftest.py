@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from aliasflow_cli.devstack import MlflowServer
 from controller.netutil import free_port, stop_process, wait_until_ready
 from tests.model_server.conftest import ServerProcess, start_server, wait_ready
 from tests.model_server.protocols.models import KINDS, ProtocolModels, register_protocol_models
+from tests.model_server.protocols.reference_venv import ensure_reference_venv
 
 
 @pytest.fixture(scope="session")
@@ -103,3 +105,58 @@ def served_pair(
         if ours is not None:
             stop_process(ours.process)
         stop_process(mlflow_process)
+
+
+@dataclass
+class MLServer:
+    url: str
+    model_name: str
+
+
+@pytest.fixture(scope="session")
+def mlserver(
+    protocol_models: ProtocolModels,
+    served_pair: ServedPair,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[MLServer]:
+    """MLServer + mlserver-mlflow serving the same version as `served_pair` (loopback)."""
+    python = ensure_reference_venv()
+    root = tmp_path_factory.mktemp("mlserver")
+    name = protocol_models.names[served_pair.kind]
+    http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+    (root / "settings.json").write_text(
+        json.dumps(
+            {
+                "host": "127.0.0.1",
+                "http_port": http_port,
+                "grpc_port": grpc_port,
+                "metrics_port": metrics_port,
+                "parallel_workers": 0,
+            }
+        )
+    )
+    model_dir = root / "model"
+    model_dir.mkdir()
+    (model_dir / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": name,
+                "implementation": "mlserver_mlflow.MLflowRuntime",
+                "parameters": {"uri": protocol_models.uri(served_pair.kind), "version": "1"},
+            }
+        )
+    )
+    handle = open(root / "mlserver.log", "wb")  # noqa: SIM115 - lives with the process
+    process = subprocess.Popen(
+        [str(python), "-m", "mlserver.cli.main", "start", str(root)],
+        env={**os.environ, "MLFLOW_TRACKING_URI": protocol_models.tracking_uri},
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{http_port}"
+    try:
+        wait_until_ready(f"{url}/v2/models/{name}/ready", timeout=180, process=process)
+        yield MLServer(url, name)
+    finally:
+        stop_process(process)
