@@ -205,6 +205,7 @@ def _metadata(model: LoadedModel) -> dict[str, Any]:
         "flavor": model.predictor.flavor,
         "predict_fn": model.predict_fn,
         "fallback_reason": model.fallback_reason,
+        "kernel": model.predictor.kernel_name,
         "outputs": sorted(model.predictor.extras),
         "signature": model.signature,
         "input_columns": model.spec.to_json() if model.spec else None,

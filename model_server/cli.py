@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    import uvicorn
 
 _ENV_NAMES = {
     "model_uri": "MODEL_URI",
@@ -37,6 +41,22 @@ def describe_settings_error(exc: ValidationError) -> str:
         else:
             lines.append(f"  {env}: {error.get('msg')} (got {error.get('input')!r})")
     return "\n".join(lines)
+
+
+def uvicorn_config(app: Any, host: str, port: int) -> uvicorn.Config:
+    """The uvicorn settings of `aliasflow serve` (the benchmark's bare app uses them too)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+        server_header=False,
+    )
 
 
 def run_serve(host: str, port: int) -> int:
@@ -67,17 +87,7 @@ def run_serve(host: str, port: int) -> int:
             server.should_exit = True
 
     app = create_app(settings, on_boot_failure=on_boot_failure)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-        server_header=False,
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app, host, port))
     server.run()
     if boot_failure:
         print(f"model server stopped: {boot_failure[0]}", file=sys.stderr)

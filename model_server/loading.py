@@ -26,6 +26,7 @@ from typing import Any
 
 from model_server.errors import ModelCheckError, ModelLoadError
 from model_server.inputs import Batch, parse_payload
+from model_server.kernels import compile_kernel
 from model_server.predictors import (
     OutputError,
     Predictor,
@@ -178,7 +179,8 @@ def _load_from_dir(
         spec = spec_from_signature(mlmodel.signature)
     except ValueError as exc:
         raise ModelLoadError(f"{model_uri}: {exc}") from exc
-    choice = _make_predictor(mlmodel, path, spec, model_uri)
+    example = _warm_up_batch(mlmodel, path, spec, settings)
+    choice = _make_predictor(mlmodel, path, spec, model_uri, example)
     predictor, spec = choice.predictor, choice.spec
 
     run_id = mlmodel.run_id
@@ -196,7 +198,6 @@ def _load_from_dir(
     elif source == "registry" and run_id:
         metrics, git_sha = _run_details(run_id, settings)
 
-    example = _warm_up_batch(mlmodel, path, spec, settings)
     _check(predictor, example, model_uri)
     return LoadedModel(
         name=name,
@@ -239,7 +240,7 @@ class PredictorChoice:
 
 
 def _make_predictor(
-    mlmodel: Any, path: Path, spec: InputSpec | None, model_uri: str
+    mlmodel: Any, path: Path, spec: InputSpec | None, model_uri: str, example: Batch
 ) -> PredictorChoice:
     """Load through pyfunc; serve natively only when that is provably pyfunc's answer."""
     import mlflow.pyfunc
@@ -266,7 +267,13 @@ def _make_predictor(
                 warnings.filterwarnings(
                     "ignore", message="X does not have valid feature names", category=UserWarning
                 )
-            native = SklearnPredictor(estimator, predict_fn)
+            kernel, described = None, "the example has no numeric matrix"
+            if example.matrix is not None:
+                kernel, described = compile_kernel(estimator, predict_fn, example.matrix)
+            log.info("%s: kernel %s", model_uri, described if kernel else f"off ({described})")
+            native = SklearnPredictor(
+                estimator, predict_fn, kernel, described if kernel is not None else None
+            )
             return PredictorChoice(native, spec, pyfunc_model, predict_fn, None)
     log.info("serving %s through mlflow.pyfunc: %s", model_uri, reason)
     return PredictorChoice(

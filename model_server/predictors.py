@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from model_server.inputs import Batch
+from model_server.kernels import Kernel
 
 # Extra outputs a client may ask for beside MLflow's predictions (`/predict` "outputs",
 # V2 requested outputs).
@@ -41,6 +42,7 @@ class Predictor(Protocol):
     # The extra outputs this model can give ("probabilities", "labels"); empty for most.
     extras: frozenset[str]
     classes: list[Any] | None
+    kernel_name: str | None  # the kernels.py shortcut in use, if any
     # Whether requests may be stacked into one call without changing any answer (batching.py).
     stackable: bool
 
@@ -58,9 +60,17 @@ class SklearnPredictor:
 
     flavor = "sklearn"
 
-    def __init__(self, estimator: Any, predict_fn: str = "predict") -> None:
+    def __init__(
+        self,
+        estimator: Any,
+        predict_fn: str = "predict",
+        kernel: Kernel | None = None,
+        kernel_name: str | None = None,
+    ) -> None:
         self._estimator = estimator
         self._predict = getattr(estimator, predict_fn)
+        self._kernel = kernel  # kernels.py: the same arithmetic without re-validation
+        self.kernel_name = kernel_name
         self.predict_fn = predict_fn
         self._proba = getattr(estimator, "predict_proba", None)
         classes = getattr(estimator, "classes_", None)
@@ -89,9 +99,12 @@ class SklearnPredictor:
     def predict(self, batch: Batch) -> Output:
         import sklearn
 
+        data = self._data(batch)
+        if self._kernel is not None and batch.matrix is not None:
+            return self._kernel(data)
         # Our parser already refused NaN/inf and wrong shapes; sklearn need not re-check.
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            return normalize_output(self._predict(self._data(batch)))
+            return normalize_output(self._predict(data))
 
     def predict_extras(self, batch: Batch, names: frozenset[str]) -> dict[str, np.ndarray]:
         import sklearn
@@ -112,6 +125,7 @@ class PyfuncPredictor:
     """Any MLflow model, through `mlflow.pyfunc` with a DataFrame (what it expects)."""
 
     flavor = "pyfunc"
+    kernel_name: str | None = None
     extras: frozenset[str] = frozenset()
     classes: list[Any] | None = None
     # MLflow calls a pyfunc model once per request; rows of two requests in one call

@@ -81,6 +81,9 @@ class MetadataResponse(BaseModel):
     fallback_reason: str | None = Field(
         description="why the model is served through mlflow.pyfunc (null when native)"
     )
+    kernel: str | None = Field(
+        description="the bit-exact shortcut for this scikit-learn pipeline, when one is used"
+    )
     outputs: list[str] = Field(description="extra outputs /predict can add for this model")
     signature: dict[str, Any] | None
     input_columns: list[dict[str, str]] | None

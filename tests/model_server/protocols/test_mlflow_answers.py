@@ -75,6 +75,9 @@ def test_metadata_says_how_the_model_is_served(
         assert meta["flavor"] == "pyfunc"
         assert meta["fallback_reason"]
     assert meta["predict_fn"] == ("predict_proba" if kind == "cancer_proba" else "predict")
+    # The bit-exact shortcut is in use for the linear pipelines called through `predict`.
+    linear_predict = kind in {"cancer", "iris_long"}
+    assert meta["kernel"] == ("StandardScaler>LogisticRegression" if linear_predict else None)
 
 
 def test_probabilities_and_labels_on_request(

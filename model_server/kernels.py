@@ -1,0 +1,135 @@
+"""Bit-exact shortcuts for the commonest scikit-learn pipelines: scalers + a linear model.
+
+On a one-row request, scikit-learn's own `Pipeline.predict` spends ~200 µs re-validating
+an input we have already checked (`validate_data` per step: dataframe-library probes,
+feature-name checks, `check_is_fitted`), against ~5 µs of arithmetic. For a pipeline made
+only of `StandardScaler` steps and a `LogisticRegression`, `LinearRegression` or `Ridge`
+called through `predict`, a kernel here does that arithmetic with the same numpy
+operations, in the same order, on the same memory layout as scikit-learn 1.x
+(`StandardScaler.transform`, `LinearClassifierMixin.decision_function`/`predict`,
+`LinearModel._decision_function`): `X - mean_`, `/ scale_`, `X @ coef_.T + intercept_`,
+`> 0` or argmax, `classes_.take`.
+
+A kernel is never trusted by construction alone: `compile_kernel` runs it beside the
+estimator on the model's input example and on rows spread around it, and keeps it only
+when every answer is identical, bit for bit; any other estimator, or any difference
+(another scikit-learn version may compute otherwise), and the estimator itself is called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+Kernel = Callable[[np.ndarray], np.ndarray]
+
+
+def compile_kernel(
+    estimator: Any, predict_fn: str, example: np.ndarray
+) -> tuple[Kernel | None, str]:
+    """(kernel, description) when one reproduces `estimator.<predict_fn>` exactly here;
+    (None, why not) otherwise. `example` is a checked float64 matrix of real inputs."""
+    if predict_fn != "predict":
+        return None, f"no kernel for {predict_fn}"
+    steps = _steps(estimator)
+    if steps is None:
+        return None, f"no kernel for {type(estimator).__name__}"
+    *transforms, final = steps
+    parts: list[Kernel] = []
+    for step in transforms:
+        scale = _standard_scaler(step)
+        if scale is None:
+            return None, f"no kernel for step {type(step).__name__}"
+        parts.append(scale)
+    head = _linear(final)
+    if head is None:
+        return None, f"no kernel for {type(final).__name__}"
+    parts.append(head)
+    kernel = _chain(parts)
+    if not _agrees(kernel, estimator, example):
+        return None, "kernel disagrees with the estimator on the check rows"
+    return kernel, ">".join(type(s).__name__ for s in steps)
+
+
+def _steps(estimator: Any) -> list[Any] | None:
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(estimator, Pipeline):
+        steps = [s for _, s in estimator.steps if s is not None and s != "passthrough"]
+        return steps or None
+    return [estimator]
+
+
+def _standard_scaler(step: Any) -> Kernel | None:
+    from sklearn.preprocessing import StandardScaler
+
+    if type(step) is not StandardScaler:
+        return None
+    mean = step.mean_ if step.with_mean else None
+    scale = step.scale_ if step.with_std else None
+
+    def transform(x: np.ndarray) -> np.ndarray:
+        x = x.copy(order="K")  # validate_data(copy=True) keeps the layout
+        if mean is not None:
+            x -= mean
+        if scale is not None:
+            x /= scale
+        return x
+
+    return transform
+
+
+def _linear(final: Any) -> Kernel | None:
+    from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+
+    if type(final) is LogisticRegression:
+        coef_t = final.coef_.T
+        intercept = final.intercept_
+        classes = final.classes_
+
+        def classify(x: np.ndarray) -> np.ndarray:
+            scores = x @ coef_t + intercept
+            if scores.shape[1] == 1:
+                indices = (scores.reshape(-1) > 0).astype(np.intp)
+            else:
+                indices = scores.argmax(axis=1)
+            return classes.take(indices, axis=0)  # type: ignore[no-any-return]
+
+        return classify
+    if type(final) in (LinearRegression, Ridge):
+        coef = final.coef_
+        coef_t = coef if coef.ndim == 1 else coef.T
+        intercept = final.intercept_
+
+        def regress(x: np.ndarray) -> np.ndarray:
+            return x @ coef_t + intercept  # type: ignore[no-any-return]
+
+        return regress
+    return None
+
+
+def _chain(parts: list[Kernel]) -> Kernel:
+    def run(x: np.ndarray) -> np.ndarray:
+        for part in parts:
+            x = part(x)
+        return x
+
+    return run
+
+
+def _agrees(kernel: Kernel, estimator: Any, example: np.ndarray) -> bool:
+    rng = np.random.default_rng(0)
+    spread = np.abs(example).mean(axis=0) + 1.0
+    noise = rng.normal(size=(64, example.shape[1])) * spread
+    checks = [example, example[:1], np.asfortranarray(example.mean(axis=0) + noise)]
+    for rows in checks:
+        rows = np.asfortranarray(rows)
+        expected = np.asarray(estimator.predict(rows))
+        got = kernel(rows)
+        if got.dtype != expected.dtype or got.shape != expected.shape:
+            return False
+        if not np.array_equal(got, expected) or got.tobytes() != expected.tobytes():
+            return False
+    return True
