@@ -29,6 +29,7 @@ from model_server.errors import (
     UnauthorizedError,
     install_error_handlers,
 )
+from model_server.fastlane import FastLane
 from model_server.inputs import decode_json
 from model_server.loading import LoadedModel, load_model
 from model_server.metrics import CONTENT_TYPE, MetricsMiddleware, ServerMetrics
@@ -88,9 +89,11 @@ def create_app(
     app.state.slot = slot
     app.state.metrics = metrics
     install_error_handlers(app)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-
     service = InferenceService(settings, slot, batcher, metrics)
+    if settings.fast_lane:
+        app.add_middleware(FastLane, service=service)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts the lane too
+
     served = service.served
     app.include_router(native.router(service))
     app.include_router(mlflow_scoring.router(service))

@@ -42,10 +42,12 @@ from model_server.predictors import Output, OutputError, check_output_length
 log = logging.getLogger("model_server")
 
 PREDICTIONS = "predictions"
-# Inline (on the loop) only while a call stays this cheap; one slower call moves the model
-# to the thread for good. Rows above INLINE_MAX_ROWS always go to the thread.
-INLINE_BUDGET_S = 0.005
+# Inline (on the loop) only while a call stays this cheap on average (an exponentially
+# weighted mean, so one call slowed by a busy machine does not move a model for good).
+# Rows above INLINE_MAX_ROWS always go to the thread.
+INLINE_BUDGET_S = 0.002
 INLINE_MAX_ROWS = 512
+_EWMA_WEIGHT = 0.1
 
 # name -> output: "predictions" (MLflow's answer) plus any extra outputs asked for.
 Prediction = dict[str, Output]
@@ -75,7 +77,8 @@ class MicroBatcher:
         self._held: _Job | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
-        self._too_slow_inline: set[int] = set()  # id() of predictors seen over budget
+        # id() of a predictor -> mean seconds per call (weighted towards recent ones)
+        self._cost: dict[int, float] = {}
 
     def start(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
@@ -111,21 +114,29 @@ class MicroBatcher:
                 await self._gather(first, jobs)
             rows = sum(j.batch.n_rows for j in jobs)
             predictor = first.model.predictor
-            if (
+            key = id(predictor)
+            inline = (
                 predictor.flavor == "sklearn"
                 and rows <= INLINE_MAX_ROWS
-                and id(predictor) not in self._too_slow_inline
-            ):
-                started = time.perf_counter()
-                self._execute(jobs, _set_now)
-                if time.perf_counter() - started > INLINE_BUDGET_S:
-                    self._too_slow_inline.add(id(predictor))
-                continue
-            try:
-                await loop.run_in_executor(self._executor, self._execute, jobs, _set_soon)
-            except Exception as exc:  # the executor itself failed; answer, don't die
-                for job in jobs:
-                    _set_soon(job.future, PredictionError(f"prediction failed: {exc}"))
+                and self._cost.get(key, 0.0) <= INLINE_BUDGET_S
+            )
+            if inline:
+                took = self._timed(jobs, _set_now)
+            else:
+                try:
+                    took = await loop.run_in_executor(self._executor, self._timed, jobs, _set_soon)
+                except Exception as exc:  # the executor itself failed; answer, don't die
+                    for job in jobs:
+                        _set_soon(job.future, PredictionError(f"prediction failed: {exc}"))
+                    continue
+            if rows <= INLINE_MAX_ROWS:  # a big batch says nothing about a small one
+                cost = self._cost.get(key, took)
+                self._cost[key] = cost + _EWMA_WEIGHT * (took - cost)
+
+    def _timed(self, jobs: list[_Job], settle: Settle) -> float:
+        started = time.perf_counter()
+        self._execute(jobs, settle)
+        return time.perf_counter() - started
 
     async def _gather(self, first: _Job, jobs: list[_Job]) -> None:
         rows = first.batch.n_rows

@@ -26,6 +26,7 @@ _ENV_NAMES = {
     "max_body_bytes": "ALIASFLOW_MAX_BODY_BYTES",
     "batch_max_wait_ms": "ALIASFLOW_BATCH_MAX_WAIT_MS",
     "batch_max_rows": "ALIASFLOW_BATCH_MAX_ROWS",
+    "fast_lane": "ALIASFLOW_FAST_LANE",
     "log_format": "ALIASFLOW_LOG_FORMAT",
     "log_level": "LOG_LEVEL",
 }

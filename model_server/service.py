@@ -10,9 +10,14 @@ one version (canary, shadow), this is where a request is routed to one of them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
+from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from model_server.batching import MicroBatcher, Prediction
 from model_server.errors import BodyTooLargeError, InputError, ModelNotFoundError, NotReadyError
@@ -57,18 +62,9 @@ class InferenceService:
 
     async def read_body(self, request: Request) -> bytes:
         """The raw body, refusing (413) as soon as it is known to exceed the limit."""
-        limit = self.settings.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise BodyTooLargeError(f"body of {declared} bytes is over the limit of {limit} bytes")
-        chunks = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLargeError(f"body is over the limit of {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await read_limited(
+            request.receive, request.headers.get("content-length"), self.settings.max_body_bytes
+        )
 
     def parse(self, payload: Any, model: LoadedModel, *, exact: bool = False) -> Batch:
         return parse_payload(payload, model.spec, self.settings.max_batch_rows, exact=exact)
@@ -83,6 +79,45 @@ class InferenceService:
                 "classifiers served natively have probabilities and labels"
             )
         return await self.batcher.predict(model, batch, extras)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A protocol handler's answer, independent of how it travels (route or fast lane)."""
+
+    content: bytes
+    status: int = 200
+    media_type: str = "application/json"
+    headers: Mapping[str, str] | None = None
+
+    def response(self) -> Response:
+        return Response(self.content, self.status, self.headers, self.media_type)
+
+    @property
+    def content_type(self) -> str:
+        """As Starlette's `Response` spells it (text types get "; charset=utf-8")."""
+        if self.media_type.startswith("text/") and "charset=" not in self.media_type:
+            return f"{self.media_type}; charset=utf-8"
+        return self.media_type
+
+
+async def read_limited(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """Read an ASGI request body, refusing (413) as soon as it is known to exceed `limit`."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLargeError(f"body of {declared} bytes is over the limit of {limit} bytes")
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError(f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def model_name(model: LoadedModel) -> str:

@@ -40,7 +40,7 @@ from model_server.errors import (
 from model_server.inputs import MLFLOW_FORMATS, Batch, decode_json
 from model_server.loading import LoadedModel
 from model_server.predictors import jsonable
-from model_server.service import InferenceService
+from model_server.service import InferenceService, Reply
 
 _JSON_TYPES = frozenset({"application/json", "application/json; charset=utf-8"})
 
@@ -80,22 +80,27 @@ def router(service: InferenceService) -> APIRouter:
     )
     async def invocations(request: Request) -> Response:
         """`mlflow models serve`'s scoring endpoint: the same bodies, answers and errors."""
-        model = service.served()
         body = await service.read_body(request)
-        content_type = request.headers.get("content-type")
-        if content_type is None:
-            raise UnsupportedMediaTypeError(
-                "no Content-Type: send application/json, text/csv or application/vnd.apache.parquet"
-            )
-        batch = _fast_batch(service, model, body, content_type)
-        if batch is None:
-            service.metrics.mlflow_handled.inc()
-            return await _mlflow_answer(model, body, content_type)
-        prediction = await service.infer(model, batch)
-        content = orjson.dumps({"predictions": jsonable(prediction[PREDICTIONS])})
-        return Response(content, media_type="application/json")
+        reply = await handle_invocations(service, body, request.headers.get("content-type"))
+        return reply.response()
 
     return api
+
+
+async def handle_invocations(
+    service: InferenceService, body: bytes, content_type: str | None
+) -> Reply:
+    model = service.served()
+    if content_type is None:
+        raise UnsupportedMediaTypeError(
+            "no Content-Type: send application/json, text/csv or application/vnd.apache.parquet"
+        )
+    batch = _fast_batch(service, model, body, content_type)
+    if batch is None:
+        service.metrics.mlflow_handled.inc()
+        return await asyncio.to_thread(_invoke_mlflow, model, body, content_type)
+    prediction = await service.infer(model, batch)
+    return Reply(orjson.dumps({"predictions": jsonable(prediction[PREDICTIONS])}))
 
 
 def _fast_batch(
@@ -122,12 +127,8 @@ def _fast_batch(
         return None
 
 
-async def _mlflow_answer(model: LoadedModel, body: bytes, content_type: str) -> Response:
+def _invoke_mlflow(model: LoadedModel, body: bytes, content_type: str) -> Reply:
     """MLflow's own `/invocations` handler on the served model (in a thread, as MLflow)."""
-    return await asyncio.to_thread(_invoke_mlflow, model, body, content_type)
-
-
-def _invoke_mlflow(model: LoadedModel, body: bytes, content_type: str) -> Response:
     from mlflow.exceptions import MlflowException
     from mlflow.pyfunc import scoring_server
 
@@ -139,14 +140,11 @@ def _invoke_mlflow(model: LoadedModel, body: bytes, content_type: str) -> Respon
     except MlflowException as exc:
         error: dict[str, Any] = orjson.loads(exc.serialize_as_json())
         error.pop("stack_trace", None)
-        return Response(
-            orjson.dumps(error),
-            status_code=exc.get_http_status_code(),
-            media_type="application/json",
-        )
+        return Reply(orjson.dumps(error), exc.get_http_status_code())
     except Exception as exc:  # mlflow models serve would answer 500 here
         first = (str(exc).strip().splitlines() or [""])[0][:300]
-        return render_error(
+        error = render_error(
             f"could not score this input: {type(exc).__name__}: {first}", 400, Protocol.MLFLOW
         )
-    return Response(result.response, status_code=result.status, media_type=result.mimetype)
+        return Reply(bytes(error.body), 400)
+    return Reply(result.response.encode(), result.status, result.mimetype)

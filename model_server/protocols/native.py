@@ -18,7 +18,7 @@ from model_server.batching import PREDICTIONS
 from model_server.inputs import decode_json
 from model_server.predictors import PROBABILITIES, jsonable
 from model_server.schemas import PredictRequest, PredictResponse
-from model_server.service import InferenceService, extras_option
+from model_server.service import InferenceService, Reply, extras_option
 
 
 def router(service: InferenceService) -> APIRouter:
@@ -41,21 +41,25 @@ def router(service: InferenceService) -> APIRouter:
         `inputs`; the input is checked against the model signature first. Add
         `"outputs": ["probabilities", "labels"]` for a classifier's class probabilities
         and labels beside MLflow's predictions."""
-        model = service.served()
-        payload = decode_json(await service.read_body(request))
-        extras = frozenset[str]()
-        if type(payload) is dict and "outputs" in payload:
-            extras = extras_option(payload.pop("outputs"))
-        batch = service.parse(payload, model)
-        prediction = await service.infer(model, batch, extras)
-        answer: dict[str, Any] = {
-            "predictions": jsonable(prediction[PREDICTIONS]),
-            "model": {"name": model.name, "version": model.version},
-        }
-        for name in sorted(extras):
-            answer[name] = jsonable(prediction[name])
-        if PROBABILITIES in extras:
-            answer["classes"] = model.predictor.classes
-        return Response(orjson.dumps(answer), media_type="application/json")
+        return (await handle_predict(service, await service.read_body(request))).response()
 
     return api
+
+
+async def handle_predict(service: InferenceService, body: bytes) -> Reply:
+    model = service.served()
+    payload = decode_json(body)
+    extras = frozenset[str]()
+    if type(payload) is dict and "outputs" in payload:
+        extras = extras_option(payload.pop("outputs"))
+    batch = service.parse(payload, model)
+    prediction = await service.infer(model, batch, extras)
+    answer: dict[str, Any] = {
+        "predictions": jsonable(prediction[PREDICTIONS]),
+        "model": {"name": model.name, "version": model.version},
+    }
+    for name in sorted(extras):
+        answer[name] = jsonable(prediction[name])
+    if PROBABILITIES in extras:
+        answer["classes"] = model.predictor.classes
+    return Reply(orjson.dumps(answer))

@@ -38,7 +38,7 @@ from model_server.schemas import (
     V2ServerMetadata,
     V2ServerReady,
 )
-from model_server.service import InferenceService, model_name
+from model_server.service import InferenceService, Reply, model_name
 
 SERVER_NAME = "aliasflow"
 EXTENSIONS = ["binary_tensor_data"]
@@ -103,37 +103,48 @@ def router(service: InferenceService) -> APIRouter:
         },
     }
 
-    async def infer(request: Request, model: LoadedModel) -> Response:
-        body = await service.read_body(request)
-        decoded = decode_request(body, request.headers.get(HEADER_LENGTH), model.spec)
-        extras = frozenset(n for n in decoded.outputs if n != PREDICTIONS_OUTPUT)
-        unknown = extras - model.predictor.extras
-        if unknown:
-            known = [PREDICTIONS_OUTPUT, *sorted(model.predictor.extras)]
-            raise InputError(
-                f"unknown output(s) {', '.join(sorted(unknown))}; this model has {', '.join(known)}"
-            )
-        batch = service.parse(decoded.payload, model)
-        prediction = await service.infer(model, batch, extras)
-        names = decoded.outputs or [PREDICTIONS_OUTPUT]
-        tensors = {
-            name: as_tensor(prediction[PREDICTIONS if name == PREDICTIONS_OUTPUT else name])
-            for name in names
-        }
-        content, headers = encode_response(model_name(model), model.version, decoded, tensors)
-        return Response(content, headers=headers)
-
     @api.post("/models/{name}/infer", openapi_extra=infer_doc)
     async def model_infer(name: str, request: Request) -> Response:
         """Inference on the served model (any version it serves)."""
-        return await infer(request, service.model_for(name, None))
+        body = await service.read_body(request)
+        header_length = request.headers.get(HEADER_LENGTH)
+        return (await handle_infer(service, body, header_length, name, None)).response()
 
     @api.post("/models/{name}/versions/{version}/infer", openapi_extra=infer_doc)
     async def model_version_infer(name: str, version: str, request: Request) -> Response:
         """Inference on this version; 404 when it is not the one served."""
-        return await infer(request, service.model_for(name, version))
+        body = await service.read_body(request)
+        header_length = request.headers.get(HEADER_LENGTH)
+        return (await handle_infer(service, body, header_length, name, version)).response()
 
     return api
+
+
+async def handle_infer(
+    service: InferenceService,
+    body: bytes,
+    header_length: str | None,
+    name: str,
+    version: str | None,
+) -> Reply:
+    model = service.model_for(name, version)
+    decoded = decode_request(body, header_length, model.spec)
+    extras = frozenset(n for n in decoded.outputs if n != PREDICTIONS_OUTPUT)
+    unknown = extras - model.predictor.extras
+    if unknown:
+        known = [PREDICTIONS_OUTPUT, *sorted(model.predictor.extras)]
+        raise InputError(
+            f"unknown output(s) {', '.join(sorted(unknown))}; this model has {', '.join(known)}"
+        )
+    batch = service.parse(decoded.payload, model)
+    prediction = await service.infer(model, batch, extras)
+    names = decoded.outputs or [PREDICTIONS_OUTPUT]
+    tensors = {
+        output: as_tensor(prediction[PREDICTIONS if output == PREDICTIONS_OUTPUT else output])
+        for output in names
+    }
+    content, headers = encode_response(model_name(model), model.version, decoded, tensors)
+    return Reply(content, media_type=headers.pop("content-type"), headers=headers)
 
 
 def _metadata(model: LoadedModel) -> dict[str, Any]:

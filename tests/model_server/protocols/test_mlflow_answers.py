@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from tests.model_server.conftest import wait_ready
 from tests.model_server.protocols.models import KINDS, NATIVE, ProtocolModels, example_frame
 
 
@@ -132,3 +133,35 @@ def test_models_without_probabilities_say_so(
         return
     assert response.status_code == 422
     assert "cannot give probabilities" in response.json()["detail"]
+
+
+def test_fast_lane_and_fastapi_routes_answer_alike(
+    kind_clients: dict[str, TestClient], protocol_models: ProtocolModels
+) -> None:
+    """The lane only skips FastAPI's routing: with it off, every answer is the same."""
+    from model_server.app import create_app
+    from model_server.settings import ServerSettings
+
+    settings = ServerSettings(
+        model_uri=protocol_models.uri("cancer"),
+        tracking_uri=protocol_models.tracking_uri,
+        fast_lane=False,
+    )
+    frame = example_frame("cancer", rows=3)
+    name = protocol_models.names["cancer"]
+    requests: list[tuple[str, Any]] = [
+        ("/predict", {"dataframe_split": _split(frame), "outputs": ["labels"]}),
+        ("/predict", {"instances": [[1.0]]}),
+        ("/invocations", {"dataframe_split": _split(frame)}),
+        ("/invocations", {"instances": [[1.0]]}),
+        (f"/v2/models/{name}/infer", _v2_body(frame)),
+        (f"/v2/models/{name}/versions/1/infer", {"inputs": []}),
+        ("/v2/models/other/infer", _v2_body(frame)),
+    ]
+    with TestClient(create_app(settings), raise_server_exceptions=False) as routed:
+        wait_ready(routed)
+        for path, body in requests:
+            lane = kind_clients["cancer"].post(path, json=body)
+            route = routed.post(path, json=body)
+            assert (lane.status_code, lane.json()) == (route.status_code, route.json()), path
+            assert lane.headers["content-type"] == route.headers["content-type"], path
