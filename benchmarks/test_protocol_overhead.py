@@ -47,8 +47,8 @@ from tests.model_server.protocols.models import cancer_frame, log_cancer_pipelin
 pytestmark = pytest.mark.bench
 
 ROOT = Path(__file__).resolve().parent.parent
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-SECONDS = int(os.environ.get("BENCH_SECONDS", "4"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "3"))
 COLD_RUNS = int(os.environ.get("BENCH_COLD_RUNS", "3"))
 # (concurrency, minimum /predict share of the bare app's requests per second): issue 16.
 CEILING_TARGETS = ((1, 0.45), (16, 0.80), (64, 0.90))

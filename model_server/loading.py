@@ -26,7 +26,7 @@ from typing import Any
 
 from model_server.errors import ModelCheckError, ModelLoadError
 from model_server.inputs import Batch, parse_payload
-from model_server.kernels import compile_kernel
+from model_server.kernels import build, compile_kernel
 from model_server.predictors import (
     OutputError,
     Predictor,
@@ -267,12 +267,15 @@ def _make_predictor(
                 warnings.filterwarnings(
                     "ignore", message="X does not have valid feature names", category=UserWarning
                 )
-            kernel, described = None, "the example has no numeric matrix"
+            steps, described = None, "the example has no numeric matrix"
             if example.matrix is not None:
-                kernel, described = compile_kernel(estimator, predict_fn, example.matrix)
-            log.info("%s: kernel %s", model_uri, described if kernel else f"off ({described})")
+                steps, described = compile_kernel(estimator, predict_fn, example.matrix)
+            log.info("%s: kernel %s", model_uri, described if steps else f"off ({described})")
             native = SklearnPredictor(
-                estimator, predict_fn, kernel, described if kernel is not None else None
+                estimator,
+                predict_fn,
+                build(steps) if steps is not None else None,
+                described if steps is not None else None,
             )
             return PredictorChoice(native, spec, pyfunc_model, predict_fn, None)
     log.info("serving %s through mlflow.pyfunc: %s", model_uri, reason)

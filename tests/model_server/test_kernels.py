@@ -11,7 +11,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from model_server.kernels import compile_kernel
+from model_server.kernels import build, compile_kernel
 
 
 def _fitted(kind: str) -> tuple[Any, np.ndarray]:
@@ -33,8 +33,9 @@ def _fitted(kind: str) -> tuple[Any, np.ndarray]:
 @pytest.mark.parametrize("kind", ["binary", "multiclass", "ridge", "linear"])
 def test_a_kernel_is_bit_identical_to_the_estimator(kind: str) -> None:
     model, x = _fitted(kind)
-    kernel, name = compile_kernel(model, "predict", x[:2])
-    assert kernel is not None, name
+    steps, name = compile_kernel(model, "predict", x[:2])
+    assert steps is not None, name
+    kernel = build(steps)
     for rows in (x[:1], x[:7], x):
         rows = np.asfortranarray(rows)
         expected = model.predict(rows)
