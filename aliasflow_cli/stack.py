@@ -22,7 +22,6 @@ import httpx
 
 from aliasflow_cli.devstack import MlflowServer, start_mlflow_server
 from controller.netutil import free_port, stop_process, wait_until_ready
-from controller.service import load_or_create_token
 
 MODEL_NAME = "iris-classifier"
 CHAMPION = "champion"
@@ -68,6 +67,10 @@ class Stack:
         return f"http://127.0.0.1:{self.mlflow_port}"
 
     def start(self) -> None:
+        # Here, not at import: `aliasflow serve` imports this module too, and
+        # controller.service brings in MLflow, seconds of a model server's cold start.
+        from controller.service import load_or_create_token
+
         self.data_dir.mkdir(parents=True, exist_ok=True)
         pid_file = self.data_dir / "stack.json"
         if pid_file.exists() and _any_alive(json.loads(pid_file.read_text())):

@@ -116,7 +116,7 @@ class MicroBatcher:
             predictor = first.model.predictor
             key = id(predictor)
             inline = (
-                predictor.flavor == "sklearn"
+                predictor.runs_inline(first.extras)
                 and rows <= INLINE_MAX_ROWS
                 and self._cost.get(key, 0.0) <= INLINE_BUDGET_S
             )

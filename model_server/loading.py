@@ -18,16 +18,20 @@ import logging
 import re
 import shutil
 import tempfile
+import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from model_server.bootfile import Boot, read_boot_file
 from model_server.errors import ModelCheckError, ModelLoadError
 from model_server.inputs import Batch, parse_payload
-from model_server.kernels import build, compile_kernel
+from model_server.kernels import compile_kernel
 from model_server.predictors import (
+    BootPredictor,
     OutputError,
     Predictor,
     PyfuncPredictor,
@@ -44,9 +48,12 @@ GIT_SHA_TAGS = ("git_commit", "git_sha", "mlflow.source.git.commit")
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 
 
-@dataclass
+@dataclass(eq=False)
 class LoadedModel:
-    """A loaded, warmed and checked model; immutable once it serves."""
+    """A loaded, warmed and checked model; immutable once it serves, but for one step:
+    a model booted from a boot file (bootfile.py) is completed in the background, which
+    sets `pyfunc`, replaces `predictor` with the full one and sets `completed`.
+    """
 
     name: str | None
     version: str | None
@@ -67,6 +74,17 @@ class LoadedModel:
     pyfunc: Any = None
     predict_fn: str = "predict"
     fallback_reason: str | None = None  # why `predictor` is pyfunc (None: native)
+    # For a boot-file model: the background load the slot runs once it serves.
+    complete: Callable[[], None] | None = None
+    completed: threading.Event = field(default_factory=threading.Event)
+    completion_error: str | None = None
+
+    def full(self) -> LoadedModel:
+        """This model once MLflow's model object is loaded (waits for a boot-file model)."""
+        self.completed.wait()
+        if self.completion_error is not None:
+            raise ModelLoadError(f"MLflow's model could not be loaded: {self.completion_error}")
+        return self
 
     def identity(self) -> dict[str, str | None]:
         return {"name": self.name, "version": self.version}
@@ -164,6 +182,42 @@ def _local_dir(model_uri: str) -> Path | None:
     return Path(model_uri)
 
 
+@dataclass
+class _Identity:
+    name: str | None
+    version: str | None
+    run_id: str | None
+    metrics: dict[str, float]
+    git_sha: str | None
+    extra: dict[str, Any]
+
+
+def _identity(
+    path: Path,
+    source: str,
+    name: str | None,
+    version: str | None,
+    run_id: str | None,
+    settings: ServerSettings,
+    *,
+    remote: bool,
+) -> _Identity:
+    """Who the model is: from `aliasflow-model.json` when baked, else the URI and (when
+    `remote`) the run's metrics and git sha from MLflow."""
+    found = _Identity(name, version, run_id, {}, None, {})
+    if source == "baked":
+        baked = _read_baked(path)
+        found.name = str(baked.get("name") or name or "") or None
+        found.version = str(baked["version"]) if baked.get("version") is not None else version
+        found.run_id = baked.get("run_id") or run_id
+        found.metrics = {k: float(v) for k, v in (baked.get("metrics") or {}).items()}
+        found.git_sha = baked.get("git_sha") or baked.get("git_commit")
+        found.extra = {k: v for k, v in baked.items() if k not in {"name", "version", "run_id"}}
+    elif source == "registry" and run_id and remote:
+        found.metrics, found.git_sha = _run_details(run_id, settings)
+    return found
+
+
 def _load_from_dir(
     path: Path,
     model_uri: str,
@@ -171,7 +225,12 @@ def _load_from_dir(
     version: str | None,
     source: str,
     settings: ServerSettings,
+    *,
+    use_boot: bool = True,
 ) -> LoadedModel:
+    boot = read_boot_file(path) if use_boot else None
+    if boot is not None:
+        return _boot(path, boot, model_uri, name, version, source, settings)
     from mlflow.models import Model
 
     mlmodel = Model.load(str(path))
@@ -183,40 +242,87 @@ def _load_from_dir(
     choice = _make_predictor(mlmodel, path, spec, model_uri, example)
     predictor, spec = choice.predictor, choice.spec
 
-    run_id = mlmodel.run_id
-    metrics: dict[str, float] = {}
-    git_sha: str | None = None
-    extra: dict[str, Any] = {}
-    if source == "baked":
-        baked = _read_baked(path)
-        name = str(baked.get("name") or name or "") or None
-        version = str(baked["version"]) if baked.get("version") is not None else version
-        run_id = baked.get("run_id") or run_id
-        metrics = {k: float(v) for k, v in (baked.get("metrics") or {}).items()}
-        git_sha = baked.get("git_sha") or baked.get("git_commit")
-        extra = {k: v for k, v in baked.items() if k not in {"name", "version", "run_id"}}
-    elif source == "registry" and run_id:
-        metrics, git_sha = _run_details(run_id, settings)
+    identity = _identity(path, source, name, version, mlmodel.run_id, settings, remote=True)
 
     _check(predictor, example, model_uri)
-    return LoadedModel(
-        name=name,
-        version=version,
-        run_id=run_id,
+    model = LoadedModel(
+        name=identity.name,
+        version=identity.version,
+        run_id=identity.run_id,
         model_uri=model_uri,
         source=source,
         predictor=predictor,
         spec=spec,
         signature=_signature_json(mlmodel.signature),
-        metrics=metrics,
-        git_sha=git_sha,
+        metrics=identity.metrics,
+        git_sha=identity.git_sha,
         loaded_at=datetime.now(UTC),
         example=example,
-        extra=extra,
+        extra=identity.extra,
         pyfunc=choice.pyfunc,
         predict_fn=choice.predict_fn,
         fallback_reason=choice.fallback_reason,
     )
+    model.completed.set()
+    return model
+
+
+def _boot(
+    path: Path,
+    boot: Boot,
+    model_uri: str,
+    name: str | None,
+    version: str | None,
+    source: str,
+    settings: ServerSettings,
+) -> LoadedModel:
+    """Serve from the boot file now; load MLflow's model in the background (`complete`)."""
+    spec = boot.spec()
+    identity = _identity(path, source, name, version, boot.run_id, settings, remote=False)
+    served: list[LoadedModel] = []  # the predictor waits on the model it belongs to
+    model = LoadedModel(
+        name=identity.name,
+        version=identity.version,
+        run_id=identity.run_id,
+        model_uri=model_uri,
+        source=source,
+        predictor=BootPredictor(boot, lambda: served[0].full().predictor),
+        spec=spec,
+        signature=boot.signature,
+        metrics=identity.metrics,
+        git_sha=identity.git_sha,
+        loaded_at=datetime.now(UTC),
+        example=Batch(len(boot.example), matrix=boot.example, columns=spec.names),
+        extra=identity.extra,
+        predict_fn=boot.predict_fn,
+    )
+    served.append(model)
+    _check(model.predictor, model.example, model_uri, extras=False)
+
+    def complete() -> None:
+        try:
+            full = _load_from_dir(path, model_uri, name, version, source, settings, use_boot=False)
+        except Exception as exc:
+            model.completion_error = str(exc)
+            log.error("%s: MLflow's model did not load behind the boot file: %s", model_uri, exc)
+        else:
+            if full.predictor.kernel_name != boot.kernel_name:
+                log.warning(
+                    "%s: the boot file's kernel (%s) no longer applies; serving %s",
+                    model_uri,
+                    boot.kernel_name,
+                    full.predictor.kernel_name or "the estimator",
+                )
+            model.pyfunc = full.pyfunc
+            model.fallback_reason = full.fallback_reason
+            model.metrics, model.git_sha = full.metrics, full.git_sha
+            model.predictor = full.predictor  # one reference assignment, as a swap
+            log.info("%s: MLflow's model loaded behind the boot file", model_uri)
+        finally:
+            model.completed.set()
+
+    model.complete = complete
+    return model
 
 
 # `pyfunc_predict_fn` values whose method takes only the input (mlflow.sklearn's
@@ -272,10 +378,7 @@ def _make_predictor(
                 steps, described = compile_kernel(estimator, predict_fn, example.matrix)
             log.info("%s: kernel %s", model_uri, described if steps else f"off ({described})")
             native = SklearnPredictor(
-                estimator,
-                predict_fn,
-                build(steps) if steps is not None else None,
-                described if steps is not None else None,
+                estimator, predict_fn, steps, described if steps is not None else None
             )
             return PredictorChoice(native, spec, pyfunc_model, predict_fn, None)
     log.info("serving %s through mlflow.pyfunc: %s", model_uri, reason)
@@ -386,13 +489,16 @@ def _warm_up_batch(
         ) from exc
 
 
-def _check(predictor: Predictor, example: Batch, model_uri: str) -> None:
+def _check(predictor: Predictor, example: Batch, model_uri: str, extras: bool = True) -> None:
+    """Warm up and check the output (and the extra outputs, unless a boot-file model's,
+    which wait for the estimator: its full load checks them in turn)."""
     for _ in range(3):  # first call pays lazy imports and caches; the rest warm them
         try:
             output = predictor.predict(example)
             check_output(output, example.n_rows)
-            for extra in predictor.predict_extras(example, predictor.extras).values():
-                check_output(extra, example.n_rows)
+            if extras:
+                for extra in predictor.predict_extras(example, predictor.extras).values():
+                    check_output(extra, example.n_rows)
         except OutputError as exc:
             raise ModelCheckError(f"{model_uri} failed its output check: {exc}") from exc
         except Exception as exc:

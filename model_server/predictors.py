@@ -16,13 +16,16 @@ or Series as a list of records.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from model_server.inputs import Batch
-from model_server.kernels import Kernel
+from model_server.kernels import Step, build
+
+if TYPE_CHECKING:
+    from model_server.bootfile import Boot
 
 # Extra outputs a client may ask for beside MLflow's predictions (`/predict` "outputs",
 # V2 requested outputs).
@@ -54,6 +57,11 @@ class Predictor(Protocol):
         """The requested extra outputs (a subset of `extras`) for `batch`."""
         ...
 
+    def runs_inline(self, extras: frozenset[str]) -> bool:
+        """Whether a call is cheap enough, by kind, to run on the event loop (batching.py
+        also checks the measured cost); pyfunc models never are."""
+        ...
+
 
 class SklearnPredictor:
     """A scikit-learn estimator fed a float64 matrix in its fitted column order."""
@@ -64,12 +72,14 @@ class SklearnPredictor:
         self,
         estimator: Any,
         predict_fn: str = "predict",
-        kernel: Kernel | None = None,
+        steps: list[Step] | None = None,
         kernel_name: str | None = None,
     ) -> None:
         self._estimator = estimator
         self._predict = getattr(estimator, predict_fn)
-        self._kernel = kernel  # kernels.py: the same arithmetic without re-validation
+        # kernels.py: the same arithmetic without re-validation (verified before we get here)
+        self.steps = steps
+        self._kernel = build(steps) if steps is not None else None
         self.kernel_name = kernel_name
         self.predict_fn = predict_fn
         self._proba = getattr(estimator, "predict_proba", None)
@@ -105,6 +115,9 @@ class SklearnPredictor:
         # Our parser already refused NaN/inf and wrong shapes; sklearn need not re-check.
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             return normalize_output(self._predict(data))
+
+    def runs_inline(self, extras: frozenset[str]) -> bool:
+        return True
 
     def predict_extras(self, batch: Batch, names: frozenset[str]) -> dict[str, np.ndarray]:
         import sklearn
@@ -152,6 +165,38 @@ class PyfuncPredictor:
 
     def predict_extras(self, batch: Batch, names: frozenset[str]) -> dict[str, np.ndarray]:
         return {}
+
+    def runs_inline(self, extras: frozenset[str]) -> bool:
+        return False
+
+
+class BootPredictor:
+    """The kernel of a boot file, serving while MLflow's model loads in the background.
+
+    Extra outputs need the estimator: they wait for that load (in the predict thread,
+    never on the loop). Once it is done, the model's predictor is the full one.
+    """
+
+    flavor = "sklearn"
+
+    def __init__(self, boot: Boot, full: Callable[[], Predictor]) -> None:
+        self._kernel = build(boot.steps)
+        self._full = full  # blocks until the background load is done
+        self.kernel_name: str | None = boot.kernel_name
+        self.classes = boot.classes
+        self.extras = frozenset(boot.extras)
+        self.stackable = boot.stackable
+
+    def predict(self, batch: Batch) -> Output:
+        if batch.matrix is None:
+            return self._full().predict(batch)
+        return self._kernel(np.asfortranarray(batch.matrix))
+
+    def predict_extras(self, batch: Batch, names: frozenset[str]) -> dict[str, np.ndarray]:
+        return self._full().predict_extras(batch, names)
+
+    def runs_inline(self, extras: frozenset[str]) -> bool:
+        return not extras
 
 
 def normalize_output(raw: Any) -> Output:

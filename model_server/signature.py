@@ -100,10 +100,12 @@ def spec_from_signature(signature: Any) -> InputSpec | None:
     columns = []
     for col in schema.inputs:
         type_name = str(getattr(col.type, "name", col.type))
-        columns.append(
-            Column(col.name, _KIND_BY_MLFLOW_TYPE.get(type_name, ColumnKind.ANY), type_name)
-        )
+        columns.append(Column(col.name, kind_of(type_name), type_name))
     return InputSpec(tuple(columns))
+
+
+def kind_of(mlflow_type: str) -> ColumnKind:
+    return _KIND_BY_MLFLOW_TYPE.get(mlflow_type, ColumnKind.ANY)
 
 
 def incompatibilities(served: InputSpec | None, candidate: InputSpec | None) -> list[str]:

@@ -49,6 +49,7 @@ class ModelSlot:
         self._lock = asyncio.Lock()
         # Loads abandoned at their deadline, kept referenced until they end and are disposed.
         self._abandoned: set[asyncio.Task[LoadedModel]] = set()
+        self._completing: set[asyncio.Task[None]] = set()
 
     async def boot(self) -> LoadedModel:
         """Load `MODEL_URI` (off the event loop) and start serving it."""
@@ -143,6 +144,13 @@ class ModelSlot:
         self.current = model
         self.boot_error = None
         self._metrics.set_model(model.name, model.version, model.run_id)
+        if model.complete is not None:
+            # A boot-file model serves already; MLflow's model object loads behind it.
+            task = asyncio.get_running_loop().create_task(
+                asyncio.to_thread(model.complete), name=f"complete {model.model_uri}"
+            )
+            self._completing.add(task)
+            task.add_done_callback(self._completing.discard)
 
 
 def _same_model(served_uri: str, requested_uri: str) -> bool:

@@ -33,6 +33,7 @@ from model_server.errors import (
     BatchTooLargeError,
     InputError,
     MalformedBodyError,
+    ModelLoadError,
     Protocol,
     UnsupportedMediaTypeError,
     render_error,
@@ -132,7 +133,10 @@ def _invoke_mlflow(model: LoadedModel, body: bytes, content_type: str) -> Reply:
     from mlflow.exceptions import MlflowException
     from mlflow.pyfunc import scoring_server
 
-    pyfunc = model.pyfunc
+    try:
+        pyfunc = model.full().pyfunc  # a boot-file model may still be loading it
+    except ModelLoadError as exc:
+        return Reply(bytes(render_error(str(exc), 503, Protocol.MLFLOW).body), 503)
     try:
         result = scoring_server.invocations(
             body, content_type, pyfunc, pyfunc.metadata.get_input_schema()
