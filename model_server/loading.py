@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from model_server import registry_rest
 from model_server.bootfile import Boot, read_boot_file
 from model_server.errors import ModelCheckError, ModelLoadError
 from model_server.inputs import Batch, parse_payload
@@ -125,23 +126,33 @@ def _fetch(
         source = "baked" if (local / BAKED_METADATA_FILE).is_file() else "local"
         return local, settings.model_name, settings.model_version, source, None
 
-    import mlflow.artifacts
-
     name, version = settings.model_name, settings.model_version
     uri = model_uri
     match = _MODELS_URI.match(model_uri)
     if match:
         name, version = match["name"], match["version"]
-        if match["alias"]:
-            version = _resolve_alias(name, match["alias"], settings)
-            uri = f"models:/{name}/{version}"
     elif model_uri.startswith("models:/"):
         raise ModelLoadError(
             f"unsupported model URI {model_uri!r}: use models:/<name>/<version> or "
             "models:/<name>@<alias>"
         )
     target = Path(tempfile.mkdtemp(prefix="aliasflow-model-"))
+    if match and settings.tracking_uri:
+        try:
+            path, version = registry_rest.download(
+                settings.tracking_uri, name or "", version, match["alias"], target
+            )
+            return path, name, version, "registry", target
+        except registry_rest.NotHandledHereError as exc:
+            log.debug("downloading %s with MLflow's client (%s)", model_uri, exc)
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir()
+    import mlflow.artifacts
+
     try:
+        if match and match["alias"]:
+            version = _resolve_alias(name or "", match["alias"], settings)
+            uri = f"models:/{name}/{version}"
         if match:
             # MLflow resolves `models:/` URIs against its process-wide registry URI even
             # when another one is passed; asking our own client for the version's
@@ -158,6 +169,9 @@ def _fetch(
             tracking_uri=settings.tracking_uri,
             registry_uri=settings.tracking_uri,
         )
+    except ModelLoadError:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
     except Exception as exc:
         shutil.rmtree(target, ignore_errors=True)
         raise ModelLoadError(f"could not download {model_uri}: {_short(exc)}") from exc
