@@ -64,7 +64,8 @@ def cancer_model(bench_mlflow: MlflowServer) -> BenchModel:
     mlflow.set_tracking_uri(bench_mlflow.url)
     mlflow.set_experiment(f"bench-protocols-{uuid.uuid4().hex[:6]}")
     name = f"cancer-bench-{uuid.uuid4().hex[:6]}"
-    return BenchModel(bench_mlflow.url, name, log_cancer_pipeline(name))
+    # Logged with its boot file, as the training job does (model_server/bootfile.py).
+    return BenchModel(bench_mlflow.url, name, log_cancer_pipeline(name, boot_file=True))
 
 
 def _bodies(name: str, version: str) -> dict[str, tuple[str, str]]:

@@ -138,3 +138,23 @@ def read_boot_file(model_dir: Path) -> Boot | None:
         signature=meta["signature"],
         run_id=meta["run_id"],
     )
+
+
+def log_boot_file(model_id: str, tracking_uri: str | None = None) -> Boot | None:
+    """For a training job, right after `log_model`: add the logged model's boot file to
+    its artifacts, so every server that downloads a version of it boots without MLflow."""
+    import tempfile
+
+    import mlflow.artifacts
+    from mlflow import MlflowClient
+
+    with tempfile.TemporaryDirectory() as scratch:
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{model_id}", dst_path=scratch, tracking_uri=tracking_uri
+            )
+        )
+        boot = write_boot_file(local)
+        if boot is not None:
+            MlflowClient(tracking_uri).log_model_artifact(model_id, str(local / BOOT_FILE))
+    return boot

@@ -87,3 +87,27 @@ def test_a_model_without_a_kernel_gets_no_boot_file(
     )
     assert write_boot_file(target) is None
     assert not (target / BOOT_FILE).exists()
+
+
+def test_a_registered_version_with_a_boot_file_boots_from_it(
+    iris_models: object, app_client: AppFactory, tracking_uri: str, unique_model_name: str
+) -> None:
+    """As the training job logs it (`log_boot_file`): downloaded over REST, served from
+    the boot file, completed by MLflow's model behind it (run metrics included)."""
+    import mlflow.pyfunc
+
+    from tests.model_server.protocols.models import example_frame, log_cancer_pipeline
+
+    version = log_cancer_pipeline(unique_model_name, boot_file=True)
+    uri = f"models:/{unique_model_name}/{version}"
+    client = app_client(uri)
+    model = client.app.state.slot.current  # type: ignore[attr-defined]
+    assert model.local_dir is not None
+    assert (model.local_dir / BOOT_FILE).is_file()
+    frame = example_frame("cancer", rows=4)
+    body = {"dataframe_split": {"columns": list(frame.columns), "data": frame.to_numpy().tolist()}}
+    expected = mlflow.pyfunc.load_model(uri).predict(frame).tolist()
+    assert client.post("/predict", json=body).json()["predictions"] == expected
+    _wait_completed(client)
+    assert client.post("/invocations", json=body).json() == {"predictions": expected}
+    assert client.get("/metadata").json()["kernel"] == "StandardScaler>LogisticRegression"

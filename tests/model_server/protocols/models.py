@@ -77,8 +77,9 @@ _DATA = {
 }
 
 
-def log_cancer_pipeline(name: str, predict_fn: str = "predict") -> str:
-    """StandardScaler + LogisticRegression on the 30 breast-cancer features; the version."""
+def log_cancer_pipeline(name: str, predict_fn: str = "predict", boot_file: bool = False) -> str:
+    """StandardScaler + LogisticRegression on the 30 breast-cancer features; the version.
+    `boot_file` adds the boot file as a training job would (`bootfile.log_boot_file`)."""
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
@@ -99,6 +100,10 @@ def log_cancer_pipeline(name: str, predict_fn: str = "predict") -> str:
             pyfunc_predict_fn=predict_fn,
             pip_requirements=REQUIREMENTS,
         )
+    if boot_file:
+        from model_server.bootfile import log_boot_file
+
+        assert log_boot_file(info.model_id, mlflow.get_tracking_uri()) is not None
     return str(mlflow.register_model(info.model_uri, name).version)
 
 
