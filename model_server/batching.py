@@ -43,7 +43,7 @@ log = logging.getLogger("model_server")
 
 PREDICTIONS = "predictions"
 # Inline (on the loop) only while a call stays this cheap on average (an exponentially
-# weighted mean, so one call slowed by a busy machine does not move a model for good).
+# weighted mean of its CPU time, so a busy machine does not move a model for good).
 # Rows above INLINE_MAX_ROWS always go to the thread.
 INLINE_BUDGET_S = 0.002
 INLINE_MAX_ROWS = 512
@@ -134,9 +134,11 @@ class MicroBatcher:
                 self._cost[key] = cost + _EWMA_WEIGHT * (took - cost)
 
     def _timed(self, jobs: list[_Job], settle: Settle) -> float:
-        started = time.perf_counter()
+        # CPU time of this thread, not wall time: on a shared core a call that was merely
+        # preempted must not count as an expensive one.
+        started = time.thread_time()
         self._execute(jobs, settle)
-        return time.perf_counter() - started
+        return time.thread_time() - started
 
     async def _gather(self, first: _Job, jobs: list[_Job]) -> None:
         rows = first.batch.n_rows

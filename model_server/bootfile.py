@@ -101,7 +101,7 @@ def write_boot_file(model_dir: Path) -> Boot | None:
         "signature": boot.signature,
         "run_id": boot.run_id,
     }
-    arrays = {
+    arrays: dict[str, Any] = {
         f"step{i}.{key}": value
         for i, step in enumerate(boot.steps)
         for key, value in step.arrays.items()
@@ -123,7 +123,9 @@ def read_boot_file(model_dir: Path) -> Boot | None:
         steps = []
         for i, op in enumerate(meta["ops"]):
             prefix = f"step{i}."
-            arrays = {k.removeprefix(prefix): data[k] for k in data.files if k.startswith(prefix)}
+            arrays: dict[str, Any] = {
+                k.removeprefix(prefix): data[k] for k in data.files if k.startswith(prefix)
+            }
             steps.append(Step(op, arrays))
         example = data["example"]
     return Boot(

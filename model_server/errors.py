@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Mapping
 from typing import Final
 
 from fastapi import FastAPI, Request
@@ -123,7 +124,7 @@ STATUS_BY_ERROR: Final[dict[type[ServerError], int]] = {
 
 def status_for(exc: ServerError) -> int:
     for cls in type(exc).__mro__:
-        status = STATUS_BY_ERROR.get(cls)  # type: ignore[call-overload]
+        status = STATUS_BY_ERROR.get(cls)
         if status is not None:
             return status
     return 500
@@ -156,7 +157,7 @@ def protocol_of(path: str) -> Protocol:
 
 
 def render_error(
-    message: str, status: int, protocol: Protocol, headers: dict[str, str] | None = None
+    message: str, status: int, protocol: Protocol, headers: Mapping[str, str] | None = None
 ) -> JSONBytesResponse:
     """The error body and status each protocol's clients expect for `message`."""
     if protocol is Protocol.NATIVE:

@@ -140,7 +140,7 @@ def _classify(arrays: dict[str, np.ndarray]) -> Kernel:
             indices = (scores.reshape(-1) > 0).astype(np.intp)
         else:
             indices = scores.argmax(axis=1)
-        return classes.take(indices, axis=0)
+        return np.asarray(classes.take(indices, axis=0))
 
     return classify
 

@@ -162,8 +162,10 @@ def _fetch(
             client = MlflowClient(
                 tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri
             )
+            assert name is not None
+            assert version is not None
             uri = client.get_model_version_download_uri(name, version)
-        path = mlflow.artifacts.download_artifacts(
+        downloaded = mlflow.artifacts.download_artifacts(
             artifact_uri=uri,
             dst_path=str(target),
             tracking_uri=settings.tracking_uri,
@@ -175,7 +177,7 @@ def _fetch(
     except Exception as exc:
         shutil.rmtree(target, ignore_errors=True)
         raise ModelLoadError(f"could not download {model_uri}: {_short(exc)}") from exc
-    return Path(path), name, version, "registry", target
+    return Path(downloaded), name, version, "registry", target
 
 
 def _resolve_alias(name: str, alias: str, settings: ServerSettings) -> str:
