@@ -135,6 +135,12 @@ class ModelSlot:
         log.info("discarding %s: it finished loading after its swap deadline", late.model_uri)
         late.dispose()
 
+    def _completed(self, task: asyncio.Task[None]) -> None:
+        self._completing.discard(task)
+        # MLflow's model brings its ~10^6 long-lived objects only now: freeze them too,
+        # or full collections walk them and stall requests (seen: p99 200 ms at c=64).
+        gc.freeze()
+
     def _install(self, model: LoadedModel) -> None:
         # MLflow, pandas and scikit-learn leave ~10^6 long-lived objects behind; a full
         # collection walking them all stalls every in-flight request for tens of ms (it
@@ -150,7 +156,7 @@ class ModelSlot:
                 asyncio.to_thread(model.complete), name=f"complete {model.model_uri}"
             )
             self._completing.add(task)
-            task.add_done_callback(self._completing.discard)
+            task.add_done_callback(self._completed)
 
 
 def _same_model(served_uri: str, requested_uri: str) -> bool:
