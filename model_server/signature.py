@@ -60,12 +60,14 @@ class InputSpec:
     # True when every column is numeric: requests become one float64 matrix, no pandas.
     numeric: bool = field(init=False)
     all_float: bool = field(init=False)
+    kinds: frozenset[ColumnKind] = field(init=False)
 
     def __post_init__(self) -> None:
         names = tuple(c.name for c in self.columns)
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "name_set", frozenset(names))
-        kinds = {c.kind for c in self.columns}
+        kinds = frozenset(c.kind for c in self.columns)
+        object.__setattr__(self, "kinds", kinds)
         object.__setattr__(
             self, "numeric", kinds <= {ColumnKind.FLOAT, ColumnKind.INT, ColumnKind.BOOL}
         )

@@ -229,8 +229,8 @@ def _payload(
         if len(shape) != 2 or shape[1] != width:
             raise InputError(_expected(spec, f"input {name!r} has shape {shape}"))
         if spec is not None:
-            for column in spec.columns:
-                _check_datatype(name, column.kind, datatype)
+            for kind in spec.kinds:
+                _check_datatype(name, kind, datatype)
         rows = [values[r * width : (r + 1) * width] for r in range(shape[0])]
         return {"instances": rows}
     raise InputError(_expected(spec, f"got inputs {', '.join(repr(n) for n in tensors)}"))
