@@ -195,8 +195,11 @@ def _text(name: str, raw: bytes) -> str:
 
 
 def _flatten(data: list[Any]) -> list[Any]:
-    """Row-major values of a tensor given flat or nested (inference_rest.md, Tensor Data)."""
-    if not any(type(v) is list for v in data):
+    """Row-major values of a tensor given flat or nested (inference_rest.md, Tensor Data).
+
+    The first element tells which: a list mixing both is refused later, by the validator,
+    as a value of the wrong type."""
+    if not data or type(data[0]) is not list:
         return data
     flat: list[Any] = []
     stack = [iter(data)]
