@@ -36,7 +36,8 @@ def download(
     if os.environ.get("MLFLOW_TRACKING_CLIENT_CERT_PATH"):
         raise NotHandledHereError("client certificates")
     base = tracking_uri.rstrip("/")
-    with httpx.Client(auth=_auth(), verify=_verify(), timeout=60.0, trust_env=False) as client:
+    timeout = httpx.Timeout(60.0, connect=5.0)
+    with httpx.Client(auth=_auth(), verify=_verify(), timeout=timeout, trust_env=False) as client:
         if alias is not None:
             found = _get(
                 client, f"{base}/api/2.0/mlflow/registered-models/alias", name=name, alias=alias
