@@ -31,7 +31,6 @@ import httpx
 from aliasflow_cli.devstack import MlflowServer, spawn_mlflow_server
 from aliasflow_cli.processes import ProcessRecord
 from controller.runtimes.netutil import ProcessDiedError, free_port, stop_process, wait_until_ready
-from controller.service.wiring import load_or_create_token
 
 MODEL_NAME = "iris-classifier"
 CHAMPION = "champion"
@@ -162,6 +161,10 @@ class Stack:
             ) from None
 
     def start_controller(self) -> None:
+        # Here, not at import: `aliasflow serve` imports this module too, and
+        # controller.service brings in MLflow, seconds of a model server's cold start.
+        from controller.service.wiring import load_or_create_token
+
         self.api_token = load_or_create_token(self.data_dir / "api-token")
         webhook_secret = load_or_create_token(self.data_dir / "webhook-secret")
         self.env = dict(os.environ)

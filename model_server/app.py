@@ -2,6 +2,8 @@
 
 Routes stay thin: they read the served model once from the slot, hand the work to the
 parser, the batcher or the slot, and raise domain errors that `errors.py` maps to HTTP.
+Three protocols share the port and one predict path (`service.py`): our `/predict`,
+MLflow's `/invocations` and the Open Inference Protocol's `/v2/...` (`protocols/`).
 Nothing happens at import; the model loads in the lifespan, in the background, so
 `/livez` answers at once and `/readyz` turns 200 only after warm-up and output checks.
 """
@@ -15,7 +17,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import ValidationError
@@ -23,33 +24,33 @@ from pydantic import ValidationError
 from model_server.batching import MicroBatcher
 from model_server.errors import (
     AdminDisabledError,
-    BodyTooLargeError,
     InputError,
-    NotReadyError,
     ServerError,
     UnauthorizedError,
     install_error_handlers,
 )
-from model_server.inputs import decode_json, parse_predict_body
+from model_server.fastlane import FastLane
+from model_server.inputs import decode_json
 from model_server.loading import LoadedModel, load_model
 from model_server.metrics import CONTENT_TYPE, MetricsMiddleware, ServerMetrics
+from model_server.protocols import mlflow_scoring, native, v2
 from model_server.responses import JSONBytesResponse
 from model_server.schemas import (
     ErrorResponse,
     HealthResponse,
     MetadataResponse,
-    PredictResponse,
     ReadyResponse,
     SwapRequest,
     SwapResponse,
 )
+from model_server.service import InferenceService
 from model_server.settings import ServerSettings
 from model_server.slot import Loader, ModelSlot
 
 log = logging.getLogger("model_server")
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 409, 413, 422, 503)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 409, 413, 415, 422, 503)
 }
 
 
@@ -88,15 +89,15 @@ def create_app(
     app.state.slot = slot
     app.state.metrics = metrics
     install_error_handlers(app)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    service = InferenceService(settings, slot, batcher, metrics)
+    if settings.fast_lane:
+        app.add_middleware(FastLane, service=service)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts the lane too
 
-    def served() -> LoadedModel:
-        model = slot.current
-        if model is None:
-            if slot.boot_error:
-                raise NotReadyError(f"model failed to load: {slot.boot_error}")
-            raise NotReadyError(f"model {settings.model_uri} is still loading")
-        return model
+    served = service.served
+    app.include_router(native.router(service))
+    app.include_router(mlflow_scoring.router(service))
+    app.include_router(v2.router(service))
 
     @app.get("/livez", tags=["probes"])
     async def livez() -> dict[str, str]:
@@ -113,29 +114,6 @@ def create_app(
     async def health() -> JSONBytesResponse:
         model = served()
         return JSONBytesResponse({"status": "ok", "model": model.summary()})
-
-    @app.post(
-        "/predict",
-        tags=["model"],
-        response_model=PredictResponse,
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": {"type": "object"}}},
-            }
-        },
-    )
-    async def predict(request: Request) -> Response:
-        """Predict for `instances`, `records`, `dataframe_split`, `dataframe_records` or
-        `inputs`; the input is checked against the model signature first."""
-        model = served()
-        body = await _read_body(request, settings.max_body_bytes)
-        batch = parse_predict_body(body, model.spec, settings.max_batch_rows)
-        predictions = await batcher.predict(model, batch)
-        content = orjson.dumps(
-            {"predictions": predictions, "model": {"name": model.name, "version": model.version}}
-        )
-        return Response(content, media_type="application/json")
 
     @app.get("/metadata", tags=["model"], response_model=MetadataResponse)
     async def metadata() -> JSONBytesResponse:
@@ -167,7 +145,7 @@ def create_app(
         """Hot swap (bearer token): `{"model_uri": "models:/name/N", "force": false,
         "deadline_seconds": 30}`; the URI already served answers "unchanged" at once."""
         _authorize(request, settings)
-        body = await _read_body(request, settings.max_body_bytes)
+        body = await service.read_body(request)
         try:
             swap = SwapRequest.model_validate(decode_json(body))
         except ValidationError as exc:
@@ -196,21 +174,6 @@ async def _boot(slot: ModelSlot, on_failure: Callable[[str], None] | None) -> No
         slot.boot_error = f"{type(exc).__name__}: {exc}"
         if on_failure is not None:
             on_failure(slot.boot_error)
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refusing (413) as soon as it is known to exceed `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLargeError(f"body of {declared} bytes is over the limit of {limit} bytes")
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLargeError(f"body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _authorize(request: Request, settings: ServerSettings) -> None:
@@ -243,6 +206,10 @@ def _metadata(model: LoadedModel) -> dict[str, Any]:
         "model_uri": model.model_uri,
         "source": model.source,
         "flavor": model.predictor.flavor,
+        "predict_fn": model.predict_fn,
+        "fallback_reason": model.fallback_reason,
+        "kernel": model.predictor.kernel_name,
+        "outputs": sorted(model.predictor.extras),
         "signature": model.signature,
         "input_columns": model.spec.to_json() if model.spec else None,
         "metrics": model.metrics,

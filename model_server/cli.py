@@ -7,9 +7,14 @@ instead of a process that never becomes ready.
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    import uvicorn
 
 _ENV_NAMES = {
     "model_uri": "MODEL_URI",
@@ -21,6 +26,7 @@ _ENV_NAMES = {
     "max_body_bytes": "ALIASFLOW_MAX_BODY_BYTES",
     "batch_max_wait_ms": "ALIASFLOW_BATCH_MAX_WAIT_MS",
     "batch_max_rows": "ALIASFLOW_BATCH_MAX_ROWS",
+    "fast_lane": "ALIASFLOW_FAST_LANE",
     "log_format": "ALIASFLOW_LOG_FORMAT",
     "log_level": "LOG_LEVEL",
 }
@@ -38,12 +44,28 @@ def describe_settings_error(exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def uvicorn_config(app: Any, host: str, port: int) -> uvicorn.Config:
+    """The uvicorn settings of `aliasflow serve` (the benchmark's bare app uses them too)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+        server_header=False,
+    )
+
+
 def run_serve(host: str, port: int) -> int:
     """Serve `MODEL_URI` on host:port until stopped; returns the process exit code."""
     from model_server.settings import ServerSettings
 
     try:
-        settings = ServerSettings()  # type: ignore[call-arg]
+        settings = ServerSettings()
     except ValidationError as exc:
         print(describe_settings_error(exc), file=sys.stderr)
         return 2
@@ -54,6 +76,9 @@ def run_serve(host: str, port: int) -> int:
     from model_server.logs import configure_logging
 
     configure_logging(settings.log_format, settings.log_level)
+    # What `mlflow models serve` sets before loading: models whose signature comes from
+    # type hints read their input differently when serving (mlflow.types.type_hints).
+    os.environ.setdefault("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", "true")
     boot_failure: list[str] = []
     server: uvicorn.Server | None = None
 
@@ -63,17 +88,7 @@ def run_serve(host: str, port: int) -> int:
             server.should_exit = True
 
     app = create_app(settings, on_boot_failure=on_boot_failure)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=10,
-        server_header=False,
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app, host, port))
     server.run()
     if boot_failure:
         print(f"model server stopped: {boot_failure[0]}", file=sys.stderr)

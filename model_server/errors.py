@@ -1,12 +1,15 @@
 """Domain errors of the model server and the one place that maps them to HTTP.
 
     ServerError
-    ├── MalformedBodyError          400  body is not JSON
+    ├── MalformedBodyError          400  body is not JSON (or not a V2 binary request)
     ├── UnauthorizedError           401  missing or wrong bearer token
     ├── AdminDisabledError          403  no ALIASFLOW_ADMIN_TOKEN configured
+    ├── ModelNotFoundError          404  V2: no such model name or version served here
     ├── IncompatibleSignatureError  409  swap refused: input schema differs (use force)
     ├── BodyTooLargeError           413  body over ALIASFLOW_MAX_BODY_BYTES
+    ├── UnsupportedMediaTypeError   415  a content type the protocol does not speak
     ├── InputError                  422  JSON is fine but does not fit the model's signature
+    │   └── BatchTooLargeError      422  more rows than ALIASFLOW_MAX_BATCH_ROWS
     ├── PredictionError             422  the model raised on input that passed our checks
     ├── ModelLoadError              422  swap: the new version could not be loaded
     │   └── SwapDeadlineError       422  swap: loading outlasted the request's deadline
@@ -14,13 +17,22 @@
     └── NotReadyError               503  no model loaded yet
 
 Routes raise these; `install_error_handlers` turns them (and FastAPI's own validation
-errors, and anything unforeseen) into `{"detail": "<what was wrong>"}` so no request can
-end in an HTML page or a bare 500 traceback.
+errors, and anything unforeseen) into the error body of the protocol the path belongs to,
+so no request can end in an HTML page or a bare 500 traceback:
+
+- our own routes: `{"detail": "<what was wrong>"}` with the status above;
+- MLflow's scoring protocol (`/invocations`): `{"error_code": "BAD_REQUEST", "message": ...}`
+  and 400 where we say 422, as `mlflow models serve` does (`MlflowException` JSON);
+- Open Inference Protocol V2 (`/v2/...`): `{"error": "<message>"}` and 400 where we say
+  422 (inference_rest.md: "a failed inference request must be indicated by an HTTP error
+  status (typically 400)").
 """
 
 from __future__ import annotations
 
+import enum
 import logging
+from collections.abc import Mapping
 from typing import Final
 
 from fastapi import FastAPI, Request
@@ -56,8 +68,20 @@ class BodyTooLargeError(ServerError):
     pass
 
 
+class UnsupportedMediaTypeError(ServerError):
+    pass
+
+
+class ModelNotFoundError(ServerError):
+    pass
+
+
 class InputError(ServerError):
     pass
+
+
+class BatchTooLargeError(InputError):
+    """A limit of ours, not a judgement on the input's shape: never handed to MLflow."""
 
 
 class PredictionError(ServerError):
@@ -85,8 +109,10 @@ STATUS_BY_ERROR: Final[dict[type[ServerError], int]] = {
     MalformedBodyError: 400,
     UnauthorizedError: 401,
     AdminDisabledError: 403,
+    ModelNotFoundError: 404,
     IncompatibleSignatureError: 409,
     BodyTooLargeError: 413,
+    UnsupportedMediaTypeError: 415,
     InputError: 422,
     PredictionError: 422,
     ModelLoadError: 422,
@@ -98,16 +124,56 @@ STATUS_BY_ERROR: Final[dict[type[ServerError], int]] = {
 
 def status_for(exc: ServerError) -> int:
     for cls in type(exc).__mro__:
-        status = STATUS_BY_ERROR.get(cls)  # type: ignore[call-overload]
+        status = STATUS_BY_ERROR.get(cls)
         if status is not None:
             return status
     return 500
 
 
-def error_response(exc: ServerError) -> JSONBytesResponse:
+# MLflow's `ErrorCode` names by HTTP status (mlflow/protos/databricks.proto and
+# `MlflowException.get_http_status_code`), for errors we answer ourselves on /invocations.
+_MLFLOW_CODES: Final[dict[int, str]] = {
+    400: "BAD_REQUEST",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    413: "BAD_REQUEST",
+    415: "BAD_REQUEST",
+    500: "INTERNAL_ERROR",
+    503: "TEMPORARILY_UNAVAILABLE",
+}
+
+
+class Protocol(enum.Enum):
+    NATIVE = "native"
+    MLFLOW = "mlflow"
+    V2 = "v2"
+
+
+def protocol_of(path: str) -> Protocol:
+    if path.startswith("/v2"):
+        return Protocol.V2
+    if path == "/invocations":
+        return Protocol.MLFLOW
+    return Protocol.NATIVE
+
+
+def render_error(
+    message: str, status: int, protocol: Protocol, headers: Mapping[str, str] | None = None
+) -> JSONBytesResponse:
+    """The error body and status each protocol's clients expect for `message`."""
+    if protocol is Protocol.NATIVE:
+        return JSONBytesResponse({"detail": message}, status_code=status, headers=headers)
+    if status == 422:
+        status = 400  # neither MLflow nor V2 knows 422: bad input is a 400 there
+    if protocol is Protocol.MLFLOW:
+        body = {"error_code": _MLFLOW_CODES.get(status, "BAD_REQUEST"), "message": message}
+        return JSONBytesResponse(body, status_code=status, headers=headers)
+    return JSONBytesResponse({"error": message}, status_code=status, headers=headers)
+
+
+def error_response(exc: ServerError, protocol: Protocol = Protocol.NATIVE) -> JSONBytesResponse:
     status = status_for(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONBytesResponse({"detail": str(exc)}, status_code=status, headers=headers)
+    return render_error(str(exc), status, protocol, headers)
 
 
 def _describe_validation_error(exc: RequestValidationError) -> str:
@@ -121,30 +187,32 @@ def _describe_validation_error(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     """Register the mapping above on `app`; called once by `create_app`."""
 
-    async def on_server_error(_: Request, exc: Exception) -> JSONBytesResponse:
+    async def on_server_error(request: Request, exc: Exception) -> JSONBytesResponse:
         assert isinstance(exc, ServerError)
-        return error_response(exc)
+        return error_response(exc, protocol_of(request.url.path))
 
-    async def on_validation_error(_: Request, exc: Exception) -> JSONBytesResponse:
+    async def on_validation_error(request: Request, exc: Exception) -> JSONBytesResponse:
         assert isinstance(exc, RequestValidationError)
+        protocol = protocol_of(request.url.path)
         # FastAPI reports a JSON decode error as a validation error; it is a 400 here.
         if any(e.get("type") == "json_invalid" for e in exc.errors()):
             return error_response(
-                MalformedBodyError(f"malformed JSON: {_describe_validation_error(exc)}")
+                MalformedBodyError(f"malformed JSON: {_describe_validation_error(exc)}"),
+                protocol,
             )
-        return error_response(InputError(_describe_validation_error(exc)))
+        return error_response(InputError(_describe_validation_error(exc)), protocol)
 
-    async def on_http_error(_: Request, exc: Exception) -> JSONBytesResponse:
+    async def on_http_error(request: Request, exc: Exception) -> JSONBytesResponse:
         assert isinstance(exc, StarletteHTTPException)
-        return JSONBytesResponse(
-            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        return render_error(
+            str(exc.detail), exc.status_code, protocol_of(request.url.path), exc.headers
         )
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONBytesResponse:
         # Last resort: a bug of ours. Logged with its traceback, answered without one.
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONBytesResponse(
-            {"detail": f"internal error: {type(exc).__name__}"}, status_code=500
+        return render_error(
+            f"internal error: {type(exc).__name__}", 500, protocol_of(request.url.path)
         )
 
     app.add_exception_handler(ServerError, on_server_error)

@@ -1,4 +1,8 @@
-"""Turn a `/predict` body into a checked batch, fast.
+"""Turn a request body into a checked batch, fast: the one validator of every protocol.
+
+`/predict`, MLflow's `/invocations` and V2's `/infer` all end in `parse_payload`: the
+V2 decoder rewrites its tensors into the columnar `inputs` shape below, so a column,
+type or shape rule lives here once.
 
 The hot path is: orjson → a cheap whole-batch type check → one `np.array(..., float64)`
 in the model's column order. Only when that cheap check fails do we walk the rows again
@@ -23,11 +27,14 @@ from typing import Any
 import numpy as np
 import orjson
 
-from model_server.errors import InputError, MalformedBodyError
+from model_server.errors import BatchTooLargeError, InputError, MalformedBodyError
 from model_server.signature import ColumnKind, InputSpec
 
 FORMATS = ("instances", "records", "dataframe_split", "dataframe_records", "inputs")
+# The subset `mlflow models serve` accepts (mlflow.pyfunc.scoring_server.SUPPORTED_FORMATS).
+MLFLOW_FORMATS = ("instances", "dataframe_split", "dataframe_records", "inputs")
 _NUMBER_TYPES = frozenset({int, float})
+_FLOAT_ONLY = frozenset({float})
 
 
 @dataclass(slots=True)
@@ -49,12 +56,16 @@ def decode_json(body: bytes) -> Any:
         raise MalformedBodyError(f"malformed JSON: {exc}") from None
 
 
-def parse_predict_body(body: bytes, spec: InputSpec | None, max_rows: int) -> Batch:
-    return parse_payload(decode_json(body), spec, max_rows)
+def parse_payload(
+    payload: Any, spec: InputSpec | None, max_rows: int, *, exact: bool = False
+) -> Batch:
+    """Check `payload` against `spec` and build the batch; raises `InputError` saying why.
 
-
-def parse_payload(payload: Any, spec: InputSpec | None, max_rows: int) -> Batch:
-    """Check `payload` against `spec` and build the batch; raises `InputError` saying why."""
+    `exact` accepts only bodies MLflow would turn into the very same float64 frame without
+    a conversion (named columns, every value a JSON float for an all-double signature; the
+    differential tests against `mlflow models serve` pin each rule):
+    `/invocations` hands anything else to MLflow's own handler, so its answer stays MLflow's.
+    """
     if type(payload) is not dict:
         raise InputError(
             f"expected a JSON object with one of the keys {', '.join(FORMATS)}; "
@@ -74,14 +85,24 @@ def parse_payload(payload: Any, spec: InputSpec | None, max_rows: int) -> Batch:
     fmt = keys[0]
     value = payload[fmt]
     if spec is None:
+        if exact:
+            raise InputError("no signature: only MLflow can say how it reads this body")
         return _unchecked(fmt, value, max_rows)
+    if exact and (
+        not spec.all_float
+        or (fmt == "dataframe_split" and type(value) is dict and "columns" not in value)
+    ):
+        raise InputError("not a body MLflow reads as the same float64 frame")
     if fmt == "dataframe_split":
         rows, label = _split_rows(value, spec), "row"
     elif fmt in ("records", "dataframe_records"):
         rows, label = _records_rows(fmt, value, spec, max_rows), "record"
     else:
         rows, label = _list_or_columns(fmt, value, spec, max_rows)
-    return _build(rows, spec, label, max_rows)
+        if exact and label == "row" and type(value) is list:
+            # MLflow names list rows 0..n-1, which no column-based signature matches.
+            raise InputError("unnamed rows: MLflow's rules apply")
+    return _build(rows, spec, label, max_rows, exact)
 
 
 def _list_or_columns(
@@ -100,7 +121,7 @@ def _check_count(n: int, max_rows: int) -> None:
     if n == 0:
         raise InputError("empty batch: no rows to predict")
     if n > max_rows:
-        raise InputError(f"batch has {n} rows, over the limit of {max_rows}")
+        raise BatchTooLargeError(f"batch has {n} rows, over the limit of {max_rows}")
 
 
 def _records_rows(fmt: str, records: Any, spec: InputSpec, max_rows: int) -> list[Sequence[Any]]:
@@ -181,14 +202,18 @@ def _columnar_rows(value: dict[str, Any], spec: InputSpec) -> list[Sequence[Any]
     return [list(r) for r in zip(*(value[n] for n in spec.names), strict=True)]
 
 
-def _build(rows: Any, spec: InputSpec, label: str, max_rows: int) -> Batch:
+def _build(rows: Any, spec: InputSpec, label: str, max_rows: int, exact: bool = False) -> Batch:
     _check_count(len(rows), max_rows)
     width = spec.width
     for i, row in enumerate(rows):
         if type(row) not in (list, tuple) or len(row) != width:
             _raise_row_shape(i, row, width, label, spec)
     # One pass over every value; numbers only (bool is not int here: type() is exact).
-    if spec.all_float and {type(v) for row in rows for v in row} <= _NUMBER_TYPES:
+    types = {type(v) for row in rows for v in row}
+    if exact and types != _FLOAT_ONLY:
+        # MLflow refuses an int64 column for a double (all 0/1 excepted): let it decide.
+        raise InputError("integers in a double column: MLflow's rules apply")
+    if spec.all_float and types <= _NUMBER_TYPES:
         try:
             matrix = np.array(rows, dtype=np.float64)
         except OverflowError:

@@ -18,21 +18,26 @@ import logging
 import re
 import shutil
 import tempfile
+import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from model_server import registry_rest
+from model_server.bootfile import Boot, read_boot_file
 from model_server.errors import ModelCheckError, ModelLoadError
 from model_server.inputs import Batch, parse_payload
+from model_server.kernels import compile_kernel
 from model_server.predictors import (
+    BootPredictor,
     OutputError,
     Predictor,
     PyfuncPredictor,
     SklearnPredictor,
     check_output,
-    normalize_output,
 )
 from model_server.settings import ServerSettings
 from model_server.signature import ColumnKind, InputSpec, spec_from_signature
@@ -44,9 +49,12 @@ GIT_SHA_TAGS = ("git_commit", "git_sha", "mlflow.source.git.commit")
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 
 
-@dataclass
+@dataclass(eq=False)
 class LoadedModel:
-    """A loaded, warmed and checked model; immutable once it serves."""
+    """A loaded, warmed and checked model; immutable once it serves, but for one step:
+    a model booted from a boot file (bootfile.py) is completed in the background, which
+    sets `pyfunc`, replaces `predictor` with the full one and sets `completed`.
+    """
 
     name: str | None
     version: str | None
@@ -62,6 +70,22 @@ class LoadedModel:
     example: Batch
     local_dir: Path | None = None  # a download of ours, removed when swapped out
     extra: dict[str, Any] = field(default_factory=dict)
+    # MLflow's own model object: `/invocations` hands it what our checks cannot prove
+    # it would read the same way, so that answer is MLflow's by construction.
+    pyfunc: Any = None
+    predict_fn: str = "predict"
+    fallback_reason: str | None = None  # why `predictor` is pyfunc (None: native)
+    # For a boot-file model: the background load the slot runs once it serves.
+    complete: Callable[[], None] | None = None
+    completed: threading.Event = field(default_factory=threading.Event)
+    completion_error: str | None = None
+
+    def full(self) -> LoadedModel:
+        """This model once MLflow's model object is loaded (waits for a boot-file model)."""
+        self.completed.wait()
+        if self.completion_error is not None:
+            raise ModelLoadError(f"MLflow's model could not be loaded: {self.completion_error}")
+        return self
 
     def identity(self) -> dict[str, str | None]:
         return {"name": self.name, "version": self.version}
@@ -102,23 +126,33 @@ def _fetch(
         source = "baked" if (local / BAKED_METADATA_FILE).is_file() else "local"
         return local, settings.model_name, settings.model_version, source, None
 
-    import mlflow.artifacts
-
     name, version = settings.model_name, settings.model_version
     uri = model_uri
     match = _MODELS_URI.match(model_uri)
     if match:
         name, version = match["name"], match["version"]
-        if match["alias"]:
-            version = _resolve_alias(name, match["alias"], settings)
-            uri = f"models:/{name}/{version}"
     elif model_uri.startswith("models:/"):
         raise ModelLoadError(
             f"unsupported model URI {model_uri!r}: use models:/<name>/<version> or "
             "models:/<name>@<alias>"
         )
     target = Path(tempfile.mkdtemp(prefix="aliasflow-model-"))
+    if match and settings.tracking_uri:
+        try:
+            path, version = registry_rest.download(
+                settings.tracking_uri, name or "", version, match["alias"], target
+            )
+            return path, name, version, "registry", target
+        except registry_rest.NotHandledHereError as exc:
+            log.debug("downloading %s with MLflow's client (%s)", model_uri, exc)
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir()
+    import mlflow.artifacts
+
     try:
+        if match and match["alias"]:
+            version = _resolve_alias(name or "", match["alias"], settings)
+            uri = f"models:/{name}/{version}"
         if match:
             # MLflow resolves `models:/` URIs against its process-wide registry URI even
             # when another one is passed; asking our own client for the version's
@@ -128,17 +162,22 @@ def _fetch(
             client = MlflowClient(
                 tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri
             )
+            assert name is not None
+            assert version is not None
             uri = client.get_model_version_download_uri(name, version)
-        path = mlflow.artifacts.download_artifacts(
+        downloaded = mlflow.artifacts.download_artifacts(
             artifact_uri=uri,
             dst_path=str(target),
             tracking_uri=settings.tracking_uri,
             registry_uri=settings.tracking_uri,
         )
+    except ModelLoadError:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
     except Exception as exc:
         shutil.rmtree(target, ignore_errors=True)
         raise ModelLoadError(f"could not download {model_uri}: {_short(exc)}") from exc
-    return Path(path), name, version, "registry", target
+    return Path(downloaded), name, version, "registry", target
 
 
 def _resolve_alias(name: str, alias: str, settings: ServerSettings) -> str:
@@ -159,6 +198,42 @@ def _local_dir(model_uri: str) -> Path | None:
     return Path(model_uri)
 
 
+@dataclass
+class _Identity:
+    name: str | None
+    version: str | None
+    run_id: str | None
+    metrics: dict[str, float]
+    git_sha: str | None
+    extra: dict[str, Any]
+
+
+def _identity(
+    path: Path,
+    source: str,
+    name: str | None,
+    version: str | None,
+    run_id: str | None,
+    settings: ServerSettings,
+    *,
+    remote: bool,
+) -> _Identity:
+    """Who the model is: from `aliasflow-model.json` when baked, else the URI and (when
+    `remote`) the run's metrics and git sha from MLflow."""
+    found = _Identity(name, version, run_id, {}, None, {})
+    if source == "baked":
+        baked = _read_baked(path)
+        found.name = str(baked.get("name") or name or "") or None
+        found.version = str(baked["version"]) if baked.get("version") is not None else version
+        found.run_id = baked.get("run_id") or run_id
+        found.metrics = {k: float(v) for k, v in (baked.get("metrics") or {}).items()}
+        found.git_sha = baked.get("git_sha") or baked.get("git_commit")
+        found.extra = {k: v for k, v in baked.items() if k not in {"name", "version", "run_id"}}
+    elif source == "registry" and run_id and remote:
+        found.metrics, found.git_sha = _run_details(run_id, settings)
+    return found
+
+
 def _load_from_dir(
     path: Path,
     model_uri: str,
@@ -166,7 +241,12 @@ def _load_from_dir(
     version: str | None,
     source: str,
     settings: ServerSettings,
+    *,
+    use_boot: bool = True,
 ) -> LoadedModel:
+    boot = read_boot_file(path) if use_boot else None
+    if boot is not None:
+        return _boot(path, boot, model_uri, name, version, source, settings)
     from mlflow.models import Model
 
     mlmodel = Model.load(str(path))
@@ -174,79 +254,170 @@ def _load_from_dir(
         spec = spec_from_signature(mlmodel.signature)
     except ValueError as exc:
         raise ModelLoadError(f"{model_uri}: {exc}") from exc
-    predictor, spec = _make_predictor(mlmodel, path, spec, model_uri)
-
-    run_id = mlmodel.run_id
-    metrics: dict[str, float] = {}
-    git_sha: str | None = None
-    extra: dict[str, Any] = {}
-    if source == "baked":
-        baked = _read_baked(path)
-        name = str(baked.get("name") or name or "") or None
-        version = str(baked["version"]) if baked.get("version") is not None else version
-        run_id = baked.get("run_id") or run_id
-        metrics = {k: float(v) for k, v in (baked.get("metrics") or {}).items()}
-        git_sha = baked.get("git_sha") or baked.get("git_commit")
-        extra = {k: v for k, v in baked.items() if k not in {"name", "version", "run_id"}}
-    elif source == "registry" and run_id:
-        metrics, git_sha = _run_details(run_id, settings)
-
     example = _warm_up_batch(mlmodel, path, spec, settings)
+    choice = _make_predictor(mlmodel, path, spec, model_uri, example)
+    predictor, spec = choice.predictor, choice.spec
+
+    identity = _identity(path, source, name, version, mlmodel.run_id, settings, remote=True)
+
     _check(predictor, example, model_uri)
-    return LoadedModel(
-        name=name,
-        version=version,
-        run_id=run_id,
+    model = LoadedModel(
+        name=identity.name,
+        version=identity.version,
+        run_id=identity.run_id,
         model_uri=model_uri,
         source=source,
         predictor=predictor,
         spec=spec,
         signature=_signature_json(mlmodel.signature),
-        metrics=metrics,
-        git_sha=git_sha,
+        metrics=identity.metrics,
+        git_sha=identity.git_sha,
         loaded_at=datetime.now(UTC),
         example=example,
-        extra=extra,
+        extra=identity.extra,
+        pyfunc=choice.pyfunc,
+        predict_fn=choice.predict_fn,
+        fallback_reason=choice.fallback_reason,
     )
+    model.completed.set()
+    return model
+
+
+def _boot(
+    path: Path,
+    boot: Boot,
+    model_uri: str,
+    name: str | None,
+    version: str | None,
+    source: str,
+    settings: ServerSettings,
+) -> LoadedModel:
+    """Serve from the boot file now; load MLflow's model in the background (`complete`)."""
+    spec = boot.spec()
+    identity = _identity(path, source, name, version, boot.run_id, settings, remote=False)
+    served: list[LoadedModel] = []  # the predictor waits on the model it belongs to
+    model = LoadedModel(
+        name=identity.name,
+        version=identity.version,
+        run_id=identity.run_id,
+        model_uri=model_uri,
+        source=source,
+        predictor=BootPredictor(boot, lambda: served[0].full().predictor),
+        spec=spec,
+        signature=boot.signature,
+        metrics=identity.metrics,
+        git_sha=identity.git_sha,
+        loaded_at=datetime.now(UTC),
+        example=Batch(len(boot.example), matrix=boot.example, columns=spec.names),
+        extra=identity.extra,
+        predict_fn=boot.predict_fn,
+    )
+    served.append(model)
+    _check(model.predictor, model.example, model_uri, extras=False)
+
+    def complete() -> None:
+        try:
+            full = _load_from_dir(path, model_uri, name, version, source, settings, use_boot=False)
+        except Exception as exc:
+            model.completion_error = str(exc)
+            log.error("%s: MLflow's model did not load behind the boot file: %s", model_uri, exc)
+        else:
+            if full.predictor.kernel_name != boot.kernel_name:
+                log.warning(
+                    "%s: the boot file's kernel (%s) no longer applies; serving %s",
+                    model_uri,
+                    boot.kernel_name,
+                    full.predictor.kernel_name or "the estimator",
+                )
+            model.pyfunc = full.pyfunc
+            model.fallback_reason = full.fallback_reason
+            model.metrics, model.git_sha = full.metrics, full.git_sha
+            model.predictor = full.predictor  # one reference assignment, as a swap
+            log.info("%s: MLflow's model loaded behind the boot file", model_uri)
+        finally:
+            model.completed.set()
+
+    model.complete = complete
+    return model
+
+
+# `pyfunc_predict_fn` values whose method takes only the input (mlflow.sklearn's
+# `_SklearnModelWrapper._SUPPORTED_CUSTOM_PREDICT_FN`, less "score", which needs labels).
+_NATIVE_PREDICT_FNS = frozenset(
+    {"predict", "predict_proba", "predict_log_proba", "predict_joint_log_proba"}
+)
+# Column types MLflow passes to the estimator as int64/float64 without rounding them,
+# so a float64 matrix holds the very same numbers. `float`/`integer` columns are cast to
+# 32 bits by MLflow first (different values), `boolean` is not a number to MLflow.
+_NATIVE_COLUMN_TYPES = frozenset({"double", "long"})
+
+
+@dataclass(frozen=True)
+class PredictorChoice:
+    predictor: Predictor
+    spec: InputSpec | None
+    pyfunc: Any  # the `mlflow.pyfunc.PyFuncModel`: MLflow's own answer, always at hand
+    predict_fn: str
+    fallback_reason: str | None  # why the native path is not used (None when it is)
 
 
 def _make_predictor(
-    mlmodel: Any, path: Path, spec: InputSpec | None, model_uri: str
-) -> tuple[Predictor, InputSpec | None]:
-    if "sklearn" in mlmodel.flavors and spec is not None and spec.numeric:
-        import mlflow.sklearn
-
-        try:
-            estimator = mlflow.sklearn.load_model(str(path))
-        except Exception as exc:
-            raise ModelLoadError(f"could not load {model_uri}: {_short(exc)}") from exc
-        fitted = getattr(estimator, "feature_names_in_", None)
-        if fitted is not None:
-            fitted_names = [str(n) for n in fitted]
-            if set(fitted_names) == spec.name_set and len(fitted_names) == spec.width:
-                # Build the matrix in the estimator's own column order, then tell sklearn
-                # not to warn that a matrix has no names: we matched them by name already.
-                spec = spec.reordered(fitted_names)
-                warnings.filterwarnings(
-                    "ignore",
-                    message="X does not have valid feature names",
-                    category=UserWarning,
-                )
-            else:
-                raise ModelLoadError(
-                    f"{model_uri}: the estimator was fitted on columns {fitted_names}, "
-                    f"but its signature lists {list(spec.names)}"
-                )
-        return SklearnPredictor(estimator), spec
-
+    mlmodel: Any, path: Path, spec: InputSpec | None, model_uri: str, example: Batch
+) -> PredictorChoice:
+    """Load through pyfunc; serve natively only when that is provably pyfunc's answer."""
     import mlflow.pyfunc
 
     try:
-        model = mlflow.pyfunc.load_model(str(path))
+        pyfunc_model = mlflow.pyfunc.load_model(str(path))
     except Exception as exc:
         raise ModelLoadError(f"could not load {model_uri}: {_short(exc)}") from exc
-    dtypes = _pandas_dtypes(spec)
-    return PyfuncPredictor(model, dtypes), spec
+    conf = mlmodel.flavors.get("python_function", {})
+    predict_fn = str(conf.get("predict_fn") or "predict")
+    reason = _native_blocker(mlmodel, spec, predict_fn)
+    if reason is None:
+        assert spec is not None
+        estimator = pyfunc_model.get_raw_model()
+        fitted = getattr(estimator, "feature_names_in_", None)
+        if fitted is not None and [str(n) for n in fitted] != list(spec.names):
+            # MLflow hands sklearn the columns in signature order; a mismatch is the
+            # estimator's error to raise (or not), and only pyfunc raises it the same way.
+            reason = "the estimator was fitted on other columns or another column order"
+        else:
+            if fitted is not None:
+                # We pass a matrix built by name in that same order: sklearn need not
+                # warn that it has no names.
+                warnings.filterwarnings(
+                    "ignore", message="X does not have valid feature names", category=UserWarning
+                )
+            steps, described = None, "the example has no numeric matrix"
+            if example.matrix is not None:
+                steps, described = compile_kernel(estimator, predict_fn, example.matrix)
+            log.info("%s: kernel %s", model_uri, described if steps else f"off ({described})")
+            native = SklearnPredictor(
+                estimator, predict_fn, steps, described if steps is not None else None
+            )
+            return PredictorChoice(native, spec, pyfunc_model, predict_fn, None)
+    log.info("serving %s through mlflow.pyfunc: %s", model_uri, reason)
+    return PredictorChoice(
+        PyfuncPredictor(pyfunc_model, _pandas_dtypes(spec)), spec, pyfunc_model, predict_fn, reason
+    )
+
+
+def _native_blocker(mlmodel: Any, spec: InputSpec | None, predict_fn: str) -> str | None:
+    """Why the native scikit-learn path could answer differently from pyfunc; None if not."""
+    if "sklearn" not in mlmodel.flavors:
+        flavors = ", ".join(sorted(f for f in mlmodel.flavors if f != "python_function"))
+        return f"flavor {flavors or 'python_function'} has no native path"
+    if spec is None:
+        return "no input signature to check requests against"
+    odd = [c.name for c in spec.columns if c.mlflow_type not in _NATIVE_COLUMN_TYPES]
+    if odd:
+        return f"column(s) {', '.join(odd)} need MLflow's type conversions"
+    if predict_fn not in _NATIVE_PREDICT_FNS:
+        return f"pyfunc_predict_fn {predict_fn!r}"
+    if mlmodel.signature is not None and mlmodel.signature.params is not None:
+        return "the signature declares params, which only pyfunc applies"
+    return None
 
 
 def _pandas_dtypes(spec: InputSpec | None) -> dict[str, str]:
@@ -334,11 +505,16 @@ def _warm_up_batch(
         ) from exc
 
 
-def _check(predictor: Predictor, example: Batch, model_uri: str) -> None:
+def _check(predictor: Predictor, example: Batch, model_uri: str, extras: bool = True) -> None:
+    """Warm up and check the output (and the extra outputs, unless a boot-file model's,
+    which wait for the estimator: its full load checks them in turn)."""
     for _ in range(3):  # first call pays lazy imports and caches; the rest warm them
         try:
-            output = normalize_output(predictor.predict(example))
+            output = predictor.predict(example)
             check_output(output, example.n_rows)
+            if extras:
+                for extra in predictor.predict_extras(example, predictor.extras).values():
+                    check_output(extra, example.n_rows)
         except OutputError as exc:
             raise ModelCheckError(f"{model_uri} failed its output check: {exc}") from exc
         except Exception as exc:

@@ -15,8 +15,30 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 KNOWN_ENDPOINTS = frozenset(
-    {"/predict", "/health", "/livez", "/readyz", "/metadata", "/metrics", "/admin/model"}
+    {
+        "/predict",
+        "/health",
+        "/livez",
+        "/readyz",
+        "/metadata",
+        "/metrics",
+        "/admin/model",
+        "/invocations",
+        "/ping",
+        "/version",
+    }
 )
+
+
+def endpoint_of(path: str) -> str:
+    """The metrics label of a path: V2 paths carry a model name, so they are grouped."""
+    if path in KNOWN_ENDPOINTS:
+        return path
+    if path.startswith("/v2"):
+        return "/v2/infer" if path.endswith("/infer") else "/v2"
+    return "other"
+
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -59,6 +81,11 @@ class ServerMetrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 10000),
             registry=self.registry,
         )
+        self.mlflow_handled = Counter(
+            "aliasflow_server_invocations_by_mlflow",
+            "/invocations bodies answered by MLflow's own handler (outside our fast path).",
+            registry=self.registry,
+        )
         self.model_version.set(-1)
         self._children: dict[tuple[str, int], Any] = {}
         self._latency_children: dict[str, Any] = {}
@@ -94,8 +121,7 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope["path"]
-        endpoint = path if path in KNOWN_ENDPOINTS else "other"
+        endpoint = endpoint_of(scope["path"])
         start = time.perf_counter()
         status = 500
 

@@ -31,9 +31,43 @@ class ReadyResponse(BaseModel):
     model: ModelSummary
 
 
+class PredictRequest(BaseModel):
+    """Body of `POST /predict`: exactly one of the five input keys, plus "outputs"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instances: list[Any] | None = Field(default=None, description="rows in column order")
+    records: list[dict[str, Any]] | None = Field(default=None, description="one object per row")
+    dataframe_split: dict[str, Any] | None = Field(
+        default=None, description='MLflow: {"columns": [...], "data": [[...]]}'
+    )
+    dataframe_records: list[dict[str, Any]] | None = Field(
+        default=None, description="MLflow: one object per row"
+    )
+    inputs: list[Any] | dict[str, list[Any]] | None = Field(
+        default=None, description="MLflow: rows, records, or {column: [values]}"
+    )
+    outputs: list[Literal["probabilities", "labels"]] | None = Field(
+        default=None,
+        description="extra outputs of a scikit-learn classifier beside MLflow's predictions: "
+        '"probabilities" (one row per input, columns in the order of "classes") and "labels" '
+        "(the predicted class of each row)",
+    )
+
+
 class PredictResponse(BaseModel):
-    predictions: list[Any]
+    predictions: list[Any] = Field(
+        description="exactly what MLflow's pyfunc predicts for the input "
+        "(probabilities for a model logged with pyfunc_predict_fn='predict_proba')"
+    )
     model: ModelRef
+    probabilities: list[list[float]] | None = Field(
+        default=None, description='only when "probabilities" was asked for'
+    )
+    classes: list[Any] | None = Field(
+        default=None, description="the class of each probabilities column"
+    )
+    labels: list[Any] | None = Field(default=None, description='only when "labels" was asked for')
 
 
 class MetadataResponse(BaseModel):
@@ -42,7 +76,15 @@ class MetadataResponse(BaseModel):
     run_id: str | None
     model_uri: str
     source: str = Field(description='"registry", "baked" or "local"')
-    flavor: str
+    flavor: str = Field(description='"sklearn" (native estimator call) or "pyfunc"')
+    predict_fn: str = Field(description="the model's pyfunc_predict_fn, honoured on every path")
+    fallback_reason: str | None = Field(
+        description="why the model is served through mlflow.pyfunc (null when native)"
+    )
+    kernel: str | None = Field(
+        description="the bit-exact shortcut for this scikit-learn pipeline, when one is used"
+    )
+    outputs: list[str] = Field(description="extra outputs /predict can add for this model")
     signature: dict[str, Any] | None
     input_columns: list[dict[str, str]] | None
     metrics: dict[str, float]
@@ -77,3 +119,65 @@ class SwapResponse(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: str
+
+
+class V2Tensor(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+    parameters: dict[str, Any] | None = None
+    data: list[Any] | None = None
+
+
+class V2RequestedOutput(BaseModel):
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class V2InferRequest(BaseModel):
+    """Open Inference Protocol inference request (inference_rest.md)."""
+
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[V2Tensor]
+    outputs: list[V2RequestedOutput] | None = None
+
+
+class V2InferResponse(BaseModel):
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    outputs: list[V2Tensor]
+
+
+class V2ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class V2ServerLive(BaseModel):
+    live: bool
+
+
+class V2ServerReady(BaseModel):
+    ready: bool
+
+
+class V2ModelReady(BaseModel):
+    name: str
+    ready: bool
+
+
+class V2TensorMetadata(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class V2ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[V2TensorMetadata]
+    outputs: list[V2TensorMetadata]

@@ -55,6 +55,10 @@ class ServerSettings(BaseSettings):
         gt=0,
         validation_alias=AliasChoices("ALIASFLOW_BATCH_MAX_ROWS", "batch_max_rows"),
     )
+    # The inference POSTs skip FastAPI's routing (fastlane.py); off only to compare.
+    fast_lane: bool = Field(
+        default=True, validation_alias=AliasChoices("ALIASFLOW_FAST_LANE", "fast_lane")
+    )
     log_format: Literal["plain", "json"] = Field(
         default="plain", validation_alias=AliasChoices("ALIASFLOW_LOG_FORMAT", "log_format")
     )

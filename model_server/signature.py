@@ -60,12 +60,14 @@ class InputSpec:
     # True when every column is numeric: requests become one float64 matrix, no pandas.
     numeric: bool = field(init=False)
     all_float: bool = field(init=False)
+    kinds: frozenset[ColumnKind] = field(init=False)
 
     def __post_init__(self) -> None:
         names = tuple(c.name for c in self.columns)
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "name_set", frozenset(names))
-        kinds = {c.kind for c in self.columns}
+        kinds = frozenset(c.kind for c in self.columns)
+        object.__setattr__(self, "kinds", kinds)
         object.__setattr__(
             self, "numeric", kinds <= {ColumnKind.FLOAT, ColumnKind.INT, ColumnKind.BOOL}
         )
@@ -100,10 +102,12 @@ def spec_from_signature(signature: Any) -> InputSpec | None:
     columns = []
     for col in schema.inputs:
         type_name = str(getattr(col.type, "name", col.type))
-        columns.append(
-            Column(col.name, _KIND_BY_MLFLOW_TYPE.get(type_name, ColumnKind.ANY), type_name)
-        )
+        columns.append(Column(col.name, kind_of(type_name), type_name))
     return InputSpec(tuple(columns))
+
+
+def kind_of(mlflow_type: str) -> ColumnKind:
+    return _KIND_BY_MLFLOW_TYPE.get(mlflow_type, ColumnKind.ANY)
 
 
 def incompatibilities(served: InputSpec | None, candidate: InputSpec | None) -> list[str]:

@@ -5,7 +5,8 @@ is set (the original pipeline's "image with the winning model"), for sites whose
 containers cannot reach MLflow. It writes the MLflow model files plus
 `aliasflow-model.json` ({name, version, run_id, metrics, git_sha, model_uri, baked_at}),
 which `aliasflow serve` reads when `MODEL_URI` is that directory, so `/metadata` still
-reports which version it serves.
+reports which version it serves, and, for pipelines a kernel covers, `aliasflow-boot.npz`
+(model_server/bootfile.py), from which the server answers before MLflow has loaded.
 
 Usage: python bake_model.py models:/NAME/VERSION|models:/NAME@ALIAS OUTPUT_DIR
 MLflow is found through MLFLOW_TRACKING_URI (and MLFLOW_TRACKING_TOKEN, if it needs one).
@@ -66,6 +67,12 @@ def bake(model_uri: str, output: Path) -> dict[str, object]:
         "baked_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     (output / METADATA_FILE).write_text(json.dumps(described, indent=2) + "\n", encoding="utf-8")
+    # With the image's own library versions: the server boots from it without importing
+    # MLflow or scikit-learn first (model_server/bootfile.py); None when no kernel applies.
+    from model_server.bootfile import write_boot_file
+
+    boot = write_boot_file(output)
+    described["boot_file"] = boot.kernel_name if boot is not None else None
     return described
 
 
@@ -81,7 +88,9 @@ def main(argv: list[str]) -> int:
     except Exception as exc:
         print(f"error: could not bake {argv[0]}: {exc}", file=sys.stderr)
         return 3
+    boot = described["boot_file"] or "none (loads through MLflow)"
     print(f"baked {described['model_uri']} (run {described['run_id']}) into {argv[1]}")
+    print(f"boot file: {boot}")
     return 0
 
 
