@@ -315,3 +315,22 @@ def rollback(
         f"from version {plan['from_version'] or '?'} to {plan['to_version']}; the controller "
         f"rolls it out now (watch it with `aliasflow status`)"
     )
+
+
+def steer_canaries(model: str, alias: str, action: str, url: str | None, token: str | None) -> None:
+    """`aliasflow promote MODEL --advance|--hold|--abort`: every canary of MODEL@alias."""
+    base = api_url(url)
+    rows = request("GET", base, "/api/deployments", None)
+    names = [
+        row["name"]
+        for row in rows
+        if row.get("model_name") == model
+        and row.get("alias") == alias
+        and row.get("reason") == "Canary"
+    ]
+    if not names:
+        raise fail(f"no canary under way for {model}@{alias} (see `aliasflow status`)")
+    key = require_token(token)
+    for name in names:
+        done = request("POST", base, f"/api/deployments/{name}/canary", key, {"action": action})
+        typer.echo(f"{name}: {action} asked; {done['message']}")

@@ -67,8 +67,36 @@ def promote(
         metavar="URL",
         help="MLflow address (or MLFLOW_TRACKING_URI).",
     ),
+    advance: bool = typer.Option(
+        False, "--advance", help="A canary under way: go to its next step now (needs the token)."
+    ),
+    hold: bool = typer.Option(
+        False, "--hold", help="A canary under way: stay at this step until --advance."
+    ),
+    abort: bool = typer.Option(
+        False, "--abort", help="A canary under way: stop it; the served version takes it all."
+    ),
+    url: str | None = typer.Option(
+        None, "--url", metavar="URL", help="Controller address, for --advance/--hold/--abort."
+    ),
+    token: str | None = typer.Option(
+        None,
+        "--token",
+        envvar="ALIASFLOW_API_TOKEN",
+        metavar="TOKEN",
+        help="API token, for --advance/--hold/--abort (or ALIASFLOW_API_TOKEN).",
+    ),
 ) -> None:
-    """Move an alias (champion by default) onto a version, if the requirements hold."""
+    """Move an alias (champion by default) onto a version, if the requirements hold; or,
+    with --advance, --hold or --abort, steer the canaries of the deployments following it."""
+    steering = [name for name, on in (("advance", advance), ("hold", hold), ("abort", abort)) if on]
+    if steering:
+        from aliasflow_cli.controller_commands import steer_canaries
+
+        if len(steering) > 1:
+            raise typer.BadParameter("choose one of --advance, --hold, --abort")
+        steer_canaries(model, to, steering[0], url, token)
+        return
     from training.promote import run_promote
 
     raise typer.Exit(

@@ -14,6 +14,8 @@ from controller.api.auth import ReadAccess, requires_token
 from controller.api.deps import ControllerDep
 from controller.api.detail import detail_of
 from controller.api.schemas import (
+    CanaryAnswer,
+    CanaryRequest,
     ControllerInfo,
     DeploymentDetail,
     DeploymentOut,
@@ -90,6 +92,21 @@ async def rollback_deployment(
     to_version = body.to_version if body is not None else None
     plan = await run_in_threadpool(controller.rollback, name, to_version)
     return RollbackAccepted.model_validate(plan, from_attributes=True)
+
+
+@router.post(
+    "/api/deployments/{name}/canary",
+    response_model=CanaryAnswer,
+    status_code=status.HTTP_202_ACCEPTED,
+    tags=["sync"],
+    dependencies=[Depends(requires_token("steering a canary"))],
+)
+async def steer_canary(name: str, body: CanaryRequest, controller: ControllerDep) -> CanaryAnswer:
+    """Advance, hold or abort the canary under way (`aliasflow promote --advance ...`)."""
+    bake = await run_in_threadpool(controller.steer_canary, name, body.action)
+    return CanaryAnswer(
+        deployment=name, state=bake.state.value, step=bake.step, message=bake.message
+    )
 
 
 @router.get("/api/controller", response_model=ControllerInfo, tags=["controller"])

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from controller.core.records import Bake, SyncRecord
 from controller.core.types import TargetKind
@@ -79,6 +79,7 @@ class TrafficOut(BaseModel):
     error_rate: float | None
     p99_ms: float | None
     history: list[float]
+    agreement: float | None = None
 
 
 class DeploymentDetail(DeploymentOut):
@@ -143,6 +144,20 @@ class RollbackAccepted(BaseModel):
     alias: str
     from_version: str | None
     to_version: str
+
+
+class CanaryRequest(BaseModel):
+    action: Literal["advance", "hold", "abort"] = Field(
+        description="advance: the next step now; hold: stay at this step; abort: stop the "
+        "canary (the served version takes every request; the version is quarantined)."
+    )
+
+
+class CanaryAnswer(BaseModel):
+    deployment: str
+    state: str
+    step: int
+    message: str
 
 
 class RollbackRequest(BaseModel):

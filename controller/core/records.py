@@ -171,3 +171,5 @@ class Bake:
     # when it began.
     step: int = -1
     step_started_at: float | None = None
+    # A person asked to hold the canary at its step: judged still, advanced only by hand.
+    held: bool = False

@@ -28,6 +28,12 @@ from controller.core.manifest import Analysis
 REQUESTS = "aliasflow_server_prediction_requests"
 LATENCY = "aliasflow_server_prediction_latency_seconds"
 OUTPUTS = "aliasflow_server_prediction_outputs"
+# The shadow's own counters, read into the role "shadow": its requests (ok, error;
+# dropped ones are not requests it answered), latency, and agreement as two "outputs".
+SHADOW_REQUESTS = "aliasflow_server_shadow_requests"
+SHADOW_LATENCY = "aliasflow_server_shadow_latency_seconds"
+SHADOW_AGREEMENT = "aliasflow_server_shadow_agreement"
+SHADOW = "shadow"
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,12 @@ class VersionStats:
             outputs={k: v - before.outputs.get(k, 0.0) for k, v in self.outputs.items()},
         )
 
+    @property
+    def agreement(self) -> float | None:
+        """A shadow's share of answers equal to the primary's (None without answers)."""
+        agree, disagree = self.outputs.get("agree", 0.0), self.outputs.get("disagree", 0.0)
+        return agree / (agree + disagree) if agree + disagree > 0 else None
+
     def as_json(self) -> dict[str, object]:
         return {
             "ok": self.ok,
@@ -113,6 +125,17 @@ def parse_server_metrics(text: str) -> dict[tuple[str, str], VersionStats]:
                 latency.setdefault(key, {})[float(labels["le"])] = float(sample.value)
             elif sample.name == f"{OUTPUTS}_total":
                 outputs.setdefault(key, {})[labels.get("output", "")] = float(sample.value)
+            elif sample.name == f"{SHADOW_REQUESTS}_total":
+                outcome = {"error": "server_error"}.get(labels.get("outcome", ""), "ok")
+                if labels.get("outcome") != "dropped":
+                    shadow = (key[0], SHADOW)
+                    counts = ok.setdefault(shadow, {})
+                    counts[outcome] = counts.get(outcome, 0.0) + float(sample.value)
+            elif sample.name == f"{SHADOW_LATENCY}_bucket":
+                latency.setdefault((key[0], SHADOW), {})[float(labels["le"])] = float(sample.value)
+            elif sample.name == f"{SHADOW_AGREEMENT}_total":
+                agreed = "agree" if labels.get("agree") == "true" else "disagree"
+                outputs.setdefault((key[0], SHADOW), {})[agreed] = float(sample.value)
     return {
         key: VersionStats(
             ok=ok.get(key, {}).get("ok", 0.0),
@@ -127,10 +150,11 @@ def parse_server_metrics(text: str) -> dict[tuple[str, str], VersionStats]:
 
 
 def combined(stats: Mapping[tuple[str, str], VersionStats], version: str) -> VersionStats:
-    """One version's stats over every role it served in (primary and canary)."""
+    """One version's stats over the roles that answer clients (primary and canary); a
+    shadow's answers are never returned, so they are not the version's."""
     total = VersionStats()
-    for (found, _role), item in stats.items():
-        if found == version:
+    for (found, role), item in stats.items():
+        if found == version and role != SHADOW:
             total = VersionStats(
                 ok=total.ok + item.ok,
                 client_errors=total.client_errors + item.client_errors,

@@ -156,18 +156,25 @@ class Bakes:
         return bake if bake is not None and bake.state in queued else None
 
     def request(self, name: str, what: str, enqueue: Enqueue) -> Bake | None:
-        """A person's hand on a canary: `advance` to the next step now, or `abort` it;
-        None when there is no canary in progress."""
+        """A person's hand on a canary: `advance` it to the next step now, `hold` it at
+        this step (still judged; a failure still rolls back), or `abort` it; None when
+        there is no canary in progress."""
         bake = self.store.get_bake(name)
         if bake is None or bake.state is not BakeState.CANARY:
             return None
         now = self.clock()
+        if what == "hold":
+            marked = replace(bake, held=True, message=f"{bake.message} (held by a person)")
+            self.store.put_bake(marked)
+            return marked
         if what == "abort":
             marked = replace(
                 bake, state=BakeState.FAILED, failed_at=now, message="aborted by a person"
             )
         else:
-            marked = replace(bake, state=BakeState.ADVANCING, message="advanced by a person")
+            marked = replace(
+                bake, state=BakeState.ADVANCING, held=False, message="advanced by a person"
+            )
         self.store.put_bake(marked)
         enqueue(name, Trigger.MANUAL, now)
         return marked
@@ -213,7 +220,7 @@ class Bakes:
                 enqueue(bake.deployment, Trigger.ANALYSIS, now)
                 return
             step_over = step_over and verdict.state is VerdictState.PASSING
-        if step_over:
+        if step_over and not bake.held:
             self.store.put_bake(replace(recorded, state=BakeState.ADVANCING))
             enqueue(bake.deployment, Trigger.ANALYSIS, now)
         elif recorded != bake:

@@ -30,7 +30,7 @@ from controller.reconcile.metrics import ControllerMetrics
 from controller.reconcile.queue import WorkQueue
 from controller.reconcile.reconciler import Reconciler
 from controller.registry.poller import AliasPoller
-from controller.service.errors import NotFoundError
+from controller.service.errors import ConflictError, NotFoundError
 from controller.service.rollback import HISTORY_DEPTH, RollbackPlan, plan_rollback
 from controller.service.settings import ControllerSettings
 from controller.service.traffic import TrafficSampler, VersionTraffic
@@ -383,6 +383,18 @@ class Controller:
         )
         self.enqueue(name, Trigger.ROLLBACK)
         return plan
+
+    def steer_canary(self, name: str, action: str) -> Bake:
+        """A person's hand on a canary under way: advance, hold or abort."""
+        bake = self.reconciler.canary(
+            name,
+            action,
+            lambda deployment, trigger, noticed: self.queue.enqueue(deployment, trigger, noticed),
+        )
+        if bake is None:
+            raise ConflictError(f"{name} has no canary under way")
+        log.info("canary of %s: %s asked by a person", name, action, extra={"deployment": name})
+        return bake
 
     def receive_mlflow(self, headers: Mapping[str, str], body: bytes) -> WebhookReceipt:
         return self.webhooks.mlflow(headers, body)

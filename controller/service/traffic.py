@@ -33,6 +33,8 @@ class VersionTraffic:
     p99_ms: float | None
     # Requests per second between consecutive readings, oldest first (a sparkline).
     history: tuple[float, ...]
+    # The shadow's share of answers equal to the primary's, over the window.
+    agreement: float | None = None
 
 
 class TrafficSampler:
@@ -86,6 +88,7 @@ def _traffic(readings: list[Reading]) -> list[VersionTraffic]:
                 error_rate=window.error_rate if window.requests else None,
                 p99_ms=window.p99_ms(),
                 history=tuple(_rate(key, a, b) for a, b in pairwise(readings)),
+                agreement=window.agreement,
             )
         )
     return found

@@ -139,6 +139,7 @@ bakes_table = Table(
     Column("failed_at", Float),
     Column("step", Integer, nullable=False, default=-1),
     Column("step_started_at", Float),
+    Column("held", Boolean, nullable=False, default=False),
 )
 
 

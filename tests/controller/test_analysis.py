@@ -124,3 +124,24 @@ def test_verdicts(new: VersionStats, state: VerdictState, failure: str | None) -
 def test_client_errors_are_not_the_versions_failures() -> None:
     bad_input = VersionStats(ok=50, client_errors=50, latency={0.05: 100.0, math.inf: 100.0})
     assert judge(RULES, bad_input, BASELINE).state is VerdictState.PASSING
+
+
+SHADOW_METRICS = """\
+aliasflow_server_shadow_requests_total{version="3",outcome="ok"} 90.0
+aliasflow_server_shadow_requests_total{version="3",outcome="error"} 2.0
+aliasflow_server_shadow_requests_total{version="3",outcome="dropped"} 8.0
+aliasflow_server_shadow_agreement_total{version="3",agree="true"} 81.0
+aliasflow_server_shadow_agreement_total{version="3",agree="false"} 9.0
+aliasflow_server_shadow_latency_seconds_bucket{version="3",le="0.01"} 92.0
+aliasflow_server_shadow_latency_seconds_bucket{version="3",le="+Inf"} 92.0
+"""
+
+
+def test_the_shadows_counters_read_as_the_shadow_role() -> None:
+    stats = parse_server_metrics(METRICS + SHADOW_METRICS)
+    shadow = stats[("3", "shadow")]
+    assert (shadow.ok, shadow.server_errors) == (90, 2)  # dropped ones were never answered
+    assert shadow.agreement == pytest.approx(0.9)
+    assert shadow.p99_ms() == pytest.approx(9.9)  # interpolated within (0, 10 ms]
+    # The shadow's answers are never returned: they are not version 3's traffic.
+    assert combined(stats, "3").requests == 5

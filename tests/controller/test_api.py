@@ -400,3 +400,14 @@ def test_detail_shows_the_watch_live_traffic_and_quarantined_versions(harness: H
     assert 'data-bake-state="Baking"' in page
     assert 'class="sparkline"' in page or "25.0" in page
     assert "aliasflow unquarantine iris 2" in page
+
+
+def test_steering_a_canary_needs_the_token_and_a_canary(harness: Harness) -> None:
+    path = "/api/deployments/iris-prod/canary"
+    assert harness.client.post(path, json={"action": "advance"}).status_code == 401
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    refused = harness.client.post(path, json={"action": "advance"}, headers=headers)
+    assert refused.status_code == 409
+    assert "no canary under way" in refused.json()["detail"]
+    bad = harness.client.post(path, json={"action": "faster"}, headers=headers)
+    assert bad.status_code == 422
