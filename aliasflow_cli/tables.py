@@ -43,10 +43,13 @@ def format_status_table(rows: list[dict[str, Any]]) -> str:
     ]
     table: list[list[str]] = []
     problems: list[str] = []
+    exposed: list[str] = []
     for row in rows:
         reason = row.get("reason") or "-"
         # The reason has its own column; the message repeats it as a prefix.
         message = str(row.get("message") or "").removeprefix(f"{reason}: ")
+        if row.get("exposure") == "public-http":
+            exposed.append(str(row["name"]))
         errors = row.get("manifest_errors") or []
         if errors:
             message = "manifest not applied (below)"
@@ -66,6 +69,12 @@ def format_status_table(rows: list[dict[str, Any]]) -> str:
             ]
         )
     text = _table(columns, table)
+    if exposed:
+        text += (
+            "\n\nwarning: plain HTTP on a public IP (anyone on the path can read requests): "
+            + ", ".join(exposed)
+            + "; set spec.target.aci.subnetId (private) or spec.target.aci.tls"
+        )
     if problems:
         text += "\n\nmanifest errors (fix the file; the controller picks it up):\n"
         text += "\n".join(problems)

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from controller.core.manifest import ModelDeployment
 from controller.core.records import Bake, SyncRecord
 from controller.core.types import TargetKind
 from controller.service.traffic import VersionTraffic
@@ -53,6 +54,9 @@ class DeploymentOut(BaseModel):
     image: str | None
     manifest_revision: str | None
     manifest_file: str | None = None
+    # How clients reach the server: loopback, private (a VNet), tls, or public-http (a
+    # public address in plain HTTP: anyone on the path can read and replay requests).
+    exposure: str | None = None
     updated_at: float
     last_sync: LastSync | None = None
     # Why the manifest is not applied when sync is Invalid; empty otherwise.
@@ -174,6 +178,7 @@ def deployment_out(view: DeploymentView) -> DeploymentOut:
         row.manifest_file = view.loaded.file
         row.pinned_version = view.loaded.deployment.spec.model.version
         row.alias = view.loaded.deployment.spec.model.alias
+        row.exposure = exposure(view.loaded.deployment)
     row.manifest_errors = [
         ManifestProblem(file=e.file, document=e.document, field=e.path, message=e.message)
         for e in view.errors
@@ -183,6 +188,15 @@ def deployment_out(view: DeploymentView) -> DeploymentOut:
     if row.target_kind == TargetKind.LOCAL:
         row.image = None  # the local target runs `aliasflow serve`, never an image
     return row
+
+
+def exposure(deployment: ModelDeployment) -> str:
+    target = deployment.spec.target
+    if target.aci is not None:
+        if target.aci.subnet_id is not None:
+            return "private"
+        return "tls" if target.aci.tls is not None else "public-http"
+    return "loopback"
 
 
 def deployment_detail(

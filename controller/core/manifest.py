@@ -75,6 +75,19 @@ class ModelRef(_Strict):
         return self
 
 
+class SecretRef(_Strict):
+    from_env: str = Field(alias="fromEnv", description="Controller environment variable.")
+
+    _check_name = field_validator("from_env")(_env_name)
+
+
+class AciTls(_Strict):
+    certificate: SecretRef = Field(
+        description="PEM certificate chain, from the controller's environment."
+    )
+    key: SecretRef = Field(description="PEM private key, from the controller's environment.")
+
+
 class AciTarget(_Strict):
     subscription_id: str = Field(
         alias="subscriptionId", min_length=1, description="Azure subscription id."
@@ -86,11 +99,38 @@ class AciTarget(_Strict):
     dns_name_label: str | None = Field(
         default=None, alias="dnsNameLabel", description="Defaults to metadata.name."
     )
+    subnet_id: str | None = Field(
+        default=None,
+        alias="subnetId",
+        description="Run in this virtual-network subnet (its resource id): a private IP only, "
+        "reached by a controller inside the network; no public address, no DNS label.",
+    )
+    tls: AciTls | None = Field(
+        default=None,
+        description="Terminate TLS in a sidecar (Azure's 'Enable a TLS endpoint in a sidecar "
+        "container'): only port 443 is exposed, the model server stays on localhost.",
+    )
 
     @field_validator("dns_name_label")
     @classmethod
     def _label(cls, value: str | None) -> str | None:
         return None if value is None else _dns_label(value)
+
+    @field_validator("subnet_id")
+    @classmethod
+    def _subnet(cls, value: str | None) -> str | None:
+        if value is not None and "/subnets/" not in value:
+            raise ValueError(
+                f"{value!r} is not a subnet resource id (/subscriptions/.../virtualNetworks/"
+                "<vnet>/subnets/<subnet>)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _private_has_no_label(self) -> AciTarget:
+        if self.subnet_id is not None and self.dns_name_label is not None:
+            raise ValueError("a container group in a subnet has no DNS name label: drop one")
+        return self
 
 
 class DockerTarget(_Strict):
@@ -119,12 +159,6 @@ class Resources(_Strict):
     memory_gb: float = Field(
         default=1.5, alias="memoryGB", gt=0, le=16, description="Memory in GB."
     )
-
-
-class SecretRef(_Strict):
-    from_env: str = Field(alias="fromEnv", description="Controller environment variable.")
-
-    _check_name = field_validator("from_env")(_env_name)
 
 
 class Analysis(_Strict):
@@ -320,7 +354,9 @@ class ModelDeployment(_Strict):
     @property
     def dns_name_label(self) -> str | None:
         aci = self.spec.target.aci
-        return (aci.dns_name_label or self.name) if aci else None
+        if aci is None or aci.subnet_id is not None:
+            return None  # a private group has no DNS name
+        return aci.dns_name_label or self.name
 
 
 def json_schema() -> dict[str, Any]:

@@ -102,6 +102,9 @@ class DesiredState:
     # The version requests are mirrored to (the shadow alias's), and the share mirrored.
     shadow_version: str | None = None
     shadow_percent: int = 0
+    # ACI's TLS sidecar: (certificate PEM, key PEM), resolved from the controller's
+    # environment; only ever passed to the runtime, never shown or stored.
+    tls: tuple[str, str] | None = field(default=None, repr=False)
 
     @property
     def model_uri(self) -> str:

@@ -36,11 +36,32 @@ def target_settings(deployment: ModelDeployment) -> dict[str, str]:
             "subscriptionId": target.aci.subscription_id,
             "resourceGroup": target.aci.resource_group,
             "location": target.aci.location,
-            "dnsNameLabel": deployment.dns_name_label or deployment.name,
         }
+        # Only when set, so that existing deployments keep their spec hash.
+        if target.aci.subnet_id is not None:
+            settings["subnetId"] = target.aci.subnet_id
+        else:
+            settings["dnsNameLabel"] = deployment.dns_name_label or deployment.name
+        if target.aci.tls is not None:
+            settings["tls"] = "sidecar"
     if target.docker is not None and target.docker.network:
         settings["network"] = target.docker.network
     return settings
+
+
+def resolve_tls(deployment: ModelDeployment, environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """The TLS sidecar's certificate and key, from the controller's environment."""
+    aci = deployment.spec.target.aci
+    if aci is None or aci.tls is None:
+        return None
+    missing = [
+        ref.from_env for ref in (aci.tls.certificate, aci.tls.key) if ref.from_env not in environ
+    ]
+    if missing:
+        raise InvalidSpecError(
+            "target.aci.tls: not available in the controller's environment: " + ", ".join(missing)
+        )
+    return environ[aci.tls.certificate.from_env], environ[aci.tls.key.from_env]
 
 
 def spec_hash(
@@ -86,6 +107,9 @@ def immutable_hash(deployment: ModelDeployment) -> str:
         # ARM takes "West Europe" and "westeurope" for one region.
         "location": spec.target.aci.location.replace(" ", "").lower(),
     }
+    if spec.target.aci.subnet_id is not None:
+        # The network profile (only when set, so that existing hashes stay what they were).
+        shape["subnet"] = spec.target.aci.subnet_id
     return _digest(shape)
 
 
@@ -104,6 +128,9 @@ def build_desired(
     `shadow_version` is what the manifest's shadow alias points at (None: no shadow)."""
     spec = deployment.spec
     secrets = resolve_secrets(deployment, environ)
+    tls = resolve_tls(deployment, environ)
+    # The TLS material shapes the workload too; hashed with the secrets (only when set).
+    hashed = secrets if tls is None else {**secrets, "tls.certificate": tls[0], "tls.key": tls[1]}
     return DesiredState(
         name=deployment.name,
         target_kind=spec.target.kind,
@@ -122,7 +149,7 @@ def build_desired(
         prune=spec.sync_policy.prune,
         alias=spec.model.alias,
         secret_env=tuple(sorted(secrets.items())),
-        spec_hash=spec_hash(deployment, secrets, image),
+        spec_hash=spec_hash(deployment, hashed, image),
         target_settings=tuple(sorted(target_settings(deployment).items())),
         quarantined=version.quarantined,
         keep_previous=spec.rollout.analysis is not None,
@@ -130,6 +157,7 @@ def build_desired(
         steps=tuple((step.weight, step.seconds) for step in spec.rollout.steps),
         shadow_version=shadow_version if spec.shadow is not None else None,
         shadow_percent=spec.shadow.percent if spec.shadow is not None and shadow_version else 0,
+        tls=tls,
     )
 
 

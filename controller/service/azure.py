@@ -91,6 +91,7 @@ def build_aci_runtime(settings: ControllerSettings, admin_token: str) -> AciRunt
         quota=QuotaLimiter(settings.aci_quota_limit, settings.aci_quota_window_seconds),
         retry=RetryOptions(total=settings.aci_retry_total),
         polling_interval=settings.aci_polling_interval_seconds,
+        tls_image=settings.aci_tls_image,
     )
 
 

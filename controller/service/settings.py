@@ -94,6 +94,10 @@ class ControllerSettings(BaseSettings):
     )
     log_format: Literal["json", "human"] = Field("human", description="Log line format.")
     workers: int = Field(4, ge=1, le=64, description="Reconciles that may run at once.")
+    aci_tls_image: str = Field(
+        "nginx:1.27-alpine",
+        description="Image of the TLS sidecar for target.aci.tls (nginx, as Azure's guide).",
+    )
     aci_resource_groups: str = Field(
         "",
         description="Comma-separated resource groups the aci target manages, each "

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.core.manifest import json_schema
+from controller.core.manifest import ModelDeployment, json_schema
 from controller.manifests.loader import load_directory
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "manifests"
@@ -146,3 +146,27 @@ def test_json_schema_is_serialisable_and_uses_manifest_field_names() -> None:
     assert '"apiVersion"' in text
     assert '"healthTimeoutSeconds"' in text
     assert '"memoryGB"' in text
+
+
+def test_exposure_is_named_and_plain_public_http_is_warned_about(tmp_path: Path) -> None:
+    from aliasflow_cli.tables import format_status_table
+    from controller.api.schemas import exposure
+
+    def deployment(aci: str) -> ModelDeployment:
+        (tmp_path / "d.yaml").write_text(
+            "apiVersion: aliasflow/v1\nkind: ModelDeployment\nmetadata: {name: d}\n"
+            "spec:\n  model: {name: m, alias: a}\n  target:\n    kind: aci\n"
+            f"    aci: {{subscriptionId: s, resourceGroup: r, location: westeurope{aci}}}\n"
+        )
+        loaded = load_directory(tmp_path)
+        assert not loaded.errors, loaded.errors
+        return loaded.deployments["d"].deployment
+
+    subnet = ", subnetId: /subscriptions/s/resourceGroups/n/providers/x/virtualNetworks/v/subnets/a"
+    tls = ", tls: {certificate: {fromEnv: CERT}, key: {fromEnv: KEY}}"
+    assert exposure(deployment("")) == "public-http"
+    assert exposure(deployment(subnet)) == "private"
+    assert exposure(deployment(tls)) == "tls"
+    assert deployment(subnet).dns_name_label is None  # a private group has no DNS name
+    row = {"name": "d", "sync": "Synced", "health": "Healthy", "exposure": "public-http"}
+    assert "warning: plain HTTP on a public IP" in format_status_table([row])

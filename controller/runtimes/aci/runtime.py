@@ -55,6 +55,7 @@ from controller.runtimes.aci.errors import arm_error_text, wrap_azure_error
 from controller.runtimes.aci.quota import QuotaLimiter
 from controller.runtimes.aci.spec import (
     TERMINAL,
+    TLS_IMAGE,
     TRANSITIONING,
     EndpointResolver,
     RegistryCredential,
@@ -110,6 +111,7 @@ class AciRuntime:
         clock: Callable[[], float] = time.monotonic,
         probe: Probe | None = None,
         probe_concurrency: int = PROBE_CONCURRENCY,
+        tls_image: str = TLS_IMAGE,
     ) -> None:
         self.resource_groups: tuple[GroupKey, ...] = tuple(dict.fromkeys(resource_groups))
         if not self.resource_groups:
@@ -121,6 +123,7 @@ class AciRuntime:
         #: the loopback server that backs an emulated group).
         self.endpoint_resolver = endpoint_resolver
         self.quota = quota or QuotaLimiter()
+        self._tls_image = tls_image
         self._retry = retry
         self.polling_interval = polling_interval
         self.delete_timeout = delete_timeout
@@ -255,6 +258,7 @@ class AciRuntime:
             tracking_uri=self._tracking_uri,
             registry_credentials=self._registry_credentials,
             put_id=uuid.uuid4().hex,
+            tls_image=self._tls_image,
         )
         if existing is None:
             self.quota.acquire(f"create {desired.name}")  # updates are not quota-limited

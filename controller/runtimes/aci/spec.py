@@ -20,6 +20,7 @@ ACI facts that shape this module:
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -28,6 +29,7 @@ from azure.mgmt.containerinstance.models import (
     Container,
     ContainerGroup,
     ContainerGroupPropertiesInstanceView,
+    ContainerGroupSubnetId,
     ContainerHttpGet,
     ContainerPort,
     ContainerProbe,
@@ -39,6 +41,8 @@ from azure.mgmt.containerinstance.models import (
     Port,
     ResourceRequests,
     ResourceRequirements,
+    Volume,
+    VolumeMount,
 )
 
 from controller.core.errors import InvalidSpecError
@@ -53,7 +57,16 @@ TAG_MODEL_VERSION = "aliasflow-model-version"
 TAG_IMMUTABLE_HASH = "aliasflow-immutable-hash"
 # A fresh id per PUT: after a 5xx, a GET tells whether ARM committed that very PUT.
 TAG_PUT_ID = "aliasflow-put-id"
+# "https" when a TLS sidecar fronts the group (its only public port is 443).
+TAG_SCHEME = "aliasflow-scheme"
 CONTAINER_NAME = "model-server"
+TLS_CONTAINER_NAME = "tls-proxy"
+TLS_VOLUME = "tls"
+TLS_PORT = 443
+# The sidecar's image: nginx, as in Azure's guide; pinned so a rebuild upstream cannot
+# change what fronts the model server. ALIASFLOW_ACI_TLS_IMAGE overrides it.
+TLS_IMAGE = "nginx:1.27-alpine"
+TLS_CPU, TLS_MEMORY_GB = 0.25, 0.25
 DNS_LABEL_SCOPE = "TenantReuse"
 # Provisioning states of an operation still under way. "Pending", "Creating",
 # "Repairing" and "Unhealthy" (a repair is triggered): "Azure Container Instances
@@ -93,6 +106,8 @@ class Placement:
     resource_group: str
     location: str
     dns_name_label: str
+    # A virtual-network subnet's resource id: a private group (no DNS label then).
+    subnet_id: str | None = None
 
 
 def placement_of(desired: DesiredState) -> Placement:
@@ -105,6 +120,7 @@ def placement_of(desired: DesiredState) -> Placement:
         resource_group=target["resourceGroup"],
         location=target["location"],
         dns_name_label=target.get("dnsNameLabel") or desired.name,
+        subnet_id=target.get("subnetId"),
     )
 
 
@@ -131,6 +147,7 @@ def build_container_group(
     tracking_uri: str | None = None,
     registry_credentials: tuple[RegistryCredential, ...] = (),
     put_id: str = "",
+    tls_image: str = TLS_IMAGE,
 ) -> ContainerGroup:
     """The full container group a PUT sends for `desired`.
 
@@ -163,20 +180,90 @@ def build_container_group(
     tags = owned_tags(desired)
     if put_id:
         tags[TAG_PUT_ID] = put_id
+    containers, volumes = [container], None
+    exposed = desired.port
+    if desired.tls is not None:
+        # Azure's "Enable a TLS endpoint in a sidecar container" (learn.microsoft.com/
+        # azure/container-instances/container-instances-container-group-ssl): nginx with
+        # the certificate, key and its configuration in a secret volume (ACI's place for
+        # sensitive files, tmpfs-backed: "Mount a secret volume in Azure Container
+        # Instances"), the only public port 443, and the model server reached over
+        # localhost inside the group.
+        containers.append(_tls_sidecar(tls_image))
+        volumes = [_tls_volume(desired.tls, desired.port)]
+        exposed = TLS_PORT
+        tags[TAG_SCHEME] = "https"
     return ContainerGroup(
         location=where.location,
         tags=tags,
-        containers=[container],
+        containers=containers,
         os_type="Linux",
         restart_policy="Always",
-        ip_address=IpAddress(
-            type="Public",
-            ports=[Port(port=desired.port, protocol="TCP")],
-            dns_name_label=where.dns_name_label,
-            auto_generated_domain_name_label_scope=DNS_LABEL_SCOPE,
-        ),
+        ip_address=_ip_address(where, exposed),
+        # "Deploy container instances into an Azure virtual network": the group gets a
+        # private IP in the subnet and no public address or DNS name.
+        subnet_ids=[ContainerGroupSubnetId(id=where.subnet_id)] if where.subnet_id else None,
+        volumes=volumes,
         image_registry_credentials=credentials or None,
     )
+
+
+def _ip_address(where: Placement, port: int) -> IpAddress:
+    if where.subnet_id:
+        return IpAddress(type="Private", ports=[Port(port=port, protocol="TCP")])
+    return IpAddress(
+        type="Public",
+        ports=[Port(port=port, protocol="TCP")],
+        dns_name_label=where.dns_name_label,
+        auto_generated_domain_name_label_scope=DNS_LABEL_SCOPE,
+    )
+
+
+def _tls_sidecar(image: str) -> Container:
+    return Container(
+        name=TLS_CONTAINER_NAME,
+        image=image,
+        resources=ResourceRequirements(
+            requests=ResourceRequests(memory_in_gb=TLS_MEMORY_GB, cpu=TLS_CPU)
+        ),
+        ports=[ContainerPort(port=TLS_PORT, protocol="TCP")],
+        volume_mounts=[VolumeMount(name=TLS_VOLUME, mount_path="/etc/nginx", read_only=True)],
+    )
+
+
+def _tls_volume(tls: tuple[str, str], port: int) -> Volume:
+    certificate, key = tls
+    files = {"ssl.crt": certificate, "ssl.key": key, "nginx.conf": nginx_conf(port)}
+    return Volume(
+        name=TLS_VOLUME,
+        secret={name: base64.b64encode(text.encode()).decode() for name, text in files.items()},
+    )
+
+
+def nginx_conf(port: int) -> str:
+    """TLS in, plain HTTP to the model server on localhost: the guide's configuration,
+    trimmed to TLS 1.2+ and large enough bodies for batch predictions."""
+    return f"""worker_processes auto;
+events {{ worker_connections 1024; }}
+pid /tmp/nginx.pid;
+http {{
+    server {{
+        listen 443 ssl;
+        listen [::]:443 ssl;
+        ssl_certificate     /etc/nginx/ssl.crt;
+        ssl_certificate_key /etc/nginx/ssl.key;
+        ssl_protocols       TLSv1.2 TLSv1.3;
+        client_max_body_size 64m;
+        location / {{
+            proxy_pass http://127.0.0.1:{port};
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-Proto https;
+        }}
+    }}
+}}
+"""
 
 
 def _probe(path: str, port: int, *, initial_delay: int, failures: int) -> ContainerProbe:
@@ -260,7 +347,10 @@ def group_endpoint(group: ContainerGroup, resolver: EndpointResolver) -> str | N
     ports = ip.ports or []
     if not host or not ports:
         return None
-    return resolver(host, int(ports[0].port))
+    endpoint = resolver(host, int(ports[0].port))
+    if (group.tags or {}).get(TAG_SCHEME) == "https" and endpoint.startswith("http://"):
+        endpoint = "https://" + endpoint.removeprefix("http://")
+    return endpoint
 
 
 def actual_from_group(

@@ -6,9 +6,12 @@ assertions: how many lists, GETs and writes a pass costs.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -643,3 +646,57 @@ def _fqdn(group: ContainerGroup) -> str:
     assert group.ip_address is not None
     assert group.ip_address.fqdn is not None
     return str(group.ip_address.fqdn)
+
+
+def test_a_vnet_deployment_has_a_private_ip_only(
+    emulator: AciEmulator, make_runtime: RuntimeFactory
+) -> None:
+    """ "Deploy container instances into an Azure virtual network": a private IP in the
+    subnet, no public address, no DNS name; checked by the emulator against the spec."""
+    runtime = make_runtime()
+    subnet = (
+        f"/subscriptions/{SUB}/resourceGroups/net/providers/Microsoft.Network/"
+        "virtualNetworks/v/subnets/aci"
+    )
+    settings = dict(make_desired("iris-private").target_settings)
+    settings.pop("dnsNameLabel")
+    settings["subnetId"] = subnet
+    private = replace(make_desired("iris-private"), target_settings=tuple(sorted(settings.items())))
+    create(runtime, private)
+    body = emulator.state.group(SUB, "rg-a", "iris-private").body  # type: ignore[union-attr]
+    ip = body["properties"]["ipAddress"]
+    assert ip["type"] == "Private"
+    assert "dnsNameLabel" not in ip
+    assert body["properties"]["subnetIds"] == [{"id": subnet}]
+    assert emulator.state.violations == []
+
+
+def test_a_tls_sidecar_fronts_the_server_with_the_certificate_in_a_secret_volume(
+    emulator: AciEmulator, make_runtime: RuntimeFactory
+) -> None:
+    runtime = make_runtime()
+    settings = dict(make_desired("iris-tls").target_settings) | {"tls": "sidecar"}
+    tls = replace(
+        make_desired("iris-tls"),
+        target_settings=tuple(sorted(settings.items())),
+        tls=("-----BEGIN CERTIFICATE-----\nMIIB\n", "-----BEGIN PRIVATE KEY-----\nsecret-key\n"),
+    )
+    create(runtime, tls)
+    body = emulator.state.group(SUB, "rg-a", "iris-tls").body  # type: ignore[union-attr]
+    props = body["properties"]
+    assert [p["port"] for p in props["ipAddress"]["ports"]] == [443]  # only TLS is public
+    server, sidecar = props["containers"]
+    assert sidecar["properties"]["image"].startswith("nginx:")
+    assert sidecar["properties"]["volumeMounts"] == [
+        {"name": "tls", "mountPath": "/etc/nginx", "readOnly": True}
+    ]
+    (volume,) = props["volumes"]
+    files = {name: base64.b64decode(value).decode() for name, value in volume["secret"].items()}
+    assert files["ssl.key"].endswith("secret-key\n")
+    assert "proxy_pass http://127.0.0.1:8080;" in files["nginx.conf"]
+    assert "secret-key" not in json.dumps(server)  # the key is only in the secret volume
+    assert body["tags"]["aliasflow-scheme"] == "https"
+    (seen,) = runtime.list_owned()
+    assert seen.endpoint is not None
+    assert seen.endpoint.startswith("https://")
+    assert emulator.state.violations == []
