@@ -233,11 +233,15 @@ def _walk_paths(schema: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
             extra = prop.get("additionalProperties")
             if isinstance(extra, dict):
                 targets.append({**extra, "_map": True})
+            items = prop.get("items")
+            if isinstance(items, dict):
+                targets.append({**items, "_list": True})
             for target in targets:
                 name = _ref_name(target)
                 if name and name not in seen:
                     seen.add(name)
                     path = f"{prefix}{key}" + (".<NAME>" if target.get("_map") else "")
+                    path += "[]" if target.get("_list") else ""
                     order.append((path, defs[name]))
                     queue.append((path + ".", defs[name]))
     return order
