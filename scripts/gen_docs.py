@@ -167,7 +167,7 @@ def _ref_name(node: dict[str, Any]) -> str | None:
 
 
 def _anchor(path: str) -> str:
-    return path.lower().replace(".", "").replace("<", "").replace(">", "").replace("_", "")
+    return "".join(c for c in path.lower() if c not in ".<>_[]")
 
 
 def _schema_type(node: dict[str, Any], paths: dict[str, str]) -> str:
