@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 
 from aliasflow_cli.devstack import MlflowServer, start_mlflow_server
-from tests.fixtures_models import iris_models, runtime_model  # noqa: F401 - fixtures for every folder
+from tests.fixtures_models import (  # noqa: F401 - fixtures for every folder
+    iris_models,
+    promotion_models,
+    runtime_model,
+)
 
 
 @pytest.fixture(scope="session")

@@ -222,3 +222,40 @@ def runtime_model(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPath
     log_iris_pipeline(name, c=0.01)
     _log_unloadable(name, tmp_path_factory.mktemp("runtime-model"))
     return name
+
+
+@dataclass(frozen=True)
+class PromotionModels:
+    """One registered model for watched promotions: every version loads and passes its
+    warm-up, and each bad one misbehaves only under traffic."""
+
+    tracking_uri: str
+    name: str
+    good: str  # v1: the training recipe
+    better: str  # v2: the recipe again (a good promotion)
+    slow: str  # v3: answers in `SLOW_PREDICT_SECONDS`
+    flaky: str  # v4: fails on long petals (about a third of iris)
+    shifted: str  # v5: predicts one class for everything
+    worse: str  # v6: the recipe with heavy regularisation: lower accuracy
+
+
+SLOW_PREDICT_SECONDS = 0.4
+
+
+def register_promotion_models(tracking_uri: str) -> PromotionModels:
+    _start_logging(tracking_uri)
+    name = f"iris-watch-{uuid.uuid4().hex[:8]}"
+    log_iris_pipeline(name, c=1.0)
+    log_iris_pipeline(name, c=0.8)
+    _log_pyfunc(
+        name, "slow_predict_model.py", model_config={"predict_seconds": SLOW_PREDICT_SECONDS}
+    )
+    _log_pyfunc(name, "flaky_model.py")
+    _log_pyfunc(name, "constant_model.py")
+    log_iris_pipeline(name, c=0.0005)
+    return PromotionModels(tracking_uri, name, "1", "2", "3", "4", "5", "6")
+
+
+@pytest.fixture(scope="session")
+def promotion_models(mlflow_server: MlflowServer) -> PromotionModels:
+    return register_promotion_models(mlflow_server.url)
