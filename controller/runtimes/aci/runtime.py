@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 from azure.mgmt.containerinstance.models import ContainerGroup, Resource
 
 from controller.core.errors import (
@@ -133,6 +134,7 @@ class AciRuntime:
         self._probe = probe
         self._probe_concurrency = probe_concurrency
         self._client = ArmClients(
+            ContainerInstanceManagementClient,
             credential,
             base_url=base_url or ARM_URL,
             audience=audience,
