@@ -40,12 +40,17 @@ def describe_settings_error(exc: ValidationError) -> str:
 
 def run_serve(host: str, port: int) -> int:
     """Serve `MODEL_URI` on host:port until stopped; returns the process exit code."""
+    from model_server.link import LinkSettingsError, controller_link
     from model_server.settings import ServerSettings
 
     try:
-        settings = ServerSettings()  # type: ignore[call-arg]
+        settings = ServerSettings()
+        link = controller_link(settings)
     except ValidationError as exc:
         print(describe_settings_error(exc), file=sys.stderr)
+        return 2
+    except LinkSettingsError as exc:
+        print(exc, file=sys.stderr)
         return 2
 
     import uvicorn
@@ -62,7 +67,7 @@ def run_serve(host: str, port: int) -> int:
         if server is not None:
             server.should_exit = True
 
-    app = create_app(settings, on_boot_failure=on_boot_failure)
+    app = create_app(settings, on_boot_failure=on_boot_failure, link=link)
     config = uvicorn.Config(
         app,
         host=host,
