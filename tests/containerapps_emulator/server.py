@@ -79,7 +79,8 @@ class ContainerAppsEmulator:
             log_config=None,
             access_log=False,
             log_level="warning",
-            timeout_graceful_shutdown=1,  # the SDK keeps connections alive
+            # The SDK keeps connections alive: waiting for them to close only delays a stop.
+            timeout_graceful_shutdown=0.1,  # type: ignore[arg-type]
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True, name="aca-arm")

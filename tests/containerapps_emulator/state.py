@@ -424,7 +424,10 @@ class EmulatorState:
                     continue
                 made = app.revisions.get(operation.revision or "")
                 if made is not None and made.provisioning == "Provisioning":
-                    self._count_replicas(made)
+                    # A revision that failed to provision runs no replica (its
+                    # runningState is Failed; docs: revisions, "Running status").
+                    if not made.error:
+                        self._count_replicas(made)
                     made.provisioning = "Failed" if made.error else "Provisioned"
                 self.finish(app, operation)
 
