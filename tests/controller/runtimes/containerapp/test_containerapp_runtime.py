@@ -14,6 +14,7 @@ import time
 from dataclasses import replace
 
 import pytest
+from azure.mgmt.appcontainers.models import ContainerApp
 
 from controller.core.errors import (
     HealthTimeoutError,
@@ -247,7 +248,7 @@ def test_an_app_not_tagged_as_ours_is_never_touched(
     body = app_body(env_id)
     body.pop("tags")
     with sdk_client(emulator) as client:
-        client.container_apps.begin_create_or_update(RG, "iris", body).result()
+        client.container_apps.begin_create_or_update(RG, "iris", ContainerApp(body)).result()
     runtime = make_runtime()
     assert runtime.list_owned() == []
     assert runtime.observe("iris") is None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -40,8 +41,8 @@ WIRING = ServerWiring("https://controller.example.com", 10.0, tracking_uri="http
 V2 = DesiredModel("models:/iris-classifier/2", "2")
 
 
-def body_for(**changes: object) -> tuple[dict[str, object], str]:
-    desired = make_desired(**changes)  # type: ignore[arg-type]
+def body_for(**changes: Any) -> tuple[dict[str, Any], str]:
+    desired = make_desired(**changes)
     app = build_app(
         desired,
         placement=placement_of(desired),
@@ -55,11 +56,11 @@ def body_for(**changes: object) -> tuple[dict[str, object], str]:
 def test_the_app_fits_the_spec_and_secrets_travel_only_as_references() -> None:
     body, _ = body_for()
     assert schema.errors("ContainerApp", body) == []
-    config = body["properties"]["configuration"]  # type: ignore[index]
+    config = body["properties"]["configuration"]
     assert config["activeRevisionsMode"] == "Multiple"
     assert config["ingress"]["external"] is True
     assert config["ingress"]["targetPort"] == 8080
-    container = body["properties"]["template"]["containers"][0]  # type: ignore[index]
+    container = body["properties"]["template"]["containers"][0]
     env = {e["name"]: e for e in container["env"]}
     assert env["MODEL_URI"]["value"] == "models:/iris-classifier/1"
     assert env["ALIASFLOW_CONTROLLER_URL"]["value"] == "https://controller.example.com"
@@ -73,14 +74,14 @@ def test_the_app_fits_the_spec_and_secrets_travel_only_as_references() -> None:
         "name": "MLFLOW_TRACKING_TOKEN",
         "secretRef": "env-mlflow-tracking-token",
     }
-    template = json.dumps(body["properties"]["template"])  # type: ignore[index]
+    template = json.dumps(body["properties"]["template"])
     assert SECRET not in template
     assert KEY not in template
     assert {s["name"]: s["value"] for s in config["secrets"]} == {
         KEY_SECRET_NAME: KEY,
         "env-mlflow-tracking-token": SECRET,
     }
-    scale = body["properties"]["template"]["scale"]  # type: ignore[index]
+    scale = body["properties"]["template"]["scale"]
     assert (scale["minReplicas"], scale["maxReplicas"]) == (2, 5)
     assert scale["rules"][0]["http"]["metadata"] == {"concurrentRequests": "20"}
     assert container["resources"] == {"cpu": 0.5, "memory": "1Gi"}
@@ -99,7 +100,7 @@ def test_the_app_fits_the_spec_and_secrets_travel_only_as_references() -> None:
     ],
 )
 def test_the_revision_moves_with_what_a_replica_would_see(
-    change: dict[str, object], moves: bool
+    change: dict[str, Any], moves: bool
 ) -> None:
     _, before = body_for()
     _, after = body_for(**change)
@@ -237,14 +238,14 @@ def test_the_full_pass_reads_reports_only_and_treats_silence_as_no_news() -> Non
     assert served_by_reports(drift, V2, running=True).version == "1"
 
 
-def app_json(**tags: str) -> dict[str, object]:
+def app_json(**tags: str) -> dict[str, Any]:
     body, _ = body_for()
     body["name"] = "iris"
     body["tags"] = {
         **owned_tags(make_desired(), WIRING, KEY),
         **tags,
     }
-    props = body["properties"]  # type: ignore[index]
+    props = body["properties"]
     props["provisioningState"] = "Succeeded"
     props["latestRevisionName"] = props["latestReadyRevisionName"] = "iris--r1"
     props["configuration"]["ingress"]["fqdn"] = "iris.ml-prod.westeurope.azurecontainerapps.io"
