@@ -126,11 +126,11 @@ def create_app(
         if (denied := guard(request, "list", APP_ERROR)) is not None:
             return denied
         state.settle()
-        apps = [
-            views.app_view(a)
-            for a in state.in_resource_group(request.path_params["sub"], request.path_params["rg"])
-        ]
-        return send(page(request, apps), "ContainerAppCollection")
+        apps = state.in_resource_group(request.path_params["sub"], request.path_params["rg"])
+        body = page(request, apps)
+        # Only the page answered is rendered (a scale run lists thousands of apps).
+        body["value"] = [views.app_view(a) for a in body["value"]]
+        return send(body, "ContainerAppCollection")
 
     def page(request: Request, items: list[Any]) -> dict[str, Any]:
         if page_size is None:

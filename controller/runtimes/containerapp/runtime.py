@@ -405,12 +405,8 @@ class _Rollout:
         environment_id = self.runtime._environment_id(
             self.key, self.placement.environment, self.name
         )
-        if existing is not None and existing.environment_id not in (None, environment_id):
-            raise InvalidSpecError(
-                f"{self.what}: the app runs in environment {existing.environment_id}; an "
-                "app cannot move to another environment (environmentId is set at create): "
-                "delete the app (az containerapp delete) and the next pass creates it there"
-            )
+        if existing is not None:
+            self.refuse_moves(existing, environment_id)
         app = build_app(
             self.desired,
             placement=self.placement,
@@ -463,6 +459,22 @@ class _Rollout:
                     "was sent, the next pass tries again"
                 )
             self.runtime._sleep(self.runtime.check_interval)
+
+    def refuse_moves(self, existing: AppView, environment_id: str) -> None:
+        """An app stays in the environment and region it was created in (spec:
+        environmentId is read and create only; ARM refuses a new location)."""
+        moved = []
+        # Resource ids and regions compare without case ("West Europe" is westeurope).
+        if existing.environment_id and existing.environment_id.lower() != environment_id.lower():
+            moved.append(f"environment {existing.environment_id}")
+        if existing.location and _region(existing.location) != _region(self.placement.location):
+            moved.append(f"location {existing.location}")
+        if moved:
+            raise InvalidSpecError(
+                f"{self.what}: the app runs in {' and '.join(moved)}, which an app cannot "
+                "change: delete the app (az containerapp delete) and the next pass creates "
+                "it where the manifest says"
+            )
 
     def create_revision(
         self, body: Json, target: str, existing: AppView | None, tags: dict[str, str]
@@ -551,3 +563,7 @@ class _Rollout:
             f"{self.what}: revision {target} failed ({why}); it takes no traffic and the "
             "revision that served keeps serving"
         )
+
+
+def _region(location: str) -> str:
+    return location.replace(" ", "").lower()
