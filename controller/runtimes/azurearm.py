@@ -22,7 +22,7 @@ Facts that shape it:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -128,6 +128,58 @@ class ArmClients(Generic[Client]):
                 if close is not None:
                     close()
             self._clients.clear()
+
+
+Key = tuple[str, str]  # (subscription id, resource group)
+
+
+class Whereabouts:
+    """Which resource group holds each owned workload, learnt from listings and writes.
+
+    A name not known yet (a workload made by an earlier controller process) is looked
+    for by listing again the resource groups whose last listing is older than `ttl`.
+    """
+
+    def __init__(self, groups: tuple[Key, ...], ttl: float, clock: Callable[[], float]) -> None:
+        self._groups = groups
+        self._ttl = ttl
+        self._clock = clock
+        self._listed_at: dict[Key, float] = {}
+        self._where: dict[str, Key] = {}
+        self._lock = threading.Lock()
+
+    def listed(self, key: Key, owned: Iterable[str]) -> None:
+        """A listing of `key` just found these owned names."""
+        with self._lock:
+            self._listed_at[key] = self._clock()
+            for name in owned:
+                self._where[name] = key
+
+    def remember(self, key: Key, name: str) -> None:
+        with self._lock:
+            self._where[name] = key
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._where.pop(name, None)
+
+    def locate(self, name: str, relist: Callable[[Key], object]) -> Key | None:
+        """Where `name` is; `relist(key)` lists a stale resource group (and reports back
+        through `listed`)."""
+        with self._lock:
+            key = self._where.get(name)
+            if key is not None:
+                return key
+            now = self._clock()
+            stale = [
+                k
+                for k in self._groups
+                if k not in self._listed_at or now - self._listed_at[k] > self._ttl
+            ]
+        for k in stale:
+            relist(k)
+        with self._lock:
+            return self._where.get(name)
 
 
 def base_tags(desired: DesiredState) -> dict[str, str]:

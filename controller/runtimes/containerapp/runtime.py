@@ -53,6 +53,7 @@ from controller.runtimes.azurearm import (
     TAG_MODEL_VERSION,
     ArmClients,
     RetryOptions,
+    Whereabouts,
     is_owned,
 )
 from controller.runtimes.containerapp.arm import ContainerAppsArm, Key, OperationFailedError
@@ -79,12 +80,6 @@ from controller.runtimes.containerapp.spec import (
 from controller.runtimes.link import DesiredModel, ServerLinks
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Listing:
-    at: float
-    apps: dict[str, AppView]  # owned apps of one resource group, by deployment name
 
 
 @dataclass(frozen=True)
@@ -134,7 +129,6 @@ class ContainerAppRuntime:
         self.delete_timeout = delete_timeout
         self.check_interval = check_interval
         self.drain_seconds = drain_seconds
-        self._listing_ttl = listing_ttl
         self._observe_ttl = observe_ttl
         self._clock = clock
         self._sleep = sleep
@@ -148,8 +142,7 @@ class ContainerAppRuntime:
             connection_verify=connection_verify,
         )
         self.arm = ContainerAppsArm(clients, polling_interval)
-        self._listings: dict[Key, _Listing] = {}
-        self._where: dict[str, Key] = {}
+        self._whereabouts = Whereabouts(self.resource_groups, listing_ttl, clock)
         self._observed: dict[str, _Observation] = {}
         self._environments: dict[tuple[Key, str], str] = {}
         self._hashes: dict[str, str] = {}
@@ -269,10 +262,7 @@ class ContainerAppRuntime:
             view = app_view(item)
             if is_owned(view.tags):
                 owned[view.tags.get(TAG_DEPLOYMENT) or view.name] = view
-        with self._lock:
-            self._listings[key] = _Listing(self._clock(), owned)
-            for name in owned:
-                self._where[name] = key
+        self._whereabouts.listed(key, owned)
         return owned
 
     def _get(self, key: Key, name: str) -> AppView | None:
@@ -308,42 +298,20 @@ class ContainerAppRuntime:
 
     def _locate(self, name: str) -> Key | None:
         """Which resource group holds `name`: known from a listing, a write, or a fresh list."""
-        with self._lock:
-            key = self._where.get(name)
-            if key is not None:
-                return key
-            now = self._clock()
-            stale = [
-                k
-                for k in self.resource_groups
-                if k not in self._listings or now - self._listings[k].at > self._listing_ttl
-            ]
-        for k in stale:
-            self._list(k)
-        with self._lock:
-            return self._where.get(name)
+        return self._whereabouts.locate(name, self._list)
 
     def _remember(self, key: Key, name: str, view: AppView) -> None:
-        with self._lock:
-            self._observed.pop(name, None)
-            if not is_owned(view.tags):
-                return
-            self._where[name] = key
-            listing = self._listings.get(key)
-            if listing is not None:
-                listing.apps[name] = view
+        self._invalidate(name)
+        if is_owned(view.tags):
+            self._whereabouts.remember(key, name)
 
     def _invalidate(self, name: str) -> None:
         with self._lock:
             self._observed.pop(name, None)
 
     def _forget(self, name: str) -> None:
-        with self._lock:
-            self._observed.pop(name, None)
-            key = self._where.pop(name, None)
-            listing = self._listings.get(key) if key else None
-            if listing is not None:
-                listing.apps.pop(name, None)
+        self._invalidate(name)
+        self._whereabouts.forget(name)
 
     def _key_of(self, desired: DesiredState) -> Key:
         where = placement_of(desired)
