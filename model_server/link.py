@@ -186,7 +186,10 @@ class ControllerLink:
         try:
             while True:
                 await asyncio.sleep(self.poll_seconds)
-                await self.tick(slot)
+                try:
+                    await self.tick(slot)
+                except Exception:  # a bug of ours must not end the link for good
+                    log.exception("controller link: this poll failed; the next one tries again")
         finally:
             if self._client is not None:
                 await self._client.aclose()
@@ -195,6 +198,9 @@ class ControllerLink:
         answer = await self._ask(min(BOOT_BUDGET_S, self.poll_seconds))
         detail: str | None = None
         if answer is not None and not self._serves(slot, answer):
+            # A load can outlast the controller's memory of this replica (three polls):
+            # say what is served before the swap, and again after it.
+            await self._report(slot, self._failure_detail())
             detail = await self._swap(slot, answer)
         await self._report(slot, detail or self._failure_detail())
 
