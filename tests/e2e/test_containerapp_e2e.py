@@ -5,10 +5,11 @@ behind an ingress that splits traffic by revision weights).
 One scenario walks a deployment with two replicas through its life on
 `target.kind: containerapp`: created; promoted by hot swap under load (every replica
 swaps itself through the server link, no new revision, no failed request); scaled out
-after the swap (the new replica boots on the new version); a resources change rolled out
-as a new revision under load (proven before it takes the traffic, no failed request);
-steady (one list, zero writes); pruned. Another survives a 429 and a 500 storm. No
-secret may appear in what the emulator sent, the API, the history or the logs.
+and a replica restarted after the swap (both boot on the new version); a resources
+change rolled out as a new revision under load (proven before it takes the traffic, no
+failed request); steady (one list, zero writes); pruned. Another survives a 429 and a
+500 storm. No secret may appear in what the emulator sent, the API, the history or the
+logs.
 
 Not here: a canary promotion whose observed split follows the steps through the
 platform's traffic weights. That needs `rollout.strategy: canary` (issue 14, not built
@@ -309,6 +310,10 @@ def test_containerapp_deployment_lifecycle(
         30,
     )
     wait(scenario.serving("2"), "three replicas on version 2", 30)
+    # A replica whose container restarts comes back on version 2 as well, not on the
+    # revision's MODEL_URI (version 1).
+    scenario.emulator.restart_replica(app, first, 0)
+    assert scenario.replica_versions() == ["2", "2", "2"]
 
     # 4. A resources change is a new revision, proven before it takes the traffic, with
     #    no failed request; the old revision is deactivated after the drain.

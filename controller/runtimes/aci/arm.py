@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote
 
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError, ServiceResponseError
 from azure.core.polling import LROPoller
 from azure.core.rest import HttpRequest
@@ -38,6 +40,7 @@ __all__ = [
     "ArmClients",
     "Poller",
     "RetryOptions",
+    "aci_clients",
     "list_groups",
     "put_once",
 ]
@@ -46,6 +49,16 @@ __all__ = [
 API_VERSION = "2023-05-01"
 
 AciClients = ArmClients[ContainerInstanceManagementClient]
+
+
+def aci_clients(credential: TokenCredential, **options: Any) -> AciClients:
+    """ACI's SDK clients (the client class is looked up here when a client is made, so a
+    test can hand the SDK another transport)."""
+    return ArmClients(
+        lambda *args, **kwargs: ContainerInstanceManagementClient(*args, **kwargs),
+        credential,
+        **options,
+    )
 
 
 def list_groups(

@@ -33,7 +33,6 @@ from dataclasses import replace
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
-from azure.mgmt.containerinstance import ContainerInstanceManagementClient
 from azure.mgmt.containerinstance.models import ContainerGroup, Resource
 
 from controller.core.errors import (
@@ -45,9 +44,9 @@ from controller.core.types import ActualState, DesiredState
 from controller.runtimes.aci.arm import (
     ARM_URL,
     RETRY_PATCH,
-    ArmClients,
     Poller,
     RetryOptions,
+    aci_clients,
     list_groups,
     put_once,
 )
@@ -125,8 +124,7 @@ class AciRuntime:
             probe = self._prober = ServerProber(probe_concurrency)
         self._probe = probe
         self._probe_concurrency = probe_concurrency
-        self._client = ArmClients(
-            ContainerInstanceManagementClient,
+        self._client = aci_clients(
             credential,
             base_url=base_url or ARM_URL,
             audience=audience,
