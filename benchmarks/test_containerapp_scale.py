@@ -156,7 +156,8 @@ def test_containerapp_scale_steady_state(tmp_path: Path) -> None:
         ServerWiring("https://controller.example.com", 10.0),
         base_url=emulator.url,
         connection_verify=str(emulator.ca_path),
-        endpoint_resolver=emulator.resolve_endpoint,
+        # The default resolver (https://<fqdn>): nothing is called here, and the
+        # emulator's own resolver walks every app (a test helper, not the runtime's cost).
         retry=RetryOptions(backoff_factor=0.01),
         polling_interval=0.01,
         check_interval=0.01,
