@@ -230,7 +230,9 @@ def test_containerapp_scale_steady_state(tmp_path: Path) -> None:
                 "`tests/containerapps_emulator` in counting mode (no processes; apps may "
                 "scale to zero, so a revision is proven without replicas; each app then has "
                 "one replica report of version 1, as its linked server sends). The anchor "
-                "is ACI's steady pass over as many container groups in the same run.",
+                "is ACI's steady pass over as many container groups in the same run. Both "
+                "are the median of three passes after a warm one (manifests already parsed, "
+                "connections open); the ACI section above times the first steady poll.",
                 "",
                 "| pass | result |",
                 "| --- | --- |",
