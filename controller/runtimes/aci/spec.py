@@ -53,7 +53,7 @@ from controller.runtimes.azurearm import (
 )
 from controller.runtimes.common import workload_env
 
-__all__ = ["RegistryCredential", "is_owned"]
+__all__ = ["TAG_DEPLOYMENT", "TAG_MODEL_VERSION", "TAG_SPEC_HASH", "RegistryCredential", "is_owned"]
 # What ACI cannot change in place, as `DesiredState.immutable_hash` (a replace if it moves).
 TAG_IMMUTABLE_HASH = "aliasflow-immutable-hash"
 # A fresh id per PUT: after a 5xx, a GET tells whether ARM committed that very PUT.
