@@ -25,7 +25,13 @@ from starlette.routing import Route
 
 from controller.core import serverkeys
 from controller.runtimes.netutil import free_port, stop_process
-from model_server.link import ControllerLink, LinkSettings, signature
+from model_server.link import (
+    ControllerLink,
+    LinkSettings,
+    LinkSettingsError,
+    controller_link,
+    signature,
+)
 from model_server.settings import ServerSettings
 from tests.fixtures_models import IrisModels
 from tests.model_server.conftest import start_server
@@ -211,3 +217,42 @@ def test_the_server_signs_as_the_controller_verifies(body: bytes, target: str) -
     assert signature(KEY, "1700000000", "post", target, body) == serverkeys.signature(
         KEY, "1700000000", "POST", target, body
     )
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"ALIASFLOW_CONTROLLER_URL": "http://c:8000"}, "ALIASFLOW_DEPLOYMENT"),
+        (
+            {"ALIASFLOW_CONTROLLER_URL": "http://c:8000", "ALIASFLOW_DEPLOYMENT": "iris"},
+            "ALIASFLOW_ADMIN_TOKEN",
+        ),
+        ({"ALIASFLOW_CONTROLLER_URL": "c:8000", "ALIASFLOW_DEPLOYMENT": "iris"}, "http(s) URL"),
+        (
+            {
+                "ALIASFLOW_CONTROLLER_URL": "http://c:8000",
+                "ALIASFLOW_DEPLOYMENT": "iris",
+                "ALIASFLOW_CONTROLLER_POLL_SECONDS": "often",
+            },
+            "ALIASFLOW_CONTROLLER_POLL_SECONDS",
+        ),
+    ],
+)
+def test_a_link_asked_for_but_not_workable_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    for name in (
+        "ALIASFLOW_ADMIN_TOKEN",
+        "ALIASFLOW_DEPLOYMENT",
+        "ALIASFLOW_CONTROLLER_POLL_SECONDS",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(LinkSettingsError, match=re.escape(expected)):
+        controller_link(ServerSettings(model_uri="models:/iris/1"))
+
+
+def test_without_a_controller_url_there_is_no_link(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ALIASFLOW_CONTROLLER_URL", raising=False)
+    assert controller_link(ServerSettings(model_uri="models:/iris/1")) is None
