@@ -153,7 +153,8 @@ def validate(
         "--kinds",
         metavar="KINDS",
         help="Target kinds the controller enables, comma-separated (default: what this "
-        "environment's ALIASFLOW_* settings enable: local, plus docker and aci when set).",
+        "environment's ALIASFLOW_* settings enable: local, plus docker, aci and "
+        "containerapp when set).",
     ),
 ) -> None:
     """Check every manifest; exit 0 when all are valid, 1 listing every error."""
@@ -181,6 +182,7 @@ def validate(
 _ENABLE_HINT = {
     "docker": "set ALIASFLOW_DOCKER_ENABLED=true where it runs, or pass --kinds",
     "aci": "set ALIASFLOW_ACI_RESOURCE_GROUPS where it runs, or pass --kinds",
+    "containerapp": "set ALIASFLOW_CONTAINERAPP_RESOURCE_GROUPS where it runs, or pass --kinds",
 }
 
 
@@ -203,6 +205,8 @@ def _enabled_kinds(kinds: str | None) -> set[str]:
         enabled.add(TargetKind.DOCKER.value)
     if settings.aci_resource_groups.strip():
         enabled.add(TargetKind.ACI.value)
+    if settings.containerapp_resource_groups.strip():
+        enabled.add(TargetKind.CONTAINERAPP.value)
     return enabled
 
 

@@ -31,6 +31,7 @@ from model_server.errors import (
 )
 from model_server.fastlane import FastLane
 from model_server.inputs import decode_json
+from model_server.link import ControllerLink
 from model_server.loading import LoadedModel, load_model
 from model_server.metrics import CONTENT_TYPE, MetricsMiddleware, ServerMetrics
 from model_server.protocols import mlflow_scoring, native, v2
@@ -59,8 +60,10 @@ def create_app(
     *,
     loader: Loader = load_model,
     on_boot_failure: Callable[[str], None] | None = None,
+    link: ControllerLink | None = None,
 ) -> FastAPI:
-    """Build the server for `settings`; `on_boot_failure` lets `run_serve` exit non-zero."""
+    """Build the server for `settings`; `on_boot_failure` lets `run_serve` exit non-zero;
+    `link` makes it ask the controller what to serve (model_server/link.py)."""
     metrics = ServerMetrics()
     slot = ModelSlot(settings, loader, metrics)
     batcher = MicroBatcher(
@@ -72,7 +75,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         batcher.start()
-        boot = asyncio.create_task(_boot(slot, on_boot_failure), name="model-boot")
+        boot = asyncio.create_task(_boot(slot, on_boot_failure, link), name="model-boot")
         try:
             yield
         finally:
@@ -162,18 +165,24 @@ def create_app(
     return app
 
 
-async def _boot(slot: ModelSlot, on_failure: Callable[[str], None] | None) -> None:
+async def _boot(
+    slot: ModelSlot, on_failure: Callable[[str], None] | None, link: ControllerLink | None
+) -> None:
     try:
-        await slot.boot()
+        await (slot.boot() if link is None else link.boot(slot))
     except ServerError as exc:
         log.error("boot failed: %s", exc)
         if on_failure is not None:
             on_failure(str(exc))
+        return
     except Exception as exc:  # a bug of ours; still a clear line, not a hung unready server
         log.exception("boot failed unexpectedly")
         slot.boot_error = f"{type(exc).__name__}: {exc}"
         if on_failure is not None:
             on_failure(slot.boot_error)
+        return
+    if link is not None:
+        await link.follow(slot)
 
 
 def _authorize(request: Request, settings: ServerSettings) -> None:

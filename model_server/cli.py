@@ -62,12 +62,17 @@ def uvicorn_config(app: Any, host: str, port: int) -> uvicorn.Config:
 
 def run_serve(host: str, port: int) -> int:
     """Serve `MODEL_URI` on host:port until stopped; returns the process exit code."""
+    from model_server.link import LinkSettingsError, controller_link
     from model_server.settings import ServerSettings
 
     try:
         settings = ServerSettings()
+        link = controller_link(settings)
     except ValidationError as exc:
         print(describe_settings_error(exc), file=sys.stderr)
+        return 2
+    except LinkSettingsError as exc:
+        print(exc, file=sys.stderr)
         return 2
 
     import uvicorn
@@ -87,7 +92,7 @@ def run_serve(host: str, port: int) -> int:
         if server is not None:
             server.should_exit = True
 
-    app = create_app(settings, on_boot_failure=on_boot_failure)
+    app = create_app(settings, on_boot_failure=on_boot_failure, link=link)
     server = uvicorn.Server(uvicorn_config(app, host, port))
     server.run()
     if boot_failure:

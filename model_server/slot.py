@@ -51,9 +51,9 @@ class ModelSlot:
         self._abandoned: set[asyncio.Task[LoadedModel]] = set()
         self._completing: set[asyncio.Task[None]] = set()
 
-    async def boot(self) -> LoadedModel:
-        """Load `MODEL_URI` (off the event loop) and start serving it."""
-        uri = self._settings.model_uri
+    async def boot(self, model_uri: str | None = None) -> LoadedModel:
+        """Load `model_uri` (`MODEL_URI` by default; off the event loop) and serve it."""
+        uri = model_uri or self._settings.model_uri
         log.info("loading model %s", uri)
         try:
             model = await asyncio.to_thread(self._loader, uri, self._settings)

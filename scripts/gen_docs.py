@@ -128,6 +128,7 @@ def _settings_table(model: Any, prefix: str, with_description: bool) -> list[str
 
 def render_settings() -> str:
     from controller.service.settings import ControllerSettings
+    from model_server.link import LinkSettings
     from model_server.settings import ServerSettings
 
     lines = [
@@ -153,6 +154,16 @@ def render_settings() -> str:
         "settings, 1 a model that cannot be loaded at boot.",
         "",
         *_settings_table(ServerSettings, "", with_description=False),
+        "",
+        "### The link to the controller (optional)",
+        "",
+        "With `ALIASFLOW_CONTROLLER_URL` the server asks the controller which version to",
+        "serve, at boot and every `ALIASFLOW_CONTROLLER_POLL_SECONDS`, and reports what it",
+        "serves ([server contract](server-contract.md)); the containerapp target sets these.",
+        "On Container Apps the platform sets `CONTAINER_APP_REPLICA_NAME` and",
+        "`CONTAINER_APP_REVISION`; elsewhere the replica is the host name.",
+        "",
+        *_settings_table(LinkSettings, "", with_description=False),
         "",
     ]
     return HEADER + "\n".join(lines)

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from controller.api import dashboard, errors, routes, webhooks
+from controller.api import dashboard, errors, routes, servers, webhooks
 from controller.service.controller import Controller
 from controller.service.settings import ControllerSettings
 
@@ -26,6 +26,7 @@ def create_app(settings: ControllerSettings, controller: Controller | None = Non
     app = FastAPI(title="aliasflow controller", version="1", lifespan=lifespan)
     app.include_router(webhooks.router)
     app.include_router(routes.router)
+    app.include_router(servers.router)
     app.include_router(dashboard.router)
     errors.install(app)
     return app

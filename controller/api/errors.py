@@ -13,12 +13,28 @@ from controller.core.errors import (
     RegistryUnavailableError,
     StoreUnavailableError,
 )
-from controller.service.errors import ConflictError, DisabledError, NotFoundError, ServiceError
+from controller.service.errors import (
+    ConflictError,
+    DisabledError,
+    InvalidRequestError,
+    NotFoundError,
+    NotReadyError,
+    ServiceError,
+    UnauthorizedError,
+)
 
 SERVICE_STATUS: dict[type[ServiceError], int] = {
     NotFoundError: 404,
     ConflictError: 409,
     DisabledError: 403,
+    UnauthorizedError: 401,
+    InvalidRequestError: 422,
+    NotReadyError: 503,
+}
+# Headers a refusal carries: how to authenticate, when to ask again.
+SERVICE_HEADERS: dict[type[ServiceError], dict[str, str]] = {
+    UnauthorizedError: {"WWW-Authenticate": "X-Aliasflow-Signature"},
+    NotReadyError: {"Retry-After": "1"},
 }
 # Errors from the systems behind us: "not now" is 503, a missing model is a conflict
 # with the request (the alias cannot move to what does not exist).
@@ -43,7 +59,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceError)
     async def _refused(_request: Request, exc: ServiceError) -> JSONResponse:
-        return _detail(exc.detail, SERVICE_STATUS.get(type(exc), 400))
+        response = _detail(exc.detail, SERVICE_STATUS.get(type(exc), 400))
+        response.headers.update(SERVICE_HEADERS.get(type(exc), {}))
+        return response
 
     @app.exception_handler(WebhookRejected)
     async def _rejected(_request: Request, exc: WebhookRejected) -> JSONResponse:

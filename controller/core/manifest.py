@@ -23,7 +23,16 @@ RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$")
 # swap, where it binds); a manifest overriding them would break that contract. This is
 # the one list: validation refuses them, so no runtime has to check again.
 RESERVED_ENV = frozenset(
-    {"MODEL_URI", "ALIASFLOW_ADMIN_TOKEN", "ALIASFLOW_SERVER_HOST", "ALIASFLOW_SERVER_PORT"}
+    {
+        "MODEL_URI",
+        "ALIASFLOW_ADMIN_TOKEN",
+        "ALIASFLOW_SERVER_HOST",
+        "ALIASFLOW_SERVER_PORT",
+        # The server -> controller link (docs/server-contract.md).
+        "ALIASFLOW_CONTROLLER_URL",
+        "ALIASFLOW_DEPLOYMENT",
+        "ALIASFLOW_CONTROLLER_POLL_SECONDS",
+    }
 )
 
 
@@ -137,18 +146,81 @@ class DockerTarget(_Strict):
     network: str | None = Field(default=None, description="Docker network to attach.")
 
 
+# Container Apps' limits: "Scale limit" table of learn.microsoft.com/azure/container-apps/
+# scale-app (min 0-1000, max 1-1000); the spec (Scale, 2026-07-01) has no bounds.
+MAX_REPLICAS = 1000
+# An app name: lowercase letters, digits and '-', starting with a letter, ending with a
+# letter or digit, no '--' (it separates app and revision names), at most 32 characters
+# (ARM's answer to a longer or malformed name, ContainerAppInvalidName).
+CONTAINER_APP_NAME = re.compile(r"^[a-z](?!.*--)[a-z0-9-]{0,30}[a-z0-9]$")
+
+
+class Replicas(_Strict):
+    min: int = Field(
+        default=1,
+        ge=0,
+        le=MAX_REPLICAS,
+        description="Replicas always running; 0 lets the app scale to zero when idle.",
+    )
+    max: int = Field(
+        default=10, ge=1, le=MAX_REPLICAS, description="Most replicas the app scales out to."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Replicas:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
+class ContainerAppScale(_Strict):
+    concurrent_requests: int = Field(
+        default=50,
+        alias="concurrentRequests",
+        ge=1,
+        description="HTTP scale rule: concurrent requests per replica before another is added.",
+    )
+
+
+class ContainerAppTarget(_Strict):
+    subscription_id: str = Field(
+        alias="subscriptionId", min_length=1, description="Azure subscription id."
+    )
+    resource_group: str = Field(
+        alias="resourceGroup", min_length=1, description="Resource group of the container app."
+    )
+    environment: str = Field(
+        min_length=1,
+        description="The Container Apps environment: its name (in the resource group) or "
+        "its resource id.",
+    )
+    location: str = Field(min_length=1, description="Azure region of the environment.")
+    replicas: Replicas = Field(default_factory=Replicas, description="Replica bounds.")
+    scale: ContainerAppScale = Field(
+        default_factory=ContainerAppScale, description="When to add replicas."
+    )
+
+
 class Target(_Strict):
     kind: TargetKind = Field(default=TargetKind.LOCAL, description="Where the model server runs.")
     aci: AciTarget | None = Field(default=None, description="Required when kind is aci.")
     docker: DockerTarget | None = Field(default=None, description="Optional for kind docker.")
+    containerapp: ContainerAppTarget | None = Field(
+        default=None, description="Required when kind is containerapp."
+    )
 
     @model_validator(mode="after")
     def _settings_match_kind(self) -> Target:
         kind = self.kind.value
-        if self.kind is TargetKind.ACI and self.aci is None:
-            raise ValueError("target.kind 'aci' needs an 'aci' block")
-        if self.kind is not TargetKind.ACI and self.aci is not None:
-            raise ValueError(f"an 'aci' block does not apply to target.kind {kind!r}")
+        blocks = {TargetKind.ACI: self.aci, TargetKind.CONTAINERAPP: self.containerapp}
+        for owner, block in blocks.items():
+            article = "an" if owner.value[0] in "aeiou" else "a"
+            if self.kind is owner and block is None:
+                raise ValueError(f"target.kind {kind!r} needs {article} {kind!r} block")
+            if self.kind is not owner and block is not None:
+                raise ValueError(
+                    f"{article} {owner.value!r} block does not apply to target.kind {kind!r}"
+                )
         if self.kind is not TargetKind.DOCKER and self.docker is not None:
             raise ValueError(f"a 'docker' block does not apply to target.kind {kind!r}")
         return self
@@ -330,6 +402,19 @@ class Spec(_Strict):
     )
 
     @model_validator(mode="after")
+    def _traffic_fits_the_target(self) -> Spec:
+        # A request reaches one Container Apps replica of many: a split inside one server
+        # is not a split of the app's traffic (the platform's revision weights would be).
+        if self.target.kind is TargetKind.CONTAINERAPP and (
+            self.rollout.strategy is Strategy.CANARY or self.shadow is not None
+        ):
+            raise ValueError(
+                "canary and shadow are not available on target.kind 'containerapp' yet; "
+                "use strategy hotswap (every replica swaps) or a target that runs one server"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _env_names(self) -> Spec:
         for name in [*self.env, *self.secret_env]:
             _env_name(name)
@@ -346,6 +431,18 @@ class ModelDeployment(_Strict):
     kind: Literal["ModelDeployment"] = Field(description="ModelDeployment")
     metadata: Metadata = Field(description="Name and labels.")
     spec: Spec = Field(description="What to serve, where and how.")
+
+    @model_validator(mode="after")
+    def _container_app_name(self) -> ModelDeployment:
+        if self.spec.target.kind is TargetKind.CONTAINERAPP and not CONTAINER_APP_NAME.match(
+            self.metadata.name
+        ):
+            raise ValueError(
+                f"metadata.name {self.metadata.name!r} cannot name a container app: at most 32 "
+                "lowercase letters, digits and '-', starting with a letter, ending with a "
+                "letter or digit, without '--'"
+            )
+        return self
 
     @property
     def name(self) -> str:

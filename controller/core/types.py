@@ -16,6 +16,7 @@ class TargetKind(StrEnum):
     LOCAL = "local"
     ACI = "aci"
     DOCKER = "docker"
+    CONTAINERAPP = "containerapp"
 
 
 class Strategy(StrEnum):

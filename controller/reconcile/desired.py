@@ -46,6 +46,17 @@ def target_settings(deployment: ModelDeployment) -> dict[str, str]:
             settings["tls"] = "sidecar"
     if target.docker is not None and target.docker.network:
         settings["network"] = target.docker.network
+    app = target.containerapp
+    if app is not None:
+        settings = {
+            "subscriptionId": app.subscription_id,
+            "resourceGroup": app.resource_group,
+            "environment": app.environment,
+            "location": app.location,
+            "minReplicas": str(app.replicas.min),
+            "maxReplicas": str(app.replicas.max),
+            "concurrentRequests": str(app.scale.concurrent_requests),
+        }
     return settings
 
 

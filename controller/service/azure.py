@@ -1,4 +1,5 @@
-"""Settings → an `AciRuntime` and an ACR resolver, with one shared Azure credential.
+"""Settings → the Azure runtimes (aci, containerapp) and an ACR resolver, with one shared
+Azure credential.
 
 `DefaultAzureCredential` covers production (managed identity, workload identity, or a
 service principal from AZURE_CLIENT_ID / AZURE_TENANT_ID / AZURE_CLIENT_SECRET); the
@@ -19,10 +20,11 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from controller.runtimes.aci.acr import ACR_AUDIENCE, AcrImageResolver
-from controller.runtimes.aci.arm import ARM_URL, RetryOptions
 from controller.runtimes.aci.quota import QuotaLimiter
 from controller.runtimes.aci.runtime import AciRuntime
-from controller.runtimes.aci.spec import RegistryCredential
+from controller.runtimes.azurearm import ARM_URL, RegistryCredential, RetryOptions
+from controller.runtimes.containerapp import ContainerAppRuntime, RegistryAccess, ServerWiring
+from controller.runtimes.link import ServerLinks
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -92,6 +94,43 @@ def build_aci_runtime(settings: ControllerSettings, admin_token: str) -> AciRunt
         retry=RetryOptions(total=settings.aci_retry_total),
         polling_interval=settings.aci_polling_interval_seconds,
         tls_image=settings.aci_tls_image,
+    )
+
+
+def build_containerapp_runtime(
+    settings: ControllerSettings, secret: str, links: ServerLinks
+) -> ContainerAppRuntime:
+    """The servers get the controller's address, their poll interval and their own key
+    (derived from `secret`); registry access by managed identity, else by password."""
+    registry = None
+    if settings.acr_login_server and settings.containerapp_registry_identity:
+        registry = RegistryAccess(
+            settings.acr_login_server, identity=settings.containerapp_registry_identity
+        )
+    elif settings.acr_login_server and settings.acr_username and settings.acr_password:
+        registry = RegistryAccess(
+            settings.acr_login_server,
+            username=settings.acr_username,
+            password=settings.acr_password.get_secret_value(),
+        )
+    wiring = ServerWiring(
+        settings.containerapp_controller,
+        settings.containerapp_link_poll_seconds,
+        tracking_uri=settings.mlflow_tracking_uri,
+        registry=registry,
+    )
+    return ContainerAppRuntime(
+        build_credential(settings),
+        settings.containerapp_groups,
+        secret,
+        links,
+        wiring,
+        base_url=settings.aci_arm_url,
+        audience=arm_audience(settings),
+        connection_verify=str(settings.aci_ca_bundle) if settings.aci_ca_bundle else None,
+        retry=RetryOptions(total=settings.aci_retry_total),
+        polling_interval=settings.aci_polling_interval_seconds,
+        drain_seconds=settings.containerapp_drain_seconds,
     )
 
 

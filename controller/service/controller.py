@@ -30,8 +30,10 @@ from controller.reconcile.metrics import ControllerMetrics
 from controller.reconcile.queue import WorkQueue
 from controller.reconcile.reconciler import Reconciler
 from controller.registry.poller import AliasPoller
+from controller.runtimes.link import ServerLinks
 from controller.service.errors import ConflictError, NotFoundError
 from controller.service.rollback import HISTORY_DEPTH, RollbackPlan, plan_rollback
+from controller.service.servers import ServerLinkService
 from controller.service.settings import ControllerSettings
 from controller.service.traffic import TrafficSampler, VersionTraffic
 from controller.service.views import DeploymentView, deployment_views
@@ -39,6 +41,7 @@ from controller.service.webhooks import WebhookReceipt, WebhookReceiver
 from controller.service.wiring import (
     admin_token,
     build_image_resolver,
+    build_links,
     build_notifier,
     build_runtimes,
 )
@@ -69,6 +72,7 @@ class Controller:
         runtimes: dict[str, Runtime] | None = None,
         source: ManifestSource | None = None,
         store: HistoryStore | None = None,
+        links: ServerLinks | None = None,
     ) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -95,8 +99,15 @@ class Controller:
             )
         self.source: ManifestSource = source
         self.admin_token = admin_token(settings)
+        # Shared by the runtimes that link their servers and the link endpoints.
+        self.links = links or build_links(settings)
         self.runtimes = (
-            runtimes if runtimes is not None else build_runtimes(settings, self.admin_token)
+            runtimes
+            if runtimes is not None
+            else build_runtimes(settings, self.admin_token, self.links)
+        )
+        self.servers = ServerLinkService(
+            self.links, self.admin_token, self.source.snapshot, self.store.get_status
         )
         self.notifier = build_notifier(settings, self.store)
         self.reconciler = Reconciler(

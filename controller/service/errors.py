@@ -21,3 +21,15 @@ class ConflictError(ServiceError):
 
 class DisabledError(ServiceError):
     """The feature is switched off by configuration; the detail says how to turn it on."""
+
+
+class UnauthorizedError(ServiceError):
+    """The caller did not prove who it is (a missing, stale or wrong signature)."""
+
+
+class NotReadyError(ServiceError):
+    """The controller cannot answer yet; asking again shortly will do."""
+
+
+class InvalidRequestError(ServiceError):
+    """A body that does not say what the endpoint needs; the detail names each field."""

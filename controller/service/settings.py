@@ -9,7 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -144,6 +151,38 @@ class ControllerSettings(BaseSettings):
     aci_quota_window_seconds: float = Field(
         300.0, gt=0, description="ACI's create/delete quota window."
     )
+    containerapp_controller_url: str | None = Field(
+        None,
+        description="Address the containerapp target's model servers reach the controller at "
+        "(they ask it which version to serve); unset uses ALIASFLOW_PUBLIC_URL.",
+    )
+    containerapp_link_poll_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="How often containerapp model servers ask the controller which version "
+        "to serve (a hot swap reaches every replica within it); their reports are kept for "
+        "three of these.",
+    )
+    containerapp_drain_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=600,
+        description="Pause between shifting all traffic to a new revision and deactivating "
+        "the old ones, for requests in flight.",
+    )
+    containerapp_registry_identity: str | None = Field(
+        None,
+        description="Managed identity the container apps pull from ALIASFLOW_ACR_LOGIN_SERVER "
+        "with: a user-assigned identity's resource id, or `system`; unset uses "
+        "ALIASFLOW_ACR_USERNAME / ALIASFLOW_ACR_PASSWORD when set.",
+    )
+    containerapp_resource_groups: str = Field(
+        "",
+        description="Comma-separated resource groups the containerapp target manages, each "
+        "`resourceGroup` or `subscriptionId/resourceGroup`; empty disables the target. ARM "
+        "access (URL, authority, CA, retries) uses the ALIASFLOW_ACI_* settings.",
+    )
     acr_login_server: str | None = Field(
         None,
         description="Registry whose image tags are resolved to digests, e.g. myreg.azurecr.io.",
@@ -176,25 +215,59 @@ class ControllerSettings(BaseSettings):
         "the controller's tracking URI if unset.",
     )
 
-    @field_validator("mlflow_tracking_uri", "public_url", "mlflow_ui_url", "docker_tracking_uri")
+    @field_validator(
+        "mlflow_tracking_uri",
+        "public_url",
+        "mlflow_ui_url",
+        "docker_tracking_uri",
+        "containerapp_controller_url",
+    )
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://", "file:", "sqlite:")):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value.rstrip("/") if value else value
 
+    @field_validator("containerapp_resource_groups")
+    @classmethod
+    def _servers_reach_the_controller(cls, value: str, info: ValidationInfo) -> str:
+        if value.strip() and not (
+            info.data.get("containerapp_controller_url") or info.data.get("public_url")
+        ):
+            raise ValueError(
+                "the containerapp target needs ALIASFLOW_PUBLIC_URL (or "
+                "ALIASFLOW_CONTAINERAPP_CONTROLLER_URL): its model servers ask the controller "
+                "which version to serve, at an address they can reach"
+            )
+        return value
+
     @property
     def aci_groups(self) -> list[tuple[str, str]]:
         """(subscription id, resource group) pairs from `aci_resource_groups`."""
+        return self._groups(self.aci_resource_groups, "ALIASFLOW_ACI_RESOURCE_GROUPS")
+
+    @property
+    def containerapp_groups(self) -> list[tuple[str, str]]:
+        """(subscription id, resource group) pairs from `containerapp_resource_groups`."""
+        return self._groups(
+            self.containerapp_resource_groups, "ALIASFLOW_CONTAINERAPP_RESOURCE_GROUPS"
+        )
+
+    @property
+    def containerapp_controller(self) -> str:
+        """Where containerapp model servers reach the controller."""
+        return self.containerapp_controller_url or self.public_url or ""
+
+    def _groups(self, raw: str, setting: str) -> list[tuple[str, str]]:
         groups: list[tuple[str, str]] = []
-        for item in (part.strip() for part in self.aci_resource_groups.split(",")):
+        for item in (part.strip() for part in raw.split(",")):
             if not item:
                 continue
             subscription, _, group = item.rpartition("/")
             subscription = subscription or self.aci_subscription_id or ""
             if not subscription:
                 raise SettingsError(
-                    f"ALIASFLOW_ACI_RESOURCE_GROUPS: {item!r} names no subscription and "
+                    f"{setting}: {item!r} names no subscription and "
                     "ALIASFLOW_ACI_SUBSCRIPTION_ID (or AZURE_SUBSCRIPTION_ID) is not set"
                 )
             groups.append((subscription, group))

@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from controller.core.ports import HistoryStore, Notifier, Runtime, SilentNotifier
+from controller.runtimes.link import ServerLinks
 from controller.service.settings import ControllerSettings
 
 
@@ -35,7 +36,14 @@ def admin_token(settings: ControllerSettings) -> str:
     return load_or_create_token(settings.data_dir / "server-admin-token")
 
 
-def build_runtimes(settings: ControllerSettings, token: str) -> dict[str, Runtime]:
+def build_links(settings: ControllerSettings) -> ServerLinks:
+    """Linked servers' desired versions and reports; a report lives three poll intervals."""
+    return ServerLinks(report_ttl=3 * settings.containerapp_link_poll_seconds)
+
+
+def build_runtimes(
+    settings: ControllerSettings, token: str, links: ServerLinks | None = None
+) -> dict[str, Runtime]:
     from controller.runtimes.local import LocalRuntime
 
     runtimes: dict[str, Runtime] = {
@@ -56,6 +64,13 @@ def build_runtimes(settings: ControllerSettings, token: str) -> dict[str, Runtim
         from controller.service.azure import build_aci_runtime
 
         runtimes["aci"] = build_aci_runtime(settings, token)
+    if settings.containerapp_groups:
+        from controller.service.azure import build_containerapp_runtime
+
+        # The servers' keys derive from `token` (controller/core/serverkeys.py).
+        runtimes["containerapp"] = build_containerapp_runtime(
+            settings, token, links or build_links(settings)
+        )
     return runtimes
 
 

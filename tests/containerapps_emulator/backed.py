@@ -2,11 +2,13 @@
 
 A replica runs with its revision's container env (template.containers[0].env, secretRef
 values read from the app's secrets when the replica starts, as a container would get
-them) on a free loopback port; the container's `targetPort` cannot be shared by several
-local processes, so the port differs but the contract does not. A replica that is
-restarted, or added by a scale-out, comes back from that same revision env, in
-particular its boot-time `MODEL_URI` (docs: revisions, a revision is an immutable
-snapshot; secret changes reach containers only when they restart).
+them, plus the platform's built-in CONTAINER_APP_* variables) on a free loopback port;
+the container's `targetPort` cannot be shared by several local processes, so the port
+differs but the contract does not. A replica that is restarted, or added by a
+scale-out, comes back from that same revision env, in particular its boot-time
+`MODEL_URI` (docs: revisions, a revision is an immutable snapshot; secret changes reach
+containers only when they restart) unless, linked to a controller, it asks which
+version to load.
 
 `Ingress` is the app's front door: a loopback reverse proxy that picks a revision by
 the traffic weights (smooth weighted round robin, so a split is exact over a cycle, not
@@ -122,6 +124,11 @@ class ReplicaProcesses:
         port = free_port()
         env = {key: os.environ[key] for key in _INHERITED if key in os.environ}
         env["PYTHONUNBUFFERED"] = "1"
+        # docs: environment-variables, "Built-in environment variables": the platform
+        # gives every replica these (and the app's hostname and DNS suffix, not used here).
+        env["CONTAINER_APP_NAME"] = app.name
+        env["CONTAINER_APP_REVISION"] = revision.name
+        env["CONTAINER_APP_REPLICA_NAME"] = replica.name
         secrets = app.secret_values()
         container = (revision.template.get("containers") or [{}])[0]
         for var in container.get("env") or []:

@@ -36,6 +36,7 @@ class ContainerAppsEmulator:
         page_size: int | None = None,
         port: int | None = None,
         ready_timeout: float = 60.0,
+        check_schema: bool = True,
     ) -> None:
         self.state = EmulatorState()
         #: Every way a response broke the spec's schema; tests assert it stays empty.
@@ -60,7 +61,15 @@ class ContainerAppsEmulator:
             self.state.on_revision = self._on_revision
             self.state.on_stop = self.replicas.stop_revision
             self.state.on_restart = self.replicas.restart_revision
-        app = create_app(self.state, lambda: self.url, self.violations, page_size=page_size)
+        # check_schema=False only for scale runs: the schema check of every body costs
+        # more than the listing it checks.
+        app = create_app(
+            self.state,
+            lambda: self.url,
+            self.violations,
+            page_size=page_size,
+            check_schema=check_schema,
+        )
         config = uvicorn.Config(
             app,
             host="127.0.0.1",
@@ -70,7 +79,8 @@ class ContainerAppsEmulator:
             log_config=None,
             access_log=False,
             log_level="warning",
-            timeout_graceful_shutdown=1,  # the SDK keeps connections alive
+            # The SDK keeps connections alive: waiting for them to close only delays a stop.
+            timeout_graceful_shutdown=0.1,  # type: ignore[arg-type]
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True, name="aca-arm")

@@ -57,8 +57,10 @@ class Throttle:
 @dataclass
 class Faults:
     throttle: Throttle = field(default_factory=Throttle)
-    #: Answer 500 to this many ARM requests.
+    #: Answer 500 to this many ARM requests...
     errors_500: int = 0
+    #: ... of these (method, route) pairs only, e.g. {("PUT", "app")}; empty: any.
+    errors_500_routes: set[tuple[str, str]] = field(default_factory=set)
     #: Seconds a revision stays Provisioning (counting mode; backed mode waits for servers).
     provisioning_delay: float = 0.0
     #: App names whose next new revision fails to provision.
@@ -239,7 +241,8 @@ class EmulatorState:
                 throttle.count = max(0, throttle.count - 1)
                 self.throttled[(method, route)] += 1
                 return 429, throttle.retry_after
-            if self.faults.errors_500 > 0:
+            routes = self.faults.errors_500_routes
+            if self.faults.errors_500 > 0 and (not routes or (method, route) in routes):
                 self.faults.errors_500 -= 1
                 self.failed[(method, route)] += 1
                 return 500, 0.0
@@ -424,7 +427,10 @@ class EmulatorState:
                     continue
                 made = app.revisions.get(operation.revision or "")
                 if made is not None and made.provisioning == "Provisioning":
-                    self._count_replicas(made)
+                    # A revision that failed to provision runs no replica (its
+                    # runningState is Failed; docs: revisions, "Running status").
+                    if not made.error:
+                        self._count_replicas(made)
                     made.provisioning = "Failed" if made.error else "Provisioned"
                 self.finish(app, operation)
 

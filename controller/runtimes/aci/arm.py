@@ -1,28 +1,19 @@
-"""ARM as the ACI runtime speaks it: SDK clients, the cheap listing, and a PUT sent once.
+"""ARM as the ACI runtime speaks it: the cheap listing, and a PUT sent once.
 
-Facts that shape it:
-
-- The token is asked for the ARM audience of the cloud the controller talks to
-  (`credential_scopes=[f"{audience}/.default"]`; the SDK's default is the public
-  cloud's, which another cloud's Entra ID does not issue), as "Multicloud: connect to
-  all regions with the Azure libraries for Python" (learn.microsoft.com/azure/developer/
-  python/sdk/azure-sdk-sovereign-domain) does.
-- ARM throttles with 429 + `Retry-After` and fails over with 5xx; azure-core's retry
-  policy honours both for reads, DELETE and the tags PATCH.
-- A PUT is different: ARM can commit it and still answer 500/504 (or lose the
-  connection), and a PUT of a container group restarts its containers even when the
-  spec is identical. So the SDK never re-sends a PUT on 5xx or a broken connection here
-  (429 with `Retry-After` is a refusal before anything happened, and is retried). After
-  such an answer, a GET says whether this very PUT landed, by the `aliasflow-put-id`
-  tag it carried; only a PUT that did not land is sent again.
+Clients, retries and the ARM audience are shared with every Azure runtime
+(`runtimes/azurearm.py`). What is ACI's own: a PUT is different from other writes. ARM
+can commit it and still answer 500/504 (or lose the connection), and a PUT of a container
+group restarts its containers even when the spec is identical. So the SDK never re-sends
+a PUT on 5xx or a broken connection here (429 with `Retry-After` is a refusal before
+anything happened, and is retried). After such an answer, a GET says whether this very
+PUT landed, by the `aliasflow-put-id` tag it carried; only a PUT that did not land is
+sent again.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -35,77 +26,39 @@ from azure.mgmt.containerinstance.models import ContainerGroup
 from azure.mgmt.core.exceptions import ARMErrorFormat
 
 from controller.runtimes.aci.spec import TAG_PUT_ID, light_group
+from controller.runtimes.azurearm import (
+    ARM_URL,
+    NO_PUT_RETRY,
+    RETRY_PATCH,
+    ArmClients,
+    RetryOptions,
+)
 
-ARM_URL = "https://management.azure.com"
+__all__ = [
+    "ARM_URL",
+    "RETRY_PATCH",
+    "ArmClients",
+    "Poller",
+    "RetryOptions",
+    "aci_clients",
+    "list_groups",
+    "put_once",
+]
+
 # The API version azure-mgmt-containerinstance 10.1 speaks (its default).
 API_VERSION = "2023-05-01"
-# azure-core retries PATCH only on 500/503/504; a tags-only update is idempotent, so it
-# may also be retried on 429/408 like reads and DELETE.
-RETRY_PATCH = frozenset({"HEAD", "GET", "PUT", "DELETE", "OPTIONS", "TRACE", "PATCH"})
-# azure-core's default methods without PUT: a PUT is not re-sent on 5xx (module docstring).
-NO_PUT_RETRY = frozenset({"HEAD", "GET", "DELETE", "OPTIONS", "TRACE"})
+
+AciClients = ArmClients[ContainerInstanceManagementClient]
 
 
-@dataclass(frozen=True)
-class RetryOptions:
-    """The SDK retry policy: ARM's 429 `Retry-After` is honoured on top of these.
-
-    azure-core caps retries on error statuses separately (`retry_status`, default 3,
-    below `retry_total`): a throttling storm of four 429s would fail at its default, so
-    both are set from `total`. The same budget bounds our own re-sent PUTs.
-    """
-
-    total: int = 10
-    backoff_factor: float = 0.8
-    backoff_max: float = 60.0
-
-    def backoff(self, attempt: int) -> float:
-        return float(min(self.backoff_max, self.backoff_factor * 2**attempt))
-
-
-class ArmClients:
-    """One SDK client per subscription, all with the same credential, audience and policy."""
-
-    def __init__(
-        self,
-        credential: TokenCredential,
-        *,
-        base_url: str,
-        audience: str,
-        retry: RetryOptions,
-        polling_interval: float,
-        connection_verify: str | bool | None = None,
-    ) -> None:
-        self._credential = credential
-        self._base_url = base_url
-        self._kwargs: dict[str, Any] = {
-            "credential_scopes": [f"{audience.rstrip('/')}/.default"],
-            "retry_total": retry.total,
-            "retry_status": retry.total,
-            "retry_backoff_factor": retry.backoff_factor,
-            "retry_backoff_max": retry.backoff_max,
-            "polling_interval": polling_interval,
-        }
-        if connection_verify is not None:
-            self._kwargs["connection_verify"] = connection_verify
-        self._clients: dict[str, ContainerInstanceManagementClient] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, subscription_id: str) -> ContainerInstanceManagementClient:
-        with self._lock:
-            client = self._clients.get(subscription_id)
-            if client is None:
-                client = ContainerInstanceManagementClient(
-                    self._credential, subscription_id, base_url=self._base_url, **self._kwargs
-                )
-                self._clients[subscription_id] = client
-            return client
-
-    def close(self) -> None:
-        with self._lock:
-            for client in self._clients.values():
-                client.close()
-            self._clients.clear()
+def aci_clients(credential: TokenCredential, **options: Any) -> AciClients:
+    """ACI's SDK clients (the client class is looked up here when a client is made, so a
+    test can hand the SDK another transport)."""
+    return ArmClients(
+        lambda *args, **kwargs: ContainerInstanceManagementClient(*args, **kwargs),
+        credential,
+        **options,
+    )
 
 
 def list_groups(

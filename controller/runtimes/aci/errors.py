@@ -1,27 +1,23 @@
-"""Azure SDK exceptions wrapped into the controller's error tree, at the edge.
+"""ACI's refusals in the manifest's words: the advice by ARM error code.
 
-By the time an exception reaches us the SDK's retry policy has already retried 408, 429
-and 5xx (honouring `Retry-After`; a PUT only on 429, see runtime.py), so what is left is
-either a refusal of the spec (permanent until the manifest changes) or an outage that
-outlasted the retries (temporary). Messages carry ARM's error code and message, never a
-request body, which could hold secure values; where ARM's code says what the manifest
-must change, the message says it in the manifest's words.
+The wrapping of Azure SDK exceptions into the controller's error tree is shared by every
+Azure runtime (`runtimes/azurearm.py`); what differs is the service's name and what its
+error codes ask the manifest to change.
 """
 
 from __future__ import annotations
 
-from azure.core.exceptions import (
-    AzureError,
-    ClientAuthenticationError,
-    HttpResponseError,
-    ServiceRequestError,
-    ServiceResponseError,
+from azure.core.exceptions import AzureError
+
+from controller.core.errors import ControllerError
+from controller.runtimes.azurearm import (
+    ErrorVocabulary,
+    arm_error_code,
+    arm_error_text,
 )
+from controller.runtimes.azurearm import wrap_azure_error as wrap_arm_error
 
-from controller.core.errors import ControllerError, InvalidSpecError, RuntimeUnavailableError
-
-# 4xx answers that mean "not now" rather than "never".
-_TEMPORARY_4XX = frozenset({401, 403, 404, 408, 409, 423, 429})
+__all__ = ["arm_error_code", "arm_error_text", "wrap_azure_error"]
 
 # What to change, by ARM error code, for refusals that are about the manifest.
 _ADVICE = {
@@ -57,41 +53,9 @@ _ADVICE = {
 _SPEC_CODES = frozenset({"ServiceUnavailable"})
 
 
-def arm_error_code(exc: HttpResponseError) -> str | None:
-    code = getattr(getattr(exc, "error", None), "code", None)
-    return str(code) if code else None
-
-
-def arm_error_text(exc: HttpResponseError) -> str:
-    error = getattr(exc, "error", None)
-    code = getattr(error, "code", None)
-    message = getattr(error, "message", None)
-    if code or message:
-        return f"{code or 'Error'}: {message or ''}".strip()
-    reason = getattr(exc, "reason", None) or ""
-    return f"HTTP {exc.status_code} {reason}".strip()
+ACI_ERRORS = ErrorVocabulary("ACI", "container group", _ADVICE, _SPEC_CODES)
 
 
 def wrap_azure_error(exc: AzureError, what: str) -> ControllerError:
     """`what` names the operation and the group, e.g. "create rg/iris-prod"."""
-    if isinstance(exc, ClientAuthenticationError) and not isinstance(exc, HttpResponseError):
-        return RuntimeUnavailableError(f"{what}: Azure authentication failed: {exc.message}")
-    if isinstance(exc, HttpResponseError) and exc.status_code is not None:
-        return _wrap_answer(exc, exc.status_code, what)
-    if isinstance(exc, ServiceRequestError | ServiceResponseError):
-        return RuntimeUnavailableError(f"{what}: cannot reach ARM: {exc.message}")
-    return RuntimeUnavailableError(f"{what}: {type(exc).__name__}: {exc.message}")
-
-
-def _wrap_answer(exc: HttpResponseError, status: int, what: str) -> ControllerError:
-    text = arm_error_text(exc)
-    code = arm_error_code(exc)
-    advice = f"; {_ADVICE[code]}" if code in _ADVICE else ""
-    if status in (401, 403):
-        return RuntimeUnavailableError(
-            f"{what}: ARM refused the controller's identity (HTTP {status}, {text}); "
-            "check its role on the resource group"
-        )
-    if 400 <= status < 500 and (status not in _TEMPORARY_4XX or code in _SPEC_CODES):
-        return InvalidSpecError(f"{what}: ACI rejected the container group: {text}{advice}")
-    return RuntimeUnavailableError(f"{what}: ARM answered HTTP {status} ({text}){advice}")
+    return wrap_arm_error(exc, what, ACI_ERRORS)

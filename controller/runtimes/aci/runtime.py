@@ -26,11 +26,10 @@ and only in the resource groups the controller is configured with.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
@@ -45,9 +44,9 @@ from controller.core.types import ActualState, DesiredState, Traffic
 from controller.runtimes.aci.arm import (
     ARM_URL,
     RETRY_PATCH,
-    ArmClients,
     Poller,
     RetryOptions,
+    aci_clients,
     list_groups,
     put_once,
 )
@@ -67,6 +66,7 @@ from controller.runtimes.aci.spec import (
     owned_tags,
     placement_of,
 )
+from controller.runtimes.azurearm import Whereabouts
 from controller.runtimes.hotswap import request_hot_swap, request_traffic
 from controller.runtimes.probe import (
     PROBE_CONCURRENCY,
@@ -80,12 +80,6 @@ log = logging.getLogger(__name__)
 
 GroupKey = tuple[str, str]  # (subscription id, resource group)
 _NOT_READY = "container group runs but /readyz is not ready"
-
-
-@dataclass
-class _Listing:
-    at: float
-    groups: dict[str, ContainerGroup]  # every group in the resource group, owned or not
 
 
 class AciRuntime:
@@ -127,15 +121,13 @@ class AciRuntime:
         self._retry = retry
         self.polling_interval = polling_interval
         self.delete_timeout = delete_timeout
-        self._listing_ttl = listing_ttl
-        self._clock = clock
         # The default asks over one shared HTTP client, closed with the runtime.
         self._prober: ServerProber | None = None
         if probe is None:
             probe = self._prober = ServerProber(probe_concurrency)
         self._probe = probe
         self._probe_concurrency = probe_concurrency
-        self._client = ArmClients(
+        self._client = aci_clients(
             credential,
             base_url=base_url or ARM_URL,
             audience=audience,
@@ -143,9 +135,7 @@ class AciRuntime:
             polling_interval=polling_interval,
             connection_verify=connection_verify,
         )
-        self._listings: dict[GroupKey, _Listing] = {}
-        self._where: dict[str, GroupKey] = {}
-        self._lock = threading.RLock()
+        self._whereabouts = Whereabouts(self.resource_groups, listing_ttl, clock)
 
     # -- Runtime protocol ---------------------------------------------------------------
 
@@ -274,8 +264,7 @@ class AciRuntime:
             )
         except AzureError as exc:
             raise wrap_azure_error(exc, what) from exc
-        with self._lock:
-            self._where[desired.name] = key
+        self._whereabouts.remember(key, desired.name)
         result = self._provisioned(key, desired, poller, what)
         self._remember(key, result)
         log.info(
@@ -380,11 +369,7 @@ class AciRuntime:
             groups = list_groups(self._client(key[0]), *key)
         except AzureError as exc:
             raise wrap_azure_error(exc, f"list container groups in {key[1]}") from exc
-        with self._lock:
-            self._listings[key] = _Listing(self._clock(), groups)
-            for name, group in groups.items():
-                if is_owned(group.tags):
-                    self._where[name] = key
+        self._whereabouts.listed(key, [n for n, g in groups.items() if is_owned(g.tags)])
         return groups
 
     def _get(self, key: GroupKey, name: str) -> ContainerGroup | None:
@@ -399,36 +384,14 @@ class AciRuntime:
 
     def _locate(self, name: str) -> GroupKey | None:
         """Which resource group holds `name`: known from a listing, a PUT, or a fresh list."""
-        with self._lock:
-            key = self._where.get(name)
-            if key is not None:
-                return key
-            now = self._clock()
-            stale = [
-                k
-                for k in self.resource_groups
-                if k not in self._listings or now - self._listings[k].at > self._listing_ttl
-            ]
-        for k in stale:
-            self._list(k)
-        with self._lock:
-            return self._where.get(name)
+        return self._whereabouts.locate(name, self._list)
 
     def _remember(self, key: GroupKey, group: ContainerGroup) -> None:
-        if not is_owned(group.tags):
-            return
-        with self._lock:
-            self._where[str(group.name)] = key
-            listing = self._listings.get(key)
-            if listing is not None:
-                listing.groups[str(group.name)] = group
+        if is_owned(group.tags):
+            self._whereabouts.remember(key, str(group.name))
 
     def _forget(self, name: str) -> None:
-        with self._lock:
-            key = self._where.pop(name, None)
-            listing = self._listings.get(key) if key else None
-            if listing is not None:
-                listing.groups.pop(name, None)
+        self._whereabouts.forget(name)
 
     def _checked_key(self, name: str, subscription_id: str, resource_group: str) -> GroupKey:
         key = (subscription_id, resource_group)

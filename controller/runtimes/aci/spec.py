@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from azure.mgmt.containerinstance.models import (
@@ -47,12 +47,17 @@ from azure.mgmt.containerinstance.models import (
 
 from controller.core.errors import InvalidSpecError
 from controller.core.types import ActualState, DesiredState
+from controller.runtimes.azurearm import (
+    TAG_DEPLOYMENT,
+    TAG_MODEL_VERSION,
+    TAG_SPEC_HASH,
+    RegistryCredential,
+    base_tags,
+    is_owned,
+)
 from controller.runtimes.common import workload_env
 
-TAG_MANAGED = "aliasflow-managed"
-TAG_DEPLOYMENT = "aliasflow-deployment"
-TAG_SPEC_HASH = "aliasflow-spec-hash"
-TAG_MODEL_VERSION = "aliasflow-model-version"
+__all__ = ["TAG_DEPLOYMENT", "TAG_MODEL_VERSION", "TAG_SPEC_HASH", "RegistryCredential", "is_owned"]
 # What ACI cannot change in place, as `DesiredState.immutable_hash` (a replace if it moves).
 TAG_IMMUTABLE_HASH = "aliasflow-immutable-hash"
 # A fresh id per PUT: after a 5xx, a GET tells whether ARM committed that very PUT.
@@ -90,15 +95,6 @@ def default_endpoint(fqdn: str, port: int) -> str:
 
 
 @dataclass(frozen=True)
-class RegistryCredential:
-    """Pull credentials ACI needs for a private registry (e.g. ACR admin or a token)."""
-
-    server: str
-    username: str
-    password: str = field(repr=False)
-
-
-@dataclass(frozen=True)
 class Placement:
     """Where a deployment's container group lives in Azure."""
 
@@ -125,19 +121,10 @@ def placement_of(desired: DesiredState) -> Placement:
 
 
 def owned_tags(desired: DesiredState) -> dict[str, str]:
-    tags = {
-        TAG_MANAGED: "true",
-        TAG_DEPLOYMENT: desired.name,
-        TAG_SPEC_HASH: desired.spec_hash,
-        TAG_MODEL_VERSION: desired.model_version,
-    }
+    tags = base_tags(desired)
     if desired.immutable_hash:
         tags[TAG_IMMUTABLE_HASH] = desired.immutable_hash
     return tags
-
-
-def is_owned(tags: Mapping[str, str] | None) -> bool:
-    return bool(tags) and (tags or {}).get(TAG_MANAGED) == "true"
 
 
 def build_container_group(

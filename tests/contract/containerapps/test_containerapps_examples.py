@@ -2,8 +2,9 @@
 
 Each test names the example it follows (azure-rest-api-specs, specification/app/
 resource-manager/Microsoft.App/ContainerApps/stable/<api-version>/examples/...). The
-SDK talks httpx through `HttpxTransport`, so respx answers at the last hop while auth,
-LRO polling and deserialisation stay the SDK's own. Each example body is also checked
+SDK talks httpx through azure-core's httpx transport (`tests/contract/examples.py`), so
+respx answers at the last hop while auth, LRO polling and deserialisation stay the SDK's
+own. Each example body is also checked
 against the transcribed schema, so the schema and the examples keep each other honest.
 """
 
@@ -15,11 +16,11 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from azure.core.credentials import AccessToken
 from azure.mgmt.appcontainers import ContainerAppsAPIClient
+from azure.mgmt.appcontainers.models import ContainerApp
 
 from tests.containerapps_emulator import schema
-from tests.contract.containerapps.httpx_transport import HttpxTransport
+from tests.contract.examples import StaticToken, httpx_transport
 
 EXAMPLES = schema.DATA / "app"
 ARM = "https://management.azure.com"
@@ -27,15 +28,9 @@ SUB = "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345"
 APP_URL = f"{ARM}/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.App/containerApps"
 
 
-class StaticToken:
-    """A credential for replay: ARM is not reached, any token will do."""
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken("replay-token", 2**31)
-
-
 def example(name: str, version: str = "2026-07-01") -> dict[str, Any]:
-    return json.loads((EXAMPLES / version / "examples" / name).read_text())
+    loaded: dict[str, Any] = json.loads((EXAMPLES / version / "examples" / name).read_text())
+    return loaded
 
 
 def without_nulls(body: Any) -> Any:
@@ -50,7 +45,7 @@ def without_nulls(body: Any) -> Any:
 @pytest.fixture
 def client() -> ContainerAppsAPIClient:
     return ContainerAppsAPIClient(
-        StaticToken(), SUB, transport=HttpxTransport(), polling_interval=0
+        StaticToken(), SUB, transport=httpx_transport(), polling_interval=0
     )
 
 
@@ -111,7 +106,7 @@ def test_create_follows_containerapps_createorupdate_example(
         return_value=httpx.Response(200, json=responses["200"]["body"])
     )
     poller = client.container_apps.begin_create_or_update(
-        "rg", "testcontainerApp0", {"location": "East US"}
+        "rg", "testcontainerApp0", ContainerApp({"location": "East US"})
     )
     app = poller.result()
     assert status.called
@@ -135,7 +130,7 @@ def test_patch_follows_containerapps_patch_example(client: ContainerAppsAPIClien
         return_value=httpx.Response(200, json=responses["200"]["body"])
     )
     app = client.container_apps.begin_update(
-        "rg", "testcontainerApp0", {"tags": {"tag1": "value1"}}
+        "rg", "testcontainerApp0", ContainerApp({"tags": {"tag1": "value1"}})
     ).result()
     assert app.template.containers[0].image == "repo/testcontainerApp0:v4"
 
@@ -197,5 +192,6 @@ def test_environment_get_follows_managedenvironments_get_example(
     url += "/managedEnvironments/jlaw-demo1"
     respx.get(url).mock(return_value=httpx.Response(200, json=body))
     env = client.managed_environments.get("examplerg", "jlaw-demo1")
+    assert env.id is not None
     assert env.id.endswith("/managedEnvironments/jlaw-demo1")
     assert env.default_domain == "jlaw-demo1.k4apps.io"

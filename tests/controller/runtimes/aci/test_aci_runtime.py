@@ -323,7 +323,8 @@ def test_prune_deletes_only_owned_groups(
         SUB, "rg-a", "not-ours", foreign, "Succeeded", "Running"
     )
     assert [s.name for s in runtime.list_owned()] == ["iris-owned"]
-    runtime._where["not-ours"] = (SUB, "rg-a")  # as if someone asked to delete it by name
+    # As if someone asked to delete it by name.
+    runtime._whereabouts.remember((SUB, "rg-a"), "not-ours")
     with pytest.raises(InvalidSpecError, match="not tagged aliasflow-managed"):
         runtime.delete("not-ours")
     with pytest.raises(InvalidSpecError, match="refusing to overwrite"):

@@ -1,0 +1,55 @@
+"""The link endpoints model servers call (docs/server-contract.md): thin, signed routes.
+
+The signature covers the raw body and the request target (path, and `?query` when there
+is one), so both are read as sent before anything parses them.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+
+from controller.api.bodies import read_limited
+from controller.api.deps import ControllerDep
+
+router = APIRouter(prefix="/api/servers", tags=["servers"])
+# A report is a few hundred bytes; anything much larger is not one.
+REPORT_MAX_BYTES = 16_384
+
+
+class ServerModelOut(BaseModel):
+    model_uri: str
+    version: str
+
+
+def _target(request: Request) -> str:
+    query = request.url.query
+    return request.url.path + (f"?{query}" if query else "")
+
+
+@router.get("/{deployment}/model", response_model=ServerModelOut)
+async def server_model(
+    deployment: str,
+    request: Request,
+    controller: ControllerDep,
+    revision: str | None = Query(None, max_length=253),
+) -> ServerModelOut:
+    """The version the deployment's servers should serve now (signed by the server)."""
+    body = await read_limited(request, REPORT_MAX_BYTES)
+    servers = controller.servers
+    servers.authenticate(deployment, request.headers, "GET", _target(request), body)
+    desired = await run_in_threadpool(servers.model, deployment, revision)
+    return ServerModelOut(model_uri=desired.model_uri, version=desired.version)
+
+
+@router.post(
+    "/{deployment}/report", status_code=status.HTTP_204_NO_CONTENT, response_class=Response
+)
+async def server_report(deployment: str, request: Request, controller: ControllerDep) -> Response:
+    """What one replica serves: `{"replica", "served_version", "ready"}` (signed)."""
+    body = await read_limited(request, REPORT_MAX_BYTES)
+    servers = controller.servers
+    servers.authenticate(deployment, request.headers, "POST", _target(request), body)
+    servers.report(deployment, body)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

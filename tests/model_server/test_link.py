@@ -1,0 +1,258 @@
+"""The model server's link to the controller: real `aliasflow serve` processes asking a
+stub controller (a real uvicorn app) that checks every signature with the controller's
+own verifier (controller/core/serverkeys.py), so both sides of the contract stay in step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from controller.core import serverkeys
+from controller.runtimes.netutil import free_port, stop_process
+from model_server.link import (
+    ControllerLink,
+    LinkSettings,
+    LinkSettingsError,
+    controller_link,
+    signature,
+)
+from model_server.settings import ServerSettings
+from tests.fixtures_models import IrisModels
+from tests.model_server.conftest import start_server
+
+KEY = "iris-deployment-key"
+
+
+@dataclass
+class StubController:
+    url: str
+    #: What GET .../model answers: a version of the iris model, a URI, or an HTTP status.
+    answer: str | int = 404
+    asks: list[str] = field(default_factory=list)
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+
+    def wait_report(
+        self, check: Callable[[dict[str, Any]], bool], timeout: float = 60
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for report in list(self.reports):
+                if check(report):
+                    return report
+            time.sleep(0.05)
+        raise AssertionError(f"no such report; got {self.reports[-3:]}")
+
+
+@pytest.fixture
+def controller() -> Iterator[StubController]:
+    port = free_port()
+    stub = StubController(f"http://127.0.0.1:{port}")
+
+    def verified(request: Request, body: bytes) -> bool:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        refusal = serverkeys.check_signature(
+            KEY,
+            request.headers.get(serverkeys.TIMESTAMP_HEADER),
+            request.headers.get(serverkeys.SIGNATURE_HEADER),
+            request.method,
+            target,
+            body,
+        )
+        if refusal is not None:
+            stub.refused.append(f"{request.method} {target}: {refusal}")
+        return refusal is None
+
+    async def model(request: Request) -> Response:
+        if not verified(request, await request.body()):
+            return JSONResponse({"detail": "bad signature"}, 401)
+        stub.asks.append(str(request.url.query))
+        if isinstance(stub.answer, int):
+            return JSONResponse({"detail": "no"}, stub.answer)
+        uri = stub.answer
+        return JSONResponse({"model_uri": uri, "version": uri.rsplit("/", 1)[-1]})
+
+    async def report(request: Request) -> Response:
+        body = await request.body()
+        if not verified(request, body):
+            return JSONResponse({"detail": "bad signature"}, 401)
+        stub.reports.append(await request.json())
+        return Response(status_code=204)
+
+    app = Starlette(
+        routes=[
+            Route("/api/servers/iris/model", model),
+            Route("/api/servers/iris/report", report, methods=["POST"]),
+        ]
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    yield stub
+    server.should_exit = True
+    thread.join(timeout=5)
+
+
+def linked_env(models: IrisModels, controller: StubController) -> dict[str, str]:
+    return {
+        "MODEL_URI": models.uri(1),
+        "MLFLOW_TRACKING_URI": models.tracking_uri,
+        "ALIASFLOW_ADMIN_TOKEN": KEY,
+        "ALIASFLOW_CONTROLLER_URL": controller.url,
+        "ALIASFLOW_DEPLOYMENT": "iris",
+        "ALIASFLOW_CONTROLLER_POLL_SECONDS": "0.3",
+        "CONTAINER_APP_REPLICA_NAME": "iris--r1-5d4f9c7b8-abcde",
+        "CONTAINER_APP_REVISION": "iris--r1",
+    }
+
+
+def served(url: str) -> str:
+    return str(httpx.get(f"{url}/readyz", timeout=5).json()["model"]["version"])
+
+
+def swaps(url: str, result: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    pattern = rf'^aliasflow_server_model_swaps_total{{result="{result}"}} (\S+)$'
+    match = re.search(pattern, text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_a_linked_server_boots_on_the_controllers_answer_then_follows_it(
+    iris_models: IrisModels, controller: StubController, tmp_path: Path
+) -> None:
+    controller.answer = iris_models.uri(2)
+    server = start_server(linked_env(iris_models, controller), tmp_path / "server.log")
+    try:
+        # Booted on version 2 straight away: no swap, MODEL_URI (version 1) never loaded.
+        assert served(server.url) == "2"
+        assert swaps(server.url, "swapped") == 0
+        assert controller.asks[0] == "revision=iris--r1"
+        first = controller.wait_report(lambda r: r["served_version"] == "2")
+        assert first == {
+            "replica": "iris--r1-5d4f9c7b8-abcde",
+            "served_version": "2",
+            "ready": True,
+            "revision": "iris--r1",
+            "detail": None,
+        }
+        # The controller decides version 1: the server swaps itself within a poll.
+        controller.answer = iris_models.uri(1)
+        controller.wait_report(lambda r: r["served_version"] == "1", timeout=60)
+        assert served(server.url) == "1"
+        assert swaps(server.url, "swapped") == 1
+        # Another registered model: refused before anything is downloaded.
+        controller.answer = iris_models.unloadable
+        refused = controller.wait_report(lambda r: "not a version" in (r["detail"] or ""))
+        assert refused["served_version"] == "1"
+        # A version of its own model that does not load: still version 1, said why,
+        # and not reloaded on every poll.
+        controller.answer = f"models:/{iris_models.name}/99"
+        failed = controller.wait_report(lambda r: "/99" in (r["detail"] or ""))
+        assert failed["served_version"] == "1"
+        asked = len(controller.asks)
+        while len(controller.asks) < asked + 5:
+            time.sleep(0.1)
+        assert server.output().count(f"models:/{iris_models.name}/99: swapping") == 1
+        assert served(server.url) == "1"
+    finally:
+        stop_process(server.process)
+    assert controller.refused == []
+
+
+def test_a_server_the_controller_refuses_boots_on_model_uri_and_follows_once_told(
+    iris_models: IrisModels, controller: StubController, tmp_path: Path
+) -> None:
+    controller.answer = 404  # the controller does not know the deployment (yet)
+    server = start_server(linked_env(iris_models, controller), tmp_path / "server.log")
+    try:
+        assert served(server.url) == "1"
+        assert len(controller.asks) >= 1
+        controller.answer = iris_models.uri(2)
+        controller.wait_report(lambda r: r["served_version"] == "2", timeout=60)
+        assert served(server.url) == "2"
+    finally:
+        stop_process(server.process)
+
+
+def test_a_controller_that_does_not_answer_costs_at_most_the_boot_budget() -> None:
+    """Nothing listens at the address: the boot asks again until 0.5 s are spent."""
+    settings = ServerSettings(model_uri="models:/iris/1", admin_token=SecretStr(KEY))
+    link = ControllerLink(
+        LinkSettings(controller_url=f"http://127.0.0.1:{free_port()}", deployment="iris"),
+        "iris",
+        SecretStr(KEY),
+        settings,
+        boot_budget=0.5,
+    )
+    started = time.monotonic()
+    assert asyncio.run(link._ask_within(link.boot_budget)) is None
+    assert 0.5 <= time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize("body", [b"", b'{"replica": "r", "ready": true}'])
+@pytest.mark.parametrize(
+    "target", ["/api/servers/iris/model", "/api/servers/iris/model?revision=r1"]
+)
+def test_the_server_signs_as_the_controller_verifies(body: bytes, target: str) -> None:
+    assert signature(KEY, "1700000000", "post", target, body) == serverkeys.signature(
+        KEY, "1700000000", "POST", target, body
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"ALIASFLOW_CONTROLLER_URL": "http://c:8000"}, "ALIASFLOW_DEPLOYMENT"),
+        (
+            {"ALIASFLOW_CONTROLLER_URL": "http://c:8000", "ALIASFLOW_DEPLOYMENT": "iris"},
+            "ALIASFLOW_ADMIN_TOKEN",
+        ),
+        ({"ALIASFLOW_CONTROLLER_URL": "c:8000", "ALIASFLOW_DEPLOYMENT": "iris"}, "http(s) URL"),
+        (
+            {
+                "ALIASFLOW_CONTROLLER_URL": "http://c:8000",
+                "ALIASFLOW_DEPLOYMENT": "iris",
+                "ALIASFLOW_CONTROLLER_POLL_SECONDS": "often",
+            },
+            "ALIASFLOW_CONTROLLER_POLL_SECONDS",
+        ),
+    ],
+)
+def test_a_link_asked_for_but_not_workable_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    for name in (
+        "ALIASFLOW_ADMIN_TOKEN",
+        "ALIASFLOW_DEPLOYMENT",
+        "ALIASFLOW_CONTROLLER_POLL_SECONDS",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(LinkSettingsError, match=re.escape(expected)):
+        controller_link(ServerSettings(model_uri="models:/iris/1"))
+
+
+def test_without_a_controller_url_there_is_no_link(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ALIASFLOW_CONTROLLER_URL", raising=False)
+    assert controller_link(ServerSettings(model_uri="models:/iris/1")) is None
