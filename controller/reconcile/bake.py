@@ -25,7 +25,7 @@ from dataclasses import replace
 
 from controller.core.errors import ControllerError
 from controller.core.manifest import Analysis, LoadedManifest
-from controller.core.ports import HistoryStore, ManifestSource, Registry
+from controller.core.ports import HistoryStore, ManifestSource
 from controller.core.records import Bake, BakeState, Reason
 from controller.core.types import (
     ActualState,
@@ -72,10 +72,6 @@ class Bakes:
     @property
     def store(self) -> HistoryStore:
         return self.recorder.store
-
-    @property
-    def registry(self) -> Registry:
-        return self.resolver.registry
 
     # --- from the pipeline ---------------------------------------------------------------
 
@@ -253,7 +249,7 @@ class Bakes:
         now = self.clock()
         if verdict is None:
             if now >= bake.ends_at:
-                self._finish(bake, BakeState.INCONCLUSIVE, "the server's metrics could not be read")
+                self.finish(bake, BakeState.INCONCLUSIVE, "the server's metrics could not be read")
             return
         recorded = replace(bake, verdict=json.dumps(verdict.as_json()), message=str(verdict))
         if verdict.state is VerdictState.FAILING:
@@ -262,17 +258,14 @@ class Bakes:
             enqueue(bake.deployment, Trigger.ANALYSIS, now)
         elif now >= bake.ends_at:
             passed = verdict.state is VerdictState.PASSING
-            self._finish(
+            self.finish(
                 recorded, BakeState.PASSED if passed else BakeState.INCONCLUSIVE, str(verdict)
             )
         elif recorded.verdict != bake.verdict:
             self.store.put_bake(recorded)
 
     def finish(self, bake: Bake, state: BakeState, why: str) -> None:
-        """End a watch that needs no further judging (a canary promoted without analysis)."""
-        self._finish(bake, state, why)
-
-    def _finish(self, bake: Bake, state: BakeState, why: str) -> None:
+        """End a watch: release the kept version, record and announce the verdict."""
         status = self.store.get_status(bake.deployment)
         if status is not None and status.endpoint and self.admin_token is not None:
             release_previous(status.endpoint, self.admin_token)
