@@ -23,10 +23,17 @@ from pathlib import Path
 import httpx
 import pytest
 from mlflow import MlflowClient
+from pydantic import SecretStr
 
 from controller.core.deliveries import v1_digest
 from controller.service.settings import ControllerSettings
-from tests.e2e.harness import RunningController, local_port, serving, start_controller
+from tests.e2e.harness import (
+    RunningController,
+    local_port,
+    polling_settings,
+    serving,
+    start_controller,
+)
 from tests.fixtures_models import COLUMNS, PromotionModels, iris_frame
 from tests.notify_receiver import Receiver
 
@@ -167,14 +174,12 @@ def watch(promotion_models: PromotionModels, tmp_path: Path) -> Iterator[Watch]:
     manifests.mkdir()
     _manifest(manifests, promotion_models.name, alias, gates=False)
     receiver = Receiver().start()
-    from tests.e2e.harness import polling_settings
-
     settings = polling_settings(manifests, tmp_path / "data", promotion_models.tracking_uri)
     settings = settings.model_copy(
         update={
             "analysis_interval_seconds": 0.5,
             "notify_webhook_url": f"{receiver.url}/hook",
-            "notify_webhook_secret": SECRET,
+            "notify_webhook_secret": SecretStr(SECRET),
         }
     )
     running = start_controller(settings)
