@@ -74,6 +74,12 @@ class BakeOut(BaseModel):
     finished_at: float | None
     message: str
     verdict: dict[str, Any]
+    # A canary under way: its step (1-based), how many there are, the new version's share
+    # of requests at this step, and whether a person holds it there.
+    step: int | None = None
+    steps: int | None = None
+    weight: int | None = None
+    held: bool = False
 
 
 class TrafficOut(BaseModel):
@@ -218,7 +224,13 @@ def deployment_detail(
             finished_at=bake.finished_at,
             message=bake.message,
             verdict=json.loads(bake.verdict or "{}"),
+            held=bake.held,
         )
+        steps = view.loaded.deployment.spec.rollout.steps if view.loaded is not None else []
+        if 0 <= bake.step < len(steps):
+            detail.bake.step = bake.step + 1
+            detail.bake.steps = len(steps)
+            detail.bake.weight = steps[bake.step].weight
     detail.traffic = [
         TrafficOut.model_validate(item, from_attributes=True) for item in traffic or []
     ]
