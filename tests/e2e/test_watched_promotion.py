@@ -51,7 +51,8 @@ def test_bad_versions_are_rolled_back_quarantined_and_announced(watch: Watch) ->
         time.sleep(1.0)  # the served version's figures before the switch
         moved = watch.move(bad)
         back = watch.rolled_back(bad)
-        timings[bad] = back - moved
+        bake = watch.running.deployment(NAME)["bake"]
+        timings[bad] = (round(back - moved, 2), round(bake["finished_at"] - bake["failed_at"], 2))
         assert watch.aliased() == models.good
         assert watch.tag(bad), f"version {bad} was not quarantined"
         rolled = watch.notifications("promotion.rolled_back")
@@ -66,7 +67,7 @@ def test_bad_versions_are_rolled_back_quarantined_and_announced(watch: Watch) ->
     failed = watch.load.failures()
     # Only the version that errs on long petals failed requests, and only its own.
     assert {a.version for a in failed} <= {models.flaky}, failed[:5]
-    print(f"\nalias move -> previous version serving again: {timings}")
+    print(f"\nversion: (alias move -> rolled back s, breach found -> rolled back s): {timings}")
 
 
 def test_gate_good_bake_and_a_controller_restarted_mid_bake(watch: Watch) -> None:
