@@ -15,6 +15,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model_server.outputs import OutputLabeler
+from model_server.version_metrics import RoleMetrics, ShadowMetrics, VersionMetrics
 
 KNOWN_ENDPOINTS = frozenset(
     {
@@ -45,9 +46,6 @@ def endpoint_of(path: str) -> str:
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-# A model whose outputs are free text could grow a label per request: past this many
-# distinct outputs per version and role, the rest are counted as "other".
-MAX_OUTPUT_LABELS = 100
 
 
 class ServerMetrics:
@@ -94,70 +92,20 @@ class ServerMetrics:
             "/invocations bodies answered by MLflow's own handler (outside our fast path).",
             registry=self.registry,
         )
-        self._add_version_metrics()
+        self.versions = VersionMetrics(LATENCY_BUCKETS)
+        self.registry.register(self.versions)
         self.model_version.set(-1)
         self._children: dict[tuple[str, int], Any] = {}
         self._latency_children: dict[str, Any] = {}
-        self._roles: dict[tuple[str, str], RoleMetrics] = {}
-        self._shadows: dict[str, ShadowMetrics] = {}
         # One set of regression bins for every version of this process (outputs.py).
         self.labeler = OutputLabeler()
 
-    def _add_version_metrics(self) -> None:
-        """The per-version counters the controller judges a rollout by (server-contract.md)."""
-        self.prediction_requests = Counter(
-            "aliasflow_server_prediction_requests",
-            "Prediction requests answered (all protocols), by version, role and outcome.",
-            ["version", "role", "outcome"],
-            registry=self.registry,
-        )
-        self.prediction_latency = Histogram(
-            "aliasflow_server_prediction_latency_seconds",
-            "Time to answer a prediction request, by version and role.",
-            ["version", "role"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.prediction_outputs = Counter(
-            "aliasflow_server_prediction_outputs",
-            "Outputs: predicted class, or regression bin b00..b19, by version and role.",
-            ["version", "role", "output"],
-            registry=self.registry,
-        )
-        self.shadow_requests = Counter(
-            "aliasflow_server_shadow_requests",
-            "Requests mirrored to the shadow version, by outcome (ok, error, dropped).",
-            ["version", "outcome"],
-            registry=self.registry,
-        )
-        self.shadow_agreement = Counter(
-            "aliasflow_server_shadow_agreement",
-            "Shadow answers equal (agree=true) or not to the primary's.",
-            ["version", "agree"],
-            registry=self.registry,
-        )
-        self.shadow_latency = Histogram(
-            "aliasflow_server_shadow_latency_seconds",
-            "The shadow version's own time per mirrored request.",
-            ["version"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-
     def role(self, version: str | None, role: str) -> RoleMetrics:
-        """The (cached) counters of one version in one role."""
-        key = (version or "", role)
-        found = self._roles.get(key)
-        if found is None:
-            found = self._roles[key] = RoleMetrics(self, key[0], role)
-        return found
+        """The counters of one version in one role, made once (version_metrics.py)."""
+        return self.versions.role(version, role)
 
     def shadow(self, version: str | None) -> ShadowMetrics:
-        key = version or ""
-        found = self._shadows.get(key)
-        if found is None:
-            found = self._shadows[key] = ShadowMetrics(self, key)
-        return found
+        return self.versions.shadow(version)
 
     def set_model(self, name: str | None, version: str | None, run_id: str | None) -> None:
         self.model_info.clear()
@@ -177,45 +125,6 @@ class ServerMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class RoleMetrics:
-    """Label children of one (version, role), made once: a request pays no label lookup."""
-
-    def __init__(self, metrics: ServerMetrics, version: str, role: str) -> None:
-        requests = metrics.prediction_requests
-        self.ok = requests.labels(version, role, "ok")
-        self.client_error = requests.labels(version, role, "client_error")
-        self.server_error = requests.labels(version, role, "server_error")
-        self.latency = metrics.prediction_latency.labels(version, role)
-        self._outputs_family = metrics.prediction_outputs
-        self._version = version
-        self._role = role
-        self._outputs: dict[str, Any] = {}
-
-    def count_outputs(self, counts: dict[str, int]) -> None:
-        for output, n in counts.items():
-            child = self._outputs.get(output)
-            if child is None:
-                if len(self._outputs) >= MAX_OUTPUT_LABELS:
-                    output = "other"
-                child = self._outputs.get(output)
-                if child is None:
-                    child = self._outputs_family.labels(self._version, self._role, output)
-                    self._outputs[output] = child
-            child.inc(n)
-
-
-class ShadowMetrics:
-    """Label children of one shadow version."""
-
-    def __init__(self, metrics: ServerMetrics, version: str) -> None:
-        self.ok = metrics.shadow_requests.labels(version, "ok")
-        self.error = metrics.shadow_requests.labels(version, "error")
-        self.dropped = metrics.shadow_requests.labels(version, "dropped")
-        self.agree = metrics.shadow_agreement.labels(version, "true")
-        self.disagree = metrics.shadow_agreement.labels(version, "false")
-        self.latency = metrics.shadow_latency.labels(version)
 
 
 class MetricsMiddleware:

@@ -52,6 +52,8 @@ class OutputLabeler:
 
     def tally(self, output: Output, classes: list[Any] | None) -> dict[str, int]:
         """Output label -> rows with it, for one request's predictions."""
+        if classes is not None and type(output) is np.ndarray and output.shape == (1,):
+            return {str(output.tolist()[0]): 1}  # one row of a classifier: most requests
         array = output if isinstance(output, np.ndarray) else np.asarray(output, dtype=object)
         if array.ndim == 2 and classes is not None and array.shape[1] == len(classes):
             array = np.asarray(classes, dtype=object)[array.argmax(axis=1)]

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from model_server.errors import InputError, NotReadyError, RoleNotServedError
 from model_server.loading import LoadedModel
-from model_server.metrics import RoleMetrics, ServerMetrics, ShadowMetrics
+from model_server.metrics import ServerMetrics
+from model_server.version_metrics import RoleMetrics, ShadowMetrics
 
 PRIMARY = "primary"
 CANARY = "canary"

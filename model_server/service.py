@@ -37,7 +37,7 @@ from model_server.inputs import Batch, parse_payload
 from model_server.loading import LoadedModel
 from model_server.metrics import ServerMetrics
 from model_server.predictors import EXTRA_OUTPUTS
-from model_server.routing import Choice
+from model_server.routing import VERSION_HEADER, Choice
 from model_server.settings import ServerSettings
 from model_server.shadow import ShadowMirror
 from model_server.slot import ModelSlot
@@ -117,7 +117,8 @@ class InferenceService:
             (metrics.client_error if status < 500 else metrics.server_error).inc()
         metrics.latency.observe(time.perf_counter() - started)
         extra = choice.version_headers
-        if extra is None:
+        # The usual answers carry the header already (made once per role, not per request).
+        if extra is None or (reply.headers is not None and VERSION_HEADER in reply.headers):
             return reply
         headers = extra if reply.headers is None else {**reply.headers, **extra}
         return Reply(reply.content, status, reply.media_type, headers)

@@ -112,7 +112,8 @@ async def _invocations(
         service.metrics.mlflow_handled.inc()
         return await asyncio.to_thread(_invoke_mlflow, model, body, content_type)
     prediction = await service.infer(choice, batch)
-    return Reply(orjson.dumps({"predictions": jsonable(prediction[PREDICTIONS])}))
+    content = orjson.dumps({"predictions": jsonable(prediction[PREDICTIONS])})
+    return Reply(content, headers=choice.version_headers)
 
 
 def _fast_batch(

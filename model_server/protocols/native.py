@@ -69,4 +69,4 @@ async def _predict(service: InferenceService, choice: Choice, body: bytes) -> Re
         answer[name] = jsonable(prediction[name])
     if PROBABILITIES in extras:
         answer["classes"] = model.predictor.classes
-    return Reply(orjson.dumps(answer))
+    return Reply(orjson.dumps(answer), headers=choice.version_headers)

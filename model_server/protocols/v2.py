@@ -155,6 +155,8 @@ async def _infer(
         for output in names
     }
     content, headers = encode_response(model_name(model), model.version, decoded, tensors)
+    if choice.version_headers is not None:
+        headers.update(choice.version_headers)
     return Reply(content, media_type=headers.pop("content-type"), headers=headers)
 
 
