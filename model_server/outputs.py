@@ -7,6 +7,11 @@ the bins must be the same for every version of one process, or the distributions
 not be comparable: the edges are fixed once, from the warm-up outputs of the first
 regression model the process loads (the primary at boot, normally), and never move.
 
+A model that declares no classes (a pyfunc) but answers only numbers that are the
+classes of a classifier this process serves (2.0 where the classifier says 2) is labelled
+with those classes: otherwise a pyfunc replacing a scikit-learn classifier would differ
+in every label and show a shift of 1 whatever it predicts.
+
 Edges: the warm-up outputs' midpoint `c` and spread `s` (their range, at least a quarter
 of |c| and never 0); 19 evenly spaced edges from `c - 2s` to `c + 2s`, so the example's
 outputs fall in the middle bins, b00 holds everything below `c - 2s` and b19 everything
@@ -30,6 +35,8 @@ class OutputLabeler:
     def __init__(self) -> None:
         self._edges: np.ndarray | None = None
         self._lock = threading.Lock()
+        # The numeric classes of the first classifier seen: value -> its label.
+        self._class_labels: dict[float, str] | None = None
 
     @property
     def edges(self) -> np.ndarray | None:
@@ -52,6 +59,8 @@ class OutputLabeler:
 
     def tally(self, output: Output, classes: list[Any] | None) -> dict[str, int]:
         """Output label -> rows with it, for one request's predictions."""
+        if classes is not None and self._class_labels is None:
+            self._class_labels = _numeric_labels(classes)
         if classes is not None and type(output) is np.ndarray and output.shape == (1,):
             return {str(output.tolist()[0]): 1}  # one row of a classifier: most requests
         array = output if isinstance(output, np.ndarray) else np.asarray(output, dtype=object)
@@ -59,6 +68,10 @@ class OutputLabeler:
             array = np.asarray(classes, dtype=object)[array.argmax(axis=1)]
         elif array.ndim > 1:
             array = array.reshape(array.shape[0], -1)[:, 0]
+        if classes is None and self._class_labels and array.dtype.kind in "fiu":
+            labels = [self._class_labels.get(v) for v in array.tolist()]
+            if None not in labels:
+                return _count([label for label in labels if label is not None])
         if classes is None and array.dtype.kind == "f":
             if self._edges is None:
                 self.calibrate(array, None)
@@ -67,6 +80,16 @@ class OutputLabeler:
             array = np.searchsorted(self._edges, array, side="right")
             return _count([f"b{int(i):02d}" for i in array.tolist()])
         return _count([str(v) for v in array.tolist()])
+
+
+def _numeric_labels(classes: list[Any]) -> dict[float, str]:
+    """A classifier's numeric classes as value -> label; empty when any is not a number."""
+    labels: dict[float, str] = {}
+    for value in classes:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            return {}
+        labels[float(value)] = str(value)
+    return labels
 
 
 def _numbers(output: Output) -> np.ndarray | None:

@@ -42,3 +42,12 @@ def test_bins_of_a_constant_output_are_not_degenerate() -> None:
     assert len(set(edges.tolist())) == BINS - 1
     nan_only = OutputLabeler()
     assert nan_only.tally(np.array([np.nan]), None) == {"other": 1}
+
+
+def test_a_pyfunc_answering_a_classifiers_classes_as_numbers_is_labelled_by_class() -> None:
+    labeler = OutputLabeler()
+    assert labeler.tally(np.array([2]), [0, 1, 2]) == {"2": 1}
+    # A pyfunc replacing it answers 2.0 for class 2: the same label, not a regression bin.
+    assert labeler.tally(np.array([0.0, 2.0, 2.0]), None) == {"0": 1, "2": 2}
+    # Numbers that are not its classes are still binned as a regression.
+    assert all(label.startswith("b") for label in labeler.tally(np.array([0.5, 7.25]), None))
