@@ -2,12 +2,16 @@
 
     ServerError
     ├── MalformedBodyError          400  body is not JSON (or not a V2 binary request)
-    ├── UnauthorizedError           401  missing or wrong bearer token
+    ├── UnauthorizedError           401  admin: unsigned, stale or wrongly signed request;
+    │                                    predict: missing or unknown API key
     ├── AdminDisabledError          403  no ALIASFLOW_ADMIN_TOKEN configured
+    ├── ForeignModelError           403  swap: not a version of the server's own model
     ├── ModelNotFoundError          404  V2: no such model name or version served here
     ├── IncompatibleSignatureError  409  swap refused: input schema differs (use force)
+    ├── ReplayedRequestError        409  admin: this signature was already accepted
     ├── BodyTooLargeError           413  body over ALIASFLOW_MAX_BODY_BYTES
     ├── UnsupportedMediaTypeError   415  a content type the protocol does not speak
+    ├── TooManyRequestsError        429  admin: the replay memory is full, retry shortly
     ├── InputError                  422  JSON is fine but does not fit the model's signature
     │   └── BatchTooLargeError      422  more rows than ALIASFLOW_MAX_BATCH_ROWS
     ├── PredictionError             422  the model raised on input that passed our checks
@@ -60,7 +64,15 @@ class AdminDisabledError(ServerError):
     pass
 
 
+class ForeignModelError(ServerError):
+    """A URI that is not the server's own registered model: refused before any load."""
+
+
 class IncompatibleSignatureError(ServerError):
+    pass
+
+
+class ReplayedRequestError(ServerError):
     pass
 
 
@@ -73,6 +85,10 @@ class UnsupportedMediaTypeError(ServerError):
 
 
 class ModelNotFoundError(ServerError):
+    pass
+
+
+class TooManyRequestsError(ServerError):
     pass
 
 
@@ -109,10 +125,13 @@ STATUS_BY_ERROR: Final[dict[type[ServerError], int]] = {
     MalformedBodyError: 400,
     UnauthorizedError: 401,
     AdminDisabledError: 403,
+    ForeignModelError: 403,
     ModelNotFoundError: 404,
     IncompatibleSignatureError: 409,
+    ReplayedRequestError: 409,
     BodyTooLargeError: 413,
     UnsupportedMediaTypeError: 415,
+    TooManyRequestsError: 429,
     InputError: 422,
     PredictionError: 422,
     ModelLoadError: 422,

@@ -30,6 +30,7 @@ from model_server.errors import (
 )
 from model_server.loading import LoadedModel
 from model_server.metrics import ServerMetrics
+from model_server.ownership import check_own_model, own_model
 from model_server.settings import ServerSettings
 from model_server.signature import incompatibilities
 
@@ -45,6 +46,8 @@ class ModelSlot:
         self.boot_error: str | None = None
         self._settings = settings
         self._loader = loader
+        # The registered model every swap must name (model_server/ownership.py).
+        self.own_model = own_model(settings)
         self._metrics = metrics
         self._lock = asyncio.Lock()
         # Loads abandoned at their deadline, kept referenced until they end and are disposed.
@@ -111,7 +114,12 @@ class ModelSlot:
             return "swapped", new, old
 
     async def _load(self, model_uri: str, deadline_seconds: float | None) -> LoadedModel:
-        """Load, warm and check off the event loop; give up at the deadline, if any."""
+        """Load, warm and check off the event loop; give up at the deadline, if any.
+
+        Every load after boot comes through here, so the own-model rule is checked
+        here, first: a foreign URI is refused before anything is downloaded or imported.
+        """
+        check_own_model(self.own_model, model_uri)
         task = asyncio.create_task(
             asyncio.to_thread(self._loader, model_uri, self._settings), name=f"load {model_uri}"
         )

@@ -16,13 +16,32 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
 from controller.runtimes.netutil import free_port, stop_process, wait_until_ready
 from tests.fixtures_models import IrisModels
+from tests.fixtures_models import bad_versions as bad_versions  # a fixture here too
 
 ADMIN_TOKEN = "test-admin-token"
+
+
+def admin_request(
+    client: httpx.Client | None,
+    method: str,
+    url: str,
+    body: object = None,
+    *,
+    key: str = ADMIN_TOKEN,
+    timeout: float = 120.0,
+) -> httpx.Response:
+    """One admin request as the controller sends it; `client` None: to a full `url`."""
+    content = b"" if body is None else json.dumps(body).encode()
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    if client is None:
+        return httpx.request(method, url, content=content, headers=headers, timeout=timeout)
+    return client.request(method, url, content=content, headers=headers, timeout=timeout)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
