@@ -11,7 +11,6 @@ Nothing happens at import; the model loads in the lifespan, in the background, s
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -26,7 +25,6 @@ from model_server.errors import (
     AdminDisabledError,
     InputError,
     ServerError,
-    UnauthorizedError,
     install_error_handlers,
 )
 from model_server.fastlane import FastLane
@@ -44,14 +42,15 @@ from model_server.schemas import (
     SwapRequest,
     SwapResponse,
 )
-from model_server.service import InferenceService
+from model_server.service import InferenceService, read_limited
 from model_server.settings import ServerSettings
+from model_server.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, AdminVerifier
 from model_server.slot import Loader, ModelSlot
 
 log = logging.getLogger("model_server")
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 409, 413, 415, 422, 503)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 409, 413, 415, 422, 429, 503)
 }
 
 
@@ -91,6 +90,9 @@ def create_app(
     app.state.settings = settings
     app.state.slot = slot
     app.state.metrics = metrics
+    app.state.admin_verifier = (
+        AdminVerifier(settings.admin_token.get_secret_value()) if settings.admin_token else None
+    )
     install_error_handlers(app)
     service = InferenceService(settings, slot, batcher, metrics)
     if settings.fast_lane:
@@ -136,7 +138,7 @@ def create_app(
         "/admin/model",
         tags=["admin"],
         response_model=SwapResponse,
-        # The body is parsed by hand (after the token check); document it all the same.
+        # The body is parsed by hand (after the signature check); document it all the same.
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -145,10 +147,10 @@ def create_app(
         },
     )
     async def admin_model(request: Request) -> JSONBytesResponse:
-        """Hot swap (bearer token): `{"model_uri": "models:/name/N", "force": false,
-        "deadline_seconds": 30}`; the URI already served answers "unchanged" at once."""
-        _authorize(request, settings)
-        body = await service.read_body(request)
+        """Hot swap (signed request): `{"model_uri": "models:/name/N", "force": false,
+        "deadline_seconds": 30}`; the URI already served answers "unchanged" at once.
+        Only versions of the server's own registered model load (403 otherwise)."""
+        body = await _authorize(request, settings)
         try:
             swap = SwapRequest.model_validate(decode_json(body))
         except ValidationError as exc:
@@ -185,18 +187,32 @@ async def _boot(
         await link.follow(slot)
 
 
-def _authorize(request: Request, settings: ServerSettings) -> None:
-    if settings.admin_token is None:
+async def _authorize(request: Request, settings: ServerSettings) -> bytes:
+    """The one check every `/admin/*` route makes first; returns the raw body it verified.
+
+    The signature covers the raw body, so this reads it (within `ALIASFLOW_MAX_BODY_BYTES`)
+    and the route parses what is returned, never a second read.
+    """
+    verifier: AdminVerifier | None = request.app.state.admin_verifier
+    if settings.admin_token is None or verifier is None:
         raise AdminDisabledError(
             "admin endpoint disabled: ALIASFLOW_ADMIN_TOKEN is not set on this server"
         )
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise UnauthorizedError("missing bearer token: send 'Authorization: Bearer <token>'")
-    expected = settings.admin_token.get_secret_value().encode()
-    if not hmac.compare_digest(token.strip().encode(), expected):
-        raise UnauthorizedError("invalid admin token")
+    body = await read_limited(
+        request.receive, request.headers.get("content-length"), settings.max_body_bytes
+    )
+    # The target as sent (still percent-encoded), which is what the sender signed.
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    target = raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
+    verifier.verify(
+        request.headers.get(TIMESTAMP_HEADER),
+        request.headers.get(SIGNATURE_HEADER),
+        request.method,
+        target,
+        body,
+    )
+    return body
 
 
 def _describe(exc: ValidationError) -> str:

@@ -57,7 +57,14 @@ class MalformedBodyError(ServerError):
 
 
 class UnauthorizedError(ServerError):
-    pass
+    # The `WWW-Authenticate` challenge of the 401 (RFC 9110 section 11.6.1).
+    challenge = "Bearer"
+
+
+class SignatureRequiredError(UnauthorizedError):
+    """Admin routes take signed requests only (docs/server-contract.md)."""
+
+    challenge = "Aliasflow-Signature"
 
 
 class AdminDisabledError(ServerError):
@@ -191,7 +198,8 @@ def render_error(
 
 def error_response(exc: ServerError, protocol: Protocol = Protocol.NATIVE) -> JSONBytesResponse:
     status = status_for(exc)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    challenge = exc.challenge if isinstance(exc, UnauthorizedError) else "Bearer"
+    headers = {"WWW-Authenticate": challenge} if status == 401 else None
     return render_error(str(exc), status, protocol, headers)
 
 

@@ -28,9 +28,6 @@ version it was made for.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import logging
 import socket
 import time
@@ -45,6 +42,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from model_server.errors import ForeignModelError, ServerError
 from model_server.ownership import check_own_model, own_model
 from model_server.settings import ServerSettings
+from model_server.signing import signature
 from model_server.slot import ModelSlot
 
 log = logging.getLogger("model_server.link")
@@ -122,12 +120,6 @@ def controller_link(settings: ServerSettings) -> ControllerLink | None:
     assert link.deployment is not None
     assert settings.admin_token is not None
     return ControllerLink(link, link.deployment, settings.admin_token, settings)
-
-
-def signature(key: str, timestamp: str, method: str, target: str, body: bytes) -> str:
-    signed = f"{timestamp}.{method.upper()}.{target}.".encode() + body
-    digest = hmac.new(key.encode(), signed, hashlib.sha256).digest()
-    return f"v1,{base64.b64encode(digest).decode('ascii')}"
 
 
 class ControllerLink:

@@ -146,6 +146,9 @@ class ActualState:
     canary_weight: int = 0
     shadow_version: str | None = None
     shadow_percent: int = 0
+    # The server was started with the controller's shared admin token (before per-
+    # deployment keys and signed requests): it cannot be told anything, only recreated.
+    legacy_admin_key: bool = False
 
 
 @dataclass(frozen=True)

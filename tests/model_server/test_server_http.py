@@ -16,9 +16,8 @@ import pytest
 
 from controller.runtimes.netutil import free_port, stop_process
 from tests.fixtures_models import BAD_VERSIONS, COLUMNS, BadVersions, IrisModels
-from tests.model_server.conftest import ADMIN_TOKEN, ServerProcess, start_server
+from tests.model_server.conftest import ADMIN_TOKEN, ServerProcess, admin_request, start_server
 
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 
 
@@ -27,9 +26,7 @@ def _served_version(server: ServerProcess) -> str:
 
 
 def _swap(server: ServerProcess, uri: str, **extra: object) -> httpx.Response:
-    return httpx.post(
-        f"{server.url}/admin/model", json={"model_uri": uri, **extra}, headers=AUTH, timeout=120
-    )
+    return admin_request(None, "POST", f"{server.url}/admin/model", {"model_uri": uri, **extra})
 
 
 def test_serves_predictions_over_http(served_v1: ServerProcess, iris_models: IrisModels) -> None:

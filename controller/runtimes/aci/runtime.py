@@ -67,6 +67,7 @@ from controller.runtimes.aci.spec import (
     placement_of,
 )
 from controller.runtimes.azurearm import Whereabouts
+from controller.runtimes.common import server_key
 from controller.runtimes.hotswap import request_hot_swap, request_traffic
 from controller.runtimes.probe import (
     PROBE_CONCURRENCY,
@@ -110,7 +111,8 @@ class AciRuntime:
         self.resource_groups: tuple[GroupKey, ...] = tuple(dict.fromkeys(resource_groups))
         if not self.resource_groups:
             raise ValueError("the aci runtime needs at least one resource group")
-        self._admin_token = admin_token
+        # The controller's secret: each container group gets its own key (`server_key`).
+        self._admin_secret = admin_token
         self._tracking_uri = tracking_uri
         self._registry_credentials = registry_credentials
         #: Maps a group's FQDN and port to the URL the controller calls (tests map it to
@@ -187,7 +189,7 @@ class AciRuntime:
             raise RuntimeUnavailableError(
                 f"{desired.name}: no running container group to split traffic on"
             )
-        request_traffic(seen.endpoint, self._admin_token, desired, traffic)
+        request_traffic(seen.endpoint, self._key(desired.name), desired, traffic)
         after = self.observe(desired.name)
         if after is None:
             raise RuntimeUnavailableError(f"{desired.name}: the container group vanished")
@@ -244,7 +246,7 @@ class AciRuntime:
             )
         group = build_container_group(
             desired,
-            self._admin_token,
+            self._key(desired.name),
             tracking_uri=self._tracking_uri,
             registry_credentials=self._registry_credentials,
             put_id=uuid.uuid4().hex,
@@ -328,6 +330,9 @@ class AciRuntime:
             f"{what}: provisioning failed ({cause}); container group {state}"
         )
 
+    def _key(self, name: str) -> str:
+        return server_key(self._admin_secret, name)
+
     def _hotswap(self, desired: DesiredState, actual: ActualState | None) -> ActualState:
         """The running server loads the version; then a tags-only PATCH records it."""
         where = placement_of(desired)
@@ -341,7 +346,7 @@ class AciRuntime:
                 f"{desired.name}: no running container group to hot swap; it needs a recreate"
             )
         serving = actual.model_version if actual is not None else None
-        request_hot_swap(endpoint, self._admin_token, desired, serving)
+        request_hot_swap(endpoint, self._key(desired.name), desired, serving)
         what = f"tag {where.resource_group}/{desired.name}"
         try:
             # Tags replace the group's tags as a whole; keep any that are not ours.

@@ -45,7 +45,6 @@ from controller.core.errors import (
     RolloutRejectedError,
     RuntimeUnavailableError,
 )
-from controller.core.serverkeys import deployment_key
 from controller.core.types import ActualState, DesiredState, Traffic
 from controller.runtimes.azurearm import (
     ARM_URL,
@@ -56,6 +55,7 @@ from controller.runtimes.azurearm import (
     Whereabouts,
     is_owned,
 )
+from controller.runtimes.common import server_key
 from controller.runtimes.containerapp.arm import ContainerAppsArm, Key, OperationFailedError
 from controller.runtimes.containerapp.spec import (
     AppView,
@@ -243,7 +243,7 @@ class ContainerAppRuntime:
     # -- what the servers of one deployment are given ----------------------------------
 
     def server_key(self, name: str) -> str:
-        return deployment_key(self._secret, name)
+        return server_key(self._secret, name)
 
     def runtime_hash(self, name: str) -> str:
         with self._lock:
