@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import ValidationError
 
+from model_server.apikeys import ApiKeyGate, ApiKeys, InvalidApiKeysError, parse_keys
 from model_server.batching import MicroBatcher
 from model_server.errors import (
     AdminDisabledError,
@@ -35,6 +36,8 @@ from model_server.metrics import CONTENT_TYPE, MetricsMiddleware, ServerMetrics
 from model_server.protocols import mlflow_scoring, native, v2
 from model_server.responses import JSONBytesResponse
 from model_server.schemas import (
+    ApiKeysRequest,
+    ApiKeysResponse,
     ErrorResponse,
     HealthResponse,
     MetadataResponse,
@@ -95,8 +98,14 @@ def create_app(
     )
     install_error_handlers(app)
     service = InferenceService(settings, slot, batcher, metrics)
+    api_keys = ApiKeys(
+        parse_keys(settings.api_keys.get_secret_value() if settings.api_keys else None)
+    )
+    app.state.api_keys = api_keys
     if settings.fast_lane:
         app.add_middleware(FastLane, service=service)
+    # Outside the fast lane and the routes: one check for every prediction route.
+    app.add_middleware(ApiKeyGate, keys=api_keys)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts the lane too
 
     served = service.served
@@ -113,7 +122,9 @@ def create_app(
     async def readyz() -> JSONBytesResponse:
         """200 once the model is loaded, warmed up and checked; 503 before."""
         model = served()
-        return JSONBytesResponse({"status": "ready", "model": model.summary()})
+        return JSONBytesResponse(
+            {"status": "ready", "model": model.summary(), "api_keys": api_keys.fingerprint()}
+        )
 
     @app.get("/health", tags=["probes"], response_model=HealthResponse)
     async def health() -> JSONBytesResponse:
@@ -161,6 +172,37 @@ def create_app(
                 "status": outcome,
                 "model": _metadata(new),
                 "previous": old.summary() if old else None,
+            }
+        )
+
+    @app.put(
+        "/admin/api-keys",
+        tags=["admin"],
+        response_model=ApiKeysResponse,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ApiKeysRequest.model_json_schema()}},
+            }
+        },
+    )
+    async def admin_api_keys(request: Request) -> JSONBytesResponse:
+        """Replace the client API keys (signed request), without a restart: `{"keys":
+        ["k1", "k2"]}`; `[]` lifts the requirement. The answer never echoes a key."""
+        body = await _authorize(request, settings)
+        try:
+            wanted = ApiKeysRequest.model_validate(decode_json(body))
+            api_keys.replace(wanted.keys)
+        except ValidationError as exc:
+            raise InputError(_describe(exc)) from None
+        except InvalidApiKeysError as exc:
+            raise InputError(str(exc)) from None
+        log.info("client API keys replaced: %d key(s) now required", len(api_keys))
+        return JSONBytesResponse(
+            {
+                "required": api_keys.required,
+                "count": len(api_keys),
+                "api_keys": api_keys.fingerprint(),
             }
         )
 

@@ -160,6 +160,7 @@ def status_for(exc: ServerError) -> int:
 # `MlflowException.get_http_status_code`), for errors we answer ourselves on /invocations.
 _MLFLOW_CODES: Final[dict[int, str]] = {
     400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
     404: "RESOURCE_DOES_NOT_EXIST",
     413: "BAD_REQUEST",
     415: "BAD_REQUEST",

@@ -29,6 +29,11 @@ class HealthResponse(BaseModel):
 class ReadyResponse(BaseModel):
     status: str = "ready"
     model: ModelSummary
+    api_keys: str = Field(
+        default="",
+        description="Fingerprint of the client API keys the prediction routes require "
+        '("" when none): the controller compares it with the keys it wants.',
+    )
 
 
 class PredictRequest(BaseModel):
@@ -106,6 +111,20 @@ class SwapRequest(BaseModel):
         "checking the new version takes longer; the controller sends its health timeout "
         "minus a margin, so a version it gave up on never appears later",
     )
+
+
+class ApiKeysRequest(BaseModel):
+    """Body of `PUT /admin/api-keys`: the whole list; empty lifts the requirement."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keys: list[str] = Field(max_length=64, description="the client keys, replacing all others")
+
+
+class ApiKeysResponse(BaseModel):
+    required: bool
+    count: int
+    api_keys: str = Field(description="the new keys' fingerprint, as /readyz reports it")
 
 
 class SwapResponse(BaseModel):

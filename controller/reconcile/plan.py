@@ -58,6 +58,12 @@ def plan_deployment(desired: DesiredState, actual: ActualState | None) -> Action
         if desired.strategy != Strategy.RECREATE and actual.ready:
             return action(Operation.HOTSWAP, reason)
         return action(Operation.RECREATE, reason)
+    if (
+        actual.ready
+        and actual.api_keys is not None
+        and (actual.api_keys != desired.api_keys_fingerprint)
+    ):
+        return action(Operation.KEYS, "client API keys changed (applied without a restart)")
     if actual.ready and _shadow_differs(desired, actual):
         wanted = (
             f"version {desired.shadow_version} at {desired.shadow_percent}%"

@@ -48,6 +48,10 @@ def workload_env(
     # a known version, and the controller swaps again if that is not the desired one.
     plain["MODEL_URI"] = desired.model_uri
     secret["ALIASFLOW_ADMIN_TOKEN"] = admin_token
+    if desired.api_keys:
+        # The keys a (re)started server boots with; a change reaches a running server
+        # through `PUT /admin/api-keys` instead (plan: Operation.KEYS), not a restart.
+        secret["ALIASFLOW_API_KEYS"] = ",".join(desired.api_keys)
     return WorkloadEnv(plain, secret)
 
 

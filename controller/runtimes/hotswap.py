@@ -112,6 +112,20 @@ def request_traffic(endpoint: str, admin_key: str, desired: DesiredState, traffi
     )
 
 
+def request_api_keys(endpoint: str, admin_key: str, desired: DesiredState) -> None:
+    """Give the server the client API keys (`spec.auth.apiKeys`); an empty list lifts
+    the requirement."""
+    _admin(
+        "PUT",
+        f"{endpoint}/admin/api-keys",
+        admin_key,
+        {"keys": list(desired.api_keys)},
+        float(desired.health_timeout_seconds),
+        f"{desired.name}: client API keys",
+        "the keys it had keep applying",
+    )
+
+
 def _admin(
     method: str,
     url: str,

@@ -171,6 +171,25 @@ def test_a_server_with_the_shared_admin_token_is_recreated_once(actual: ActualSt
     )
 
 
+@pytest.mark.parametrize(
+    ("wanted", "held", "expected"),
+    [
+        pytest.param("f1", "f0", Operation.KEYS, id="rotated"),
+        pytest.param("f1", "", Operation.KEYS, id="keys-added"),
+        pytest.param("", "f0", Operation.KEYS, id="keys-removed"),
+        pytest.param("f1", "f1", Operation.NOOP, id="same"),
+        pytest.param("f1", None, Operation.NOOP, id="server-does-not-say"),
+    ],
+)
+def test_a_change_of_client_api_keys_is_a_reload(
+    wanted: str, held: str | None, expected: Operation
+) -> None:
+    action = plan_deployment(
+        replace(DESIRED, api_keys_fingerprint=wanted), replace(IN_SYNC, api_keys=held)
+    )
+    assert action.operation is expected
+
+
 def test_drift_without_self_heal_says_both_versions() -> None:
     action = plan_deployment(
         replace(DESIRED, self_heal=False), replace(IN_SYNC, served_version="1")

@@ -68,7 +68,7 @@ from controller.runtimes.aci.spec import (
 )
 from controller.runtimes.azurearm import Whereabouts
 from controller.runtimes.common import server_key
-from controller.runtimes.hotswap import request_hot_swap, request_traffic
+from controller.runtimes.hotswap import request_api_keys, request_hot_swap, request_traffic
 from controller.runtimes.probe import (
     PROBE_CONCURRENCY,
     Probe,
@@ -176,6 +176,21 @@ class AciRuntime:
     def deploy(self, desired: DesiredState) -> ActualState:
         """Create or update are one PUT: ACI replaces the group's spec and restarts it."""
         return self._put(desired)
+
+    def set_api_keys(
+        self, desired: DesiredState, current: ActualState | None = None
+    ) -> ActualState:
+        """The keys live in the server (no ARM write): only its endpoint is needed."""
+        seen = current if current is not None and current.endpoint else self.observe(desired.name)
+        if seen is None or seen.endpoint is None or not seen.running:
+            raise RuntimeUnavailableError(
+                f"{desired.name}: no running container group to give API keys to"
+            )
+        request_api_keys(seen.endpoint, self._key(desired.name), desired)
+        after = self.observe(desired.name)
+        if after is None:
+            raise RuntimeUnavailableError(f"{desired.name}: the container group vanished")
+        return after
 
     def hotswap(self, desired: DesiredState, current: ActualState | None = None) -> ActualState:
         return self._hotswap(desired, current)

@@ -188,6 +188,15 @@ class ContainerAppRuntime:
             f"{desired.name}: canary and shadow are not available on target containerapp yet"
         )
 
+    def set_api_keys(
+        self, desired: DesiredState, current: ActualState | None = None
+    ) -> ActualState:
+        """Not reachable per replica: the keys are in the spec hash here, so a change is a
+        new revision. The planner never asks (these servers' keys are not probed)."""
+        raise InvalidSpecError(
+            f"{desired.name}: API keys change with a new revision on target containerapp"
+        )
+
     def hotswap(self, desired: DesiredState, current: ActualState | None = None) -> ActualState:
         """Every replica is told the new version through the link; the version tag moves
         by a tags-only PATCH (no new revision, no restart)."""

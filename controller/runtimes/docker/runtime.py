@@ -58,7 +58,7 @@ from controller.runtimes.common import (
     workload_env,
 )
 from controller.runtimes.docker.state import Current, DockerState, state_file
-from controller.runtimes.hotswap import request_hot_swap, request_traffic
+from controller.runtimes.hotswap import request_api_keys, request_hot_swap, request_traffic
 from controller.runtimes.netutil import free_port
 from controller.runtimes.probe import Probe, ServerProber, probe_all
 
@@ -211,6 +211,25 @@ class DockerRuntime:
                     "recreates it"
                 )
             request_traffic(_endpoint(chosen), self._key(desired.name), desired, traffic)
+        actual = self.observe(desired.name)
+        if actual is None:
+            raise RuntimeUnavailableError(f"{desired.name}: the container vanished")
+        return actual
+
+    def set_api_keys(
+        self, desired: DesiredState, current: ActualState | None = None
+    ) -> ActualState:
+        with self._name_lock(desired.name):
+            chosen = _current(
+                self._list([OWNED, f"{LABEL_DEPLOYMENT}={desired.name}"]),
+                self._state.read().get(desired.name),
+            )
+            if chosen is None or chosen.host_port is None or chosen.state != "running":
+                raise RuntimeUnavailableError(
+                    f"{desired.name}: no running container to give API keys to; the next "
+                    "pass recreates it"
+                )
+            request_api_keys(_endpoint(chosen), self._key(desired.name), desired)
         actual = self.observe(desired.name)
         if actual is None:
             raise RuntimeUnavailableError(f"{desired.name}: the container vanished")

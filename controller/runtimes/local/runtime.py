@@ -50,7 +50,7 @@ from controller.runtimes.common import (
     server_key,
     workload_env,
 )
-from controller.runtimes.hotswap import request_hot_swap, request_traffic
+from controller.runtimes.hotswap import request_api_keys, request_hot_swap, request_traffic
 from controller.runtimes.local.frontdoor import FrontDoors
 from controller.runtimes.local.process import is_our_server, log_tail, start_server, stop_server
 from controller.runtimes.local.state import LocalState, ProxyRecord, ServerRecord, state_file
@@ -168,6 +168,19 @@ class LocalRuntime:
                     f"{desired.name}: no running server to split traffic on; it needs a recreate"
                 )
             request_traffic(record.endpoint, self._key(desired.name), desired, traffic)
+            return self._actual(desired.name, record, state.proxies.get(desired.name))
+
+    def set_api_keys(
+        self, desired: DesiredState, current: ActualState | None = None
+    ) -> ActualState:
+        with self._name_lock(desired.name):
+            state = self._state.read()
+            record = state.servers.get(desired.name)
+            if record is None or not is_our_server(record.pid, record.port):
+                raise RuntimeUnavailableError(
+                    f"{desired.name}: no running server to give API keys to; it needs a recreate"
+                )
+            request_api_keys(record.endpoint, self._key(desired.name), desired)
             return self._actual(desired.name, record, state.proxies.get(desired.name))
 
     def delete(self, name: str) -> None:

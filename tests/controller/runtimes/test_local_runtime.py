@@ -29,7 +29,7 @@ from controller.core.errors import (
     RuntimeUnavailableError,
 )
 from controller.core.ports import Runtime
-from controller.core.serverkeys import deployment_key
+from controller.core.serverkeys import api_keys_fingerprint, deployment_key
 from controller.core.types import Action, ActualState, DesiredState, Operation
 from controller.reconcile.execute import execute
 from controller.reconcile.plan import LEGACY_KEY_REASON, plan_deployment
@@ -285,6 +285,48 @@ def test_a_server_started_with_the_shared_token_is_recreated_once_with_its_own_k
     assert plan_deployment(replace(state, model_version="2"), upgraded).operation is (
         Operation.NOOP
     )
+
+
+def _keyed(state: DesiredState, *keys: str) -> DesiredState:
+    return replace(state, api_keys=keys, api_keys_fingerprint=api_keys_fingerprint(keys))
+
+
+def test_client_api_keys_boot_with_the_server_and_rotate_without_a_restart(
+    runtime: LocalRuntime, iris_model: str, port: int
+) -> None:
+    state = _keyed(desired(iris_model, "1", port=port), "first-key-0123456789")
+    created = run(runtime, Operation.CREATE, state)
+    endpoint = created.endpoint or ""
+    pid = pid_of(runtime, "iris")
+    assert created.api_keys == state.api_keys_fingerprint
+    assert predict(endpoint).status_code == 401
+    row = {"records": [ROW]}
+    ok = httpx.post(f"{endpoint}/predict", json=row, headers={"X-Api-Key": "first-key-0123456789"})
+    assert ok.status_code == 200
+    assert plan_deployment(state, runtime.observe("iris")).operation is Operation.NOOP
+
+    rotated = _keyed(state, "second-key-0123456789")
+    action = plan_deployment(rotated, runtime.observe("iris"))
+    assert action.operation is Operation.KEYS
+    after = execute(runtime, action)
+    assert after is not None
+    assert after.api_keys == rotated.api_keys_fingerprint
+    assert pid_of(runtime, "iris") == pid  # no restart
+    old = httpx.post(f"{endpoint}/predict", json=row, headers={"X-Api-Key": "first-key-0123456789"})
+    new = httpx.post(
+        f"{endpoint}/predict", json=row, headers={"Authorization": "Bearer second-key-0123456789"}
+    )
+    assert (old.status_code, new.status_code) == (401, 200)
+    assert plan_deployment(rotated, after).operation is Operation.NOOP
+    for path in runtime.root.rglob("*"):
+        if path.is_file():
+            assert "second-key" not in path.read_text(errors="replace"), path
+
+    # Keys removed from the manifest: the requirement is lifted, still no restart.
+    lifted = execute(runtime, plan_deployment(_keyed(state), after))
+    assert lifted is not None
+    assert predict(endpoint).status_code == 200
+    assert pid_of(runtime, "iris") == pid
 
 
 def test_recreate_is_blue_green_on_one_port_without_a_failed_request(
