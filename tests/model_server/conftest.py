@@ -15,14 +15,56 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from controller.core import serverkeys
 from controller.runtimes.netutil import free_port, stop_process, wait_until_ready
 from tests.fixtures_models import IrisModels
+from tests.fixtures_models import bad_versions as bad_versions  # a fixture here too
 
 ADMIN_TOKEN = "test-admin-token"
+
+
+def signed_headers(
+    key: str, method: str, url: str, body: bytes, stamp: int | None = None
+) -> dict[str, str]:
+    """The signature headers; a request identical to one already signed gets the next
+    second (as the controller does), or the server would rightly call it a replay."""
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    when = int(time.time()) if stamp is None else stamp
+    while True:
+        value = serverkeys.signature(key, str(when), method, target, body)
+        if stamp is not None or value not in _SIGNED:
+            break
+        when += 1
+    _SIGNED.add(value)
+    return {serverkeys.TIMESTAMP_HEADER: str(when), serverkeys.SIGNATURE_HEADER: value}
+
+
+_SIGNED: set[str] = set()
+
+
+def admin_request(
+    client: httpx.Client | None,
+    method: str,
+    url: str,
+    body: object = None,
+    *,
+    key: str = ADMIN_TOKEN,
+    timeout: float = 120.0,
+) -> httpx.Response:
+    """One admin request signed as the controller signs it (its own `serverkeys`, so the
+    two sides are tested against each other); `client` None: to a full `url`."""
+    content = b"" if body is None else json.dumps(body).encode()
+    headers = {**signed_headers(key, method, url, content), "Content-Type": "application/json"}
+    if client is None:
+        return httpx.request(method, url, content=content, headers=headers, timeout=timeout)
+    return client.request(method, url, content=content, headers=headers, timeout=timeout)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
