@@ -29,11 +29,12 @@ RETRYABLE_4XX = frozenset({408, 425, 429})
 DEADLINE_MARGIN_S = 1.0
 
 
-# The last timestamp signed per key. The server refuses a signature it has seen (409, a
-# replay), so each request to a deployment takes a later second than the one before:
-# the same request twice within a second must not look like a replay of itself. A
-# deployment gets a few admin requests per rollout, so this stays on the clock.
-_last_stamp: dict[str, int] = {}
+# Signatures made in the last `_RECENT_SECONDS`, per key. The server refuses a signature
+# it has seen (409, a replay), so the same request twice within a second (a retry, a
+# probe-driven repeat) takes the next second; distinct requests keep the clock's second,
+# so a burst never drifts ahead of the server's 60 s window.
+_RECENT_SECONDS = 120
+_recent: dict[str, dict[str, int]] = {}
 _signing = threading.Lock()
 
 
@@ -42,12 +43,17 @@ def signed_headers(admin_key: str, method: str, url: str, body: bytes) -> dict[s
     parts = urlsplit(url)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
     with _signing:
-        stamp = max(int(time.time()), _last_stamp.get(admin_key, 0) + 1)
-        _last_stamp[admin_key] = stamp
-    return {
-        TIMESTAMP_HEADER: str(stamp),
-        SIGNATURE_HEADER: signature(admin_key, str(stamp), method, target, body),
-    }
+        now = int(time.time())
+        made = _recent.setdefault(admin_key, {})
+        for old in [value for value, stamp in made.items() if stamp < now - _RECENT_SECONDS]:
+            del made[old]
+        stamp = now
+        value = signature(admin_key, str(stamp), method, target, body)
+        while value in made:
+            stamp += 1
+            value = signature(admin_key, str(stamp), method, target, body)
+        made[value] = stamp
+    return {TIMESTAMP_HEADER: str(stamp), SIGNATURE_HEADER: value}
 
 
 def swap_deadline(timeout: float) -> float:

@@ -22,6 +22,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from controller.core import serverkeys
+from controller.runtimes import hotswap
 from controller.runtimes.netutil import free_port, stop_process, wait_until_ready
 from tests.fixtures_models import IrisModels
 from tests.fixtures_models import bad_versions as bad_versions  # a fixture here too
@@ -32,21 +33,15 @@ ADMIN_TOKEN = "test-admin-token"
 def signed_headers(
     key: str, method: str, url: str, body: bytes, stamp: int | None = None
 ) -> dict[str, str]:
-    """The signature headers; a request identical to one already signed gets the next
-    second (as the controller does), or the server would rightly call it a replay."""
+    """The signature headers. Without `stamp`, exactly the controller's own signing (one
+    stamp sequence per key for the tests and the controller's calls they make, so two
+    identical requests never share a second and get refused as a replay)."""
+    if stamp is None:
+        return hotswap.signed_headers(key, method, url, body)
     parts = urlsplit(url)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
-    when = int(time.time()) if stamp is None else stamp
-    while True:
-        value = serverkeys.signature(key, str(when), method, target, body)
-        if stamp is not None or value not in _SIGNED:
-            break
-        when += 1
-    _SIGNED.add(value)
-    return {serverkeys.TIMESTAMP_HEADER: str(when), serverkeys.SIGNATURE_HEADER: value}
-
-
-_SIGNED: set[str] = set()
+    value = serverkeys.signature(key, str(stamp), method, target, body)
+    return {serverkeys.TIMESTAMP_HEADER: str(stamp), serverkeys.SIGNATURE_HEADER: value}
 
 
 def admin_request(
