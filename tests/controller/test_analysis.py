@@ -106,17 +106,21 @@ def window(
         (window(90, errors=10), VerdictState.FAILING, "error rate 10.00% > 1.00%"),
         (window(100, slow=True), VerdictState.FAILING, "p99 990 ms > 250 ms"),
         (
-            window(100, outputs={"a": 90, "b": 10}),
+            window(1000, outputs={"a": 900, "b": 100}),
             VerdictState.FAILING,
             "prediction shift 0.40 > 0.25",
         ),
+        # The same shift on 60 answers is within what chance allows (0.21 + 0.10).
+        (window(60, outputs={"a": 54, "b": 6}), VerdictState.PASSING, None),
+        # Chance alone: 60 answers of the baseline's own distribution, unevenly drawn.
+        (window(60, outputs={"a": 39, "b": 21}), VerdictState.PASSING, None),
     ],
 )
 def test_verdicts(new: VersionStats, state: VerdictState, failure: str | None) -> None:
     verdict = judge(RULES, new, BASELINE)
     assert verdict.state is state
     if failure is not None:
-        assert failure in verdict.failures
+        assert any(failure in text for text in verdict.failures)
         assert failure in str(verdict)
     assert (verdict.state is VerdictState.PASSING) == (state is VerdictState.PASSING)
 

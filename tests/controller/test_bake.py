@@ -195,7 +195,7 @@ def test_too_few_requests_is_not_a_verdict_then_a_slow_version_is_rolled_back(
     ("metrics", "failure"),
     [
         ((80, 20, False, {"setosa": 50, "virginica": 50}), "error rate 20.00% > 5.00%"),
-        ((100, 0, False, {"setosa": 95, "virginica": 5}), "prediction shift 0.45 > 0.3"),
+        ((1000, 0, False, {"setosa": 950, "virginica": 50}), "prediction shift 0.45 > 0.3"),
     ],
 )
 def test_errors_and_shifted_predictions_fail_the_analysis(

@@ -167,7 +167,7 @@ def watched(models: PromotionModels, tmp_path: Path, spec: Callable[[str], str])
     """A controller and its one deployment on `models.good` under load; `spec(alias)` is
     the manifest's spec beyond model and port."""
     client = MlflowClient(models.tracking_uri)
-    for version in (models.slow, models.flaky, models.shifted):
+    for version in (models.better, models.slow, models.flaky, models.shifted, models.worse):
         # Versions are shared by the tests of a session: each starts unquarantined.
         client.delete_model_version_tag(models.name, version, QUARANTINED)
     alias = f"watch{random.randrange(10**8)}"
