@@ -66,6 +66,9 @@ def create_app(
     `link` makes it ask the controller what to serve (model_server/link.py)."""
     metrics = ServerMetrics()
     slot = ModelSlot(settings, loader, metrics)
+    if link is not None:
+        # Its reports carry this server's prediction counters.
+        link.attach(counters=metrics.render)
     batcher = MicroBatcher(
         max_rows=settings.batch_max_rows,
         max_wait_s=settings.batch_max_wait_ms / 1000.0,

@@ -177,7 +177,7 @@ class DeploymentPipeline:
             and loaded.deployment.spec.rollout.analysis is not None
         )
         canary = action.operation is Operation.CANARY
-        before = self.bakes.baseline(actual) if watched or canary else None
+        before = self.bakes.baseline(actual, desired.target_kind) if watched or canary else None
         if promotion:
             now.promoted_from = served_version(actual)
             self.bakes.supersede(desired.name)

@@ -39,13 +39,16 @@ def plan_deployment(desired: DesiredState, actual: ActualState | None) -> Action
         return action(Operation.RECREATE, "workload spec changed (image, resources, env or port)")
     if actual.model_version != desired.model_version:
         reason = f"model version {actual.model_version} -> {desired.model_version}"
-        if desired.strategy == Strategy.CANARY and actual.ready:
+        if desired.strategy == Strategy.CANARY:
+            # A canary in progress is the watch's to judge, even while a server is not
+            # ready (a Container Apps replica starting): never recreated over.
             if actual.canary_version == desired.model_version:
                 return action(
                     Operation.NOOP,
                     f"canary of version {desired.model_version} at {actual.canary_weight}%",
                 )
-            return action(Operation.CANARY, f"{reason}, {desired.steps[0][0]}% first")
+            if actual.ready:
+                return action(Operation.CANARY, f"{reason}, {desired.steps[0][0]}% first")
         if desired.strategy == Strategy.HOTSWAP and actual.ready:
             return action(Operation.HOTSWAP, reason)
         return action(Operation.RECREATE, reason)

@@ -1,0 +1,137 @@
+"""Prediction counters that linked replicas report, and their sum over a deployment.
+
+A Container Apps request reaches one replica of many, so no single server's `/metrics`
+says what a version did; each replica sends its own cumulative counters with its report
+(docs/server-contract.md, "The server asks the controller"), filtered to the families
+the analysis reads (`controller/reconcile/analysis.py`). Their sum is the deployment's.
+
+The analysis judges a window as the difference of two readings, so the sum must only
+grow, as one server's counters do. Replicas come and go and restart, so each replica's
+series are kept monotone the way Prometheus' `increase()` treats a counter reset: a
+series that falls (a restart) or vanishes adds what it had reached to an offset. A
+replica that stops reporting keeps its last counts in the sum (what it answered was
+answered). Only a restarted controller starts the sums again, lower: the analysis sees
+that as a server restart and starts its window again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+from prometheus_client.parser import text_string_to_metric_families
+
+REQUESTS = "aliasflow_server_prediction_requests"
+LATENCY = "aliasflow_server_prediction_latency_seconds"
+OUTPUTS = "aliasflow_server_prediction_outputs"
+SHADOW_REQUESTS = "aliasflow_server_shadow_requests"
+SHADOW_LATENCY = "aliasflow_server_shadow_latency_seconds"
+SHADOW_AGREEMENT = "aliasflow_server_shadow_agreement"
+
+# The samples a report may carry; others (a newer server's, `_created` timestamps) are
+# not summed: a timestamp is not a count.
+SAMPLES = frozenset(
+    {
+        f"{REQUESTS}_total",
+        f"{LATENCY}_bucket",
+        f"{LATENCY}_count",
+        f"{LATENCY}_sum",
+        f"{OUTPUTS}_total",
+        f"{SHADOW_REQUESTS}_total",
+        f"{SHADOW_LATENCY}_bucket",
+        f"{SHADOW_LATENCY}_count",
+        f"{SHADOW_LATENCY}_sum",
+        f"{SHADOW_AGREEMENT}_total",
+    }
+)
+LABELS = frozenset({"version", "role", "outcome", "output", "le", "agree"})
+# A few versions in four roles, ~20 latency buckets and a class or bin per output: a few
+# hundred series. Far more is not a model server's report.
+MAX_SERIES = 2000
+MAX_LABEL_CHARS = 128
+
+# (sample name, sorted (label, value) pairs)
+Series = tuple[str, tuple[tuple[str, str], ...]]
+Counters = dict[Series, float]
+
+
+class CountersError(ValueError):
+    """Reported counters that are not what a model server sends."""
+
+
+def parse_counters(text: str) -> Counters:
+    """The known prediction series of a replica's report; raises `CountersError` saying
+    what is wrong with text that is not Prometheus text of non-negative counts."""
+    found: Counters = {}
+    try:
+        families = list(text_string_to_metric_families(text))
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        raise CountersError(f"not Prometheus text exposition: {exc}") from None
+    for family in families:
+        for sample in family.samples:
+            if sample.name not in SAMPLES:
+                continue
+            labels = sample.labels
+            odd = sorted(set(labels) - LABELS)
+            if odd:
+                raise CountersError(f"{sample.name}: unexpected label(s) {odd}")
+            long = [k for k, v in labels.items() if len(v) > MAX_LABEL_CHARS]
+            if long:
+                raise CountersError(
+                    f"{sample.name}: label {long[0]} longer than {MAX_LABEL_CHARS} characters"
+                )
+            value = float(sample.value)
+            if not math.isfinite(value) or value < 0:
+                raise CountersError(f"{sample.name}: {value} is not a count")
+            found[(sample.name, tuple(sorted(labels.items())))] = value
+            if len(found) > MAX_SERIES:
+                raise CountersError(f"more than {MAX_SERIES} series")
+    return found
+
+
+def render(counters: Mapping[Series, float]) -> str:
+    """Prometheus text (untyped samples), which `analysis.parse_server_metrics` reads."""
+    lines = []
+    for (name, labels), value in sorted(counters.items()):
+        inner = ",".join(f'{key}="{_escape(text)}"' for key, text in labels)
+        lines.append(f"{name}{{{inner}}} {value!r}" if inner else f"{name} {value!r}")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def add(total: Counters, more: Mapping[Series, float]) -> None:
+    for series, value in more.items():
+        total[series] = total.get(series, 0.0) + value
+
+
+class ReplicaCounters:
+    """One replica's series, made monotone across its restarts."""
+
+    def __init__(self) -> None:
+        self._last: Counters = {}
+        self._offsets: Counters = {}
+        self.seen_at = 0.0
+
+    def update(self, reading: Counters, at: float) -> None:
+        for series, before in self._last.items():
+            now = reading.get(series)
+            if now is None or now < before:
+                # A restart (or a series the server dropped): what it had counted stays.
+                self._offsets[series] = self._offsets.get(series, 0.0) + before
+        self._last = dict(reading)
+        self.seen_at = at
+
+    def totals(self) -> Counters:
+        total = dict(self._offsets)
+        add(total, self._last)
+        return total
+
+
+def summed(replicas: Iterable[ReplicaCounters], folded: Mapping[Series, float]) -> Counters:
+    total = dict(folded)
+    for replica in replicas:
+        add(total, replica.totals())
+    return total
