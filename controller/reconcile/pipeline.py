@@ -187,7 +187,8 @@ class DeploymentPipeline:
         if canary:
             self._canary_started(now, loaded, action, before)
             return
-        final = wait_until_serving(runtime, desired, self.health_poll_interval)
+        split = action.operation is Operation.TRAFFIC
+        final = wait_until_serving(runtime, desired, self.health_poll_interval, split)
         failpoint("after_health_gate")
         self.failures.forget(desired.name)
         now.status = statuses.succeeded(now.status, final, action, desired)

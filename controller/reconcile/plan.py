@@ -59,7 +59,7 @@ def plan_deployment(desired: DesiredState, actual: ActualState | None) -> Action
         if desired.strategy != Strategy.RECREATE and actual.ready:
             return action(Operation.HOTSWAP, reason)
         return action(Operation.RECREATE, reason)
-    if actual.ready and _shadow_differs(desired, actual):
+    if actual.ready and shadow_differs(desired, actual):
         wanted = (
             f"version {desired.shadow_version} at {desired.shadow_percent}%"
             if desired.shadow_version
@@ -69,7 +69,7 @@ def plan_deployment(desired: DesiredState, actual: ActualState | None) -> Action
     return action(Operation.NOOP, "in sync")
 
 
-def _shadow_differs(desired: DesiredState, actual: ActualState) -> bool:
+def shadow_differs(desired: DesiredState, actual: ActualState) -> bool:
     wanted = (desired.shadow_version, desired.shadow_percent if desired.shadow_version else 0)
     return wanted != (actual.shadow_version, actual.shadow_percent if actual.shadow_version else 0)
 

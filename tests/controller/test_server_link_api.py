@@ -221,7 +221,7 @@ def test_a_report_brings_the_split_applied_and_the_counters_summed(link: Link) -
         ({"traffic": {"split": 3}}, "traffic.split"),
         ({"traffic": "all"}, "traffic"),
         ({"metrics": 3}, "metrics"),
-        ({"metrics": "aliasflow_server_prediction_requests_total{x=} y"}, "metrics: not Prom"),
+        ({"metrics": "aliasflow_server_prediction_requests_total{x=} y"}, "not Prometheus text"),
         ({"metrics": 'aliasflow_server_prediction_requests_total{role="p"} -1\n'}, "not a count"),
         ({"metrics": "x" * 140_000}, "metrics: String should have at most 131072"),
     ],
