@@ -23,8 +23,8 @@ class ServerModelOut(BaseModel):
     model_uri: str
     version: str
     # {"canary": {"model_uri", "version", "weight"} | null,
-    #  "shadow": {"model_uri", "version", "percent"} | null}
-    traffic: dict[str, dict[str, object] | None]
+    #  "shadow": {"model_uri", "version", "percent"} | null}; null: keep the split applied
+    traffic: dict[str, dict[str, object] | None] | None
 
 
 def _target(request: Request) -> str:

@@ -86,8 +86,11 @@ class ReplicaReportIn(_Strict):
     metrics: str | None = Field(default=None, max_length=METRICS_MAX_CHARS)
 
 
-def traffic_json(traffic: LinkTraffic) -> dict[str, dict[str, object] | None]:
-    """The answer's `traffic`: each role's version and share, or null."""
+def traffic_json(traffic: LinkTraffic | None) -> dict[str, dict[str, object] | None] | None:
+    """The answer's `traffic`: each role's version and share, or null; null altogether
+    when the controller does not say (the server keeps its split)."""
+    if traffic is None:
+        return None
     canary, shadow = traffic.canary, traffic.shadow
     return {
         "canary": (
@@ -138,8 +141,11 @@ class ServerLinkService:
 
     def model(
         self, deployment: str, revision: str | None = None
-    ) -> tuple[DesiredModel, LinkTraffic]:
-        """The version `deployment`'s servers (of `revision`) serve, and their split."""
+    ) -> tuple[DesiredModel, LinkTraffic | None]:
+        """The version `deployment`'s servers (of `revision`) serve, and their split; None
+        for the split when this process has not decided one (a restarted controller
+        answering from its status row, before it read the app's tags): the servers keep
+        the split they apply rather than drop a canary in progress."""
         desired = self.links.desired(deployment, revision)
         if desired is not None:
             return desired, self.links.traffic(deployment)
@@ -153,7 +159,7 @@ class ServerLinkService:
             and status.served_version
         ):
             version = status.served_version
-            return DesiredModel(f"models:/{status.model_name}/{version}", version), LinkTraffic()
+            return DesiredModel(f"models:/{status.model_name}/{version}", version), None
         raise NotReadyError(
             f"the controller has not decided what {deployment!r} serves yet; ask again shortly"
         )

@@ -367,6 +367,11 @@ def test_the_answers_split_is_applied_after_the_swap_and_reported_with_the_count
     )
     tick(link, slot)
     assert len(split.asked) == 1  # applied already: not asked again
+    # A controller that does not say (just restarted): the split stays as it is.
+    controller.traffic = None
+    tick(link, slot)
+    assert len(split.asked) == 1
+    assert controller.reports[-1]["traffic"]["canary"] == {"version": "2", "weight": 20}
     # The canary promoted: the swap to it comes first (instant), then the role goes.
     controller.answer, controller.traffic = "models:/iris/2", {"canary": None, "shadow": None}
     tick(link, slot)
