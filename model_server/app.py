@@ -15,11 +15,11 @@ import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from model_server.batching import MicroBatcher
 from model_server.errors import (
@@ -43,9 +43,12 @@ from model_server.schemas import (
     ReadyResponse,
     SwapRequest,
     SwapResponse,
+    TrafficRequest,
+    TrafficResponse,
 )
 from model_server.service import InferenceService
 from model_server.settings import ServerSettings
+from model_server.shadow import ShadowMirror
 from model_server.slot import Loader, ModelSlot
 
 log = logging.getLogger("model_server")
@@ -74,15 +77,18 @@ def create_app(
         max_wait_s=settings.batch_max_wait_ms / 1000.0,
         on_batch=metrics.batch_rows.observe,
     )
+    mirror = ShadowMirror(settings.shadow_queue_size)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         batcher.start()
+        mirror.start()
         boot = asyncio.create_task(_boot(slot, on_boot_failure, link), name="model-boot")
         try:
             yield
         finally:
             boot.cancel()
+            await mirror.stop()
             await batcher.stop()
 
     app = FastAPI(
@@ -95,7 +101,7 @@ def create_app(
     app.state.slot = slot
     app.state.metrics = metrics
     install_error_handlers(app)
-    service = InferenceService(settings, slot, batcher, metrics)
+    service = InferenceService(settings, slot, batcher, metrics, mirror)
     if settings.fast_lane:
         app.add_middleware(FastLane, service=service)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts the lane too
@@ -112,9 +118,12 @@ def create_app(
 
     @app.get("/readyz", tags=["probes"], response_model=ReadyResponse)
     async def readyz() -> JSONBytesResponse:
-        """200 once the model is loaded, warmed up and checked; 503 before."""
+        """200 once the model is loaded, warmed up and checked; 503 before. "traffic" says
+        which canary and shadow are served beside it, and the version kept for a rollback."""
         model = served()
-        return JSONBytesResponse({"status": "ready", "model": model.summary()})
+        return JSONBytesResponse(
+            {"status": "ready", "model": model.summary(), "traffic": slot.routes.traffic()}
+        )
 
     @app.get("/health", tags=["probes"], response_model=HealthResponse)
     async def health() -> JSONBytesResponse:
@@ -149,14 +158,13 @@ def create_app(
     )
     async def admin_model(request: Request) -> JSONBytesResponse:
         """Hot swap (bearer token): `{"model_uri": "models:/name/N", "force": false,
-        "deadline_seconds": 30}`; the URI already served answers "unchanged" at once."""
+        "deadline_seconds": 30, "keep_previous": false}`; the URI already served answers
+        "unchanged" at once, the previous version's or the canary's URI swaps instantly."""
         _authorize(request, settings)
-        body = await service.read_body(request)
-        try:
-            swap = SwapRequest.model_validate(decode_json(body))
-        except ValidationError as exc:
-            raise InputError(_describe(exc)) from None
-        outcome, new, old = await slot.swap(swap.model_uri, swap.force, swap.deadline_seconds)
+        swap = _parse(SwapRequest, await service.read_body(request))
+        outcome, new, old = await slot.swap(
+            swap.model_uri, swap.force, swap.deadline_seconds, swap.keep_previous
+        )
         return JSONBytesResponse(
             {
                 "status": outcome,
@@ -165,7 +173,58 @@ def create_app(
             }
         )
 
+    _admin_traffic_routes(app, service)
     return app
+
+
+def _admin_traffic_routes(app: FastAPI, service: InferenceService) -> None:
+    """`PUT/GET /admin/traffic` and `DELETE /admin/model/previous` (server-contract.md)."""
+    settings, slot = service.settings, service.slot
+
+    @app.put(
+        "/admin/traffic",
+        tags=["admin"],
+        response_model=TrafficResponse,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": TrafficRequest.model_json_schema()}},
+            }
+        },
+    )
+    async def put_traffic(request: Request) -> JSONBytesResponse:
+        """The split: `{"canary": {"model_uri", "weight"} | null, "shadow": {"model_uri",
+        "percent"} | null, "deadline_seconds": 30}`; loads what no role holds yet."""
+        _authorize(request, settings)
+        split = _parse(TrafficRequest, await service.read_body(request))
+        canary = (split.canary.model_uri, split.canary.weight) if split.canary else None
+        shadow = (split.shadow.model_uri, split.shadow.percent) if split.shadow else None
+        routes = await slot.set_traffic(canary, shadow, split.deadline_seconds)
+        return JSONBytesResponse(routes.versions())
+
+    @app.get("/admin/traffic", tags=["admin"], response_model=TrafficResponse)
+    async def get_traffic(request: Request) -> JSONBytesResponse:
+        """The version in each role, unchanged."""
+        _authorize(request, settings)
+        return JSONBytesResponse(slot.routes.versions())
+
+    @app.delete("/admin/model/previous", tags=["admin"], response_model=TrafficResponse)
+    async def drop_previous(request: Request) -> JSONBytesResponse:
+        """Stop keeping the version kept for a rollback (idempotent: 200 when none is)."""
+        _authorize(request, settings)
+        await slot.drop_previous()
+        return JSONBytesResponse(slot.routes.versions())
+
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def _parse(schema: type[Body], body: bytes) -> Body:
+    """An admin body, checked by its schema; what is wrong is a 422 naming the field."""
+    try:
+        return schema.model_validate(decode_json(body))
+    except ValidationError as exc:
+        raise InputError(_describe(exc)) from None
 
 
 async def _boot(

@@ -6,6 +6,7 @@
     ├── AdminDisabledError          403  no ALIASFLOW_ADMIN_TOKEN configured
     ├── ModelNotFoundError          404  V2: no such model name or version served here
     ├── IncompatibleSignatureError  409  swap refused: input schema differs (use force)
+    ├── RoleNotServedError          409  a request pinned to a role (canary) not served now
     ├── BodyTooLargeError           413  body over ALIASFLOW_MAX_BODY_BYTES
     ├── UnsupportedMediaTypeError   415  a content type the protocol does not speak
     ├── InputError                  422  JSON is fine but does not fit the model's signature
@@ -47,6 +48,9 @@ log = logging.getLogger("model_server")
 class ServerError(Exception):
     """Base of every error the server reports to a client; `str(exc)` is the detail."""
 
+    # Set on a prediction's error once its version is known: the answer names it too.
+    model_version: str | None = None
+
 
 class MalformedBodyError(ServerError):
     pass
@@ -61,6 +65,10 @@ class AdminDisabledError(ServerError):
 
 
 class IncompatibleSignatureError(ServerError):
+    pass
+
+
+class RoleNotServedError(ServerError):
     pass
 
 
@@ -111,6 +119,7 @@ STATUS_BY_ERROR: Final[dict[type[ServerError], int]] = {
     AdminDisabledError: 403,
     ModelNotFoundError: 404,
     IncompatibleSignatureError: 409,
+    RoleNotServedError: 409,
     BodyTooLargeError: 413,
     UnsupportedMediaTypeError: 415,
     InputError: 422,
@@ -173,6 +182,8 @@ def render_error(
 def error_response(exc: ServerError, protocol: Protocol = Protocol.NATIVE) -> JSONBytesResponse:
     status = status_for(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if exc.model_version is not None:
+        headers = {"X-Aliasflow-Model-Version": exc.model_version}
     return render_error(str(exc), status, protocol, headers)
 
 

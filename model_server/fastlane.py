@@ -24,11 +24,13 @@ from model_server.protocols.mlflow_scoring import handle_invocations
 from model_server.protocols.native import handle_predict
 from model_server.protocols.v2 import handle_infer
 from model_server.protocols.v2_codec import HEADER_LENGTH
+from model_server.routing import ROLE_HEADER
 from model_server.service import InferenceService, Reply, read_limited
 
 log = logging.getLogger("model_server")
 
 _HEADER_LENGTH = HEADER_LENGTH.encode()
+_ROLE_HEADER = ROLE_HEADER.encode()
 Handler = Callable[[bytes, dict[bytes, bytes]], Awaitable[Reply]]
 
 
@@ -40,13 +42,16 @@ class FastLane:
     def _handler(self, path: str) -> Handler | None:
         service = self.service
         if path == "/predict":
-            return lambda body, _: handle_predict(service, body)
+            return lambda body, headers: handle_predict(service, body, _pin(headers))
         if path == "/invocations":
 
             def invocations(body: bytes, headers: dict[bytes, bytes]) -> Awaitable[Reply]:
                 content_type = headers.get(b"content-type")
                 return handle_invocations(
-                    service, body, None if content_type is None else content_type.decode("latin-1")
+                    service,
+                    body,
+                    None if content_type is None else content_type.decode("latin-1"),
+                    _pin(headers),
                 )
 
             return invocations
@@ -62,7 +67,12 @@ class FastLane:
             def infer(body: bytes, headers: dict[bytes, bytes]) -> Awaitable[Reply]:
                 length = headers.get(_HEADER_LENGTH)
                 return handle_infer(
-                    service, body, None if length is None else length.decode(), name, version
+                    service,
+                    body,
+                    None if length is None else length.decode(),
+                    name,
+                    version,
+                    _pin(headers),
                 )
 
             return infer
@@ -106,3 +116,9 @@ class FastLane:
             raw += [(k.encode(), v.encode()) for k, v in reply.headers.items()]
         await send({"type": "http.response.start", "status": reply.status, "headers": raw})
         await send({"type": "http.response.body", "body": reply.content})
+
+
+def _pin(headers: dict[bytes, bytes]) -> str | None:
+    """The role a request is pinned to (`X-Aliasflow-Role`), if any."""
+    role = headers.get(_ROLE_HEADER)
+    return None if role is None else role.decode("latin-1")

@@ -14,6 +14,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from model_server.outputs import OutputLabeler
+from model_server.version_metrics import RoleMetrics, ShadowMetrics, VersionMetrics
+
 KNOWN_ENDPOINTS = frozenset(
     {
         "/predict",
@@ -23,6 +26,8 @@ KNOWN_ENDPOINTS = frozenset(
         "/metadata",
         "/metrics",
         "/admin/model",
+        "/admin/model/previous",
+        "/admin/traffic",
         "/invocations",
         "/ping",
         "/version",
@@ -40,6 +45,7 @@ def endpoint_of(path: str) -> str:
 
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class ServerMetrics:
@@ -55,7 +61,7 @@ class ServerMetrics:
             "aliasflow_server_request_duration_seconds",
             "Time from request start to response end, by endpoint.",
             ["endpoint"],
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.model_info = Gauge(
@@ -86,9 +92,20 @@ class ServerMetrics:
             "/invocations bodies answered by MLflow's own handler (outside our fast path).",
             registry=self.registry,
         )
+        self.versions = VersionMetrics(LATENCY_BUCKETS)
+        self.registry.register(self.versions)
         self.model_version.set(-1)
         self._children: dict[tuple[str, int], Any] = {}
         self._latency_children: dict[str, Any] = {}
+        # One set of regression bins for every version of this process (outputs.py).
+        self.labeler = OutputLabeler()
+
+    def role(self, version: str | None, role: str) -> RoleMetrics:
+        """The counters of one version in one role, made once (version_metrics.py)."""
+        return self.versions.role(version, role)
+
+    def shadow(self, version: str | None) -> ShadowMetrics:
+        return self.versions.shadow(version)
 
     def set_model(self, name: str | None, version: str | None, run_id: str | None) -> None:
         self.model_info.clear()

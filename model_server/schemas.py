@@ -26,9 +26,26 @@ class HealthResponse(BaseModel):
     model: ModelSummary
 
 
+class CanaryState(BaseModel):
+    version: str | None
+    weight: int
+
+
+class ShadowState(BaseModel):
+    version: str | None
+    percent: int
+
+
+class TrafficState(BaseModel):
+    canary: CanaryState | None
+    shadow: ShadowState | None
+    previous: str | None = Field(description="the version kept loaded for a rollback")
+
+
 class ReadyResponse(BaseModel):
     status: str = "ready"
     model: ModelSummary
+    traffic: TrafficState
 
 
 class PredictRequest(BaseModel):
@@ -106,6 +123,49 @@ class SwapRequest(BaseModel):
         "checking the new version takes longer; the controller sends its health timeout "
         "minus a margin, so a version it gave up on never appears later",
     )
+    keep_previous: bool = Field(
+        default=False,
+        description="keep the replaced version loaded (not serving) as `previous`, so a "
+        "swap back to it is instant; without it no version is kept",
+    )
+
+
+class CanaryRoute(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model_uri: str = Field(min_length=1, examples=["models:/iris-classifier/5"])
+    weight: int = Field(ge=0, le=100, description="% of prediction requests it answers")
+
+
+class ShadowRoute(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model_uri: str = Field(min_length=1, examples=["models:/iris-classifier/5"])
+    percent: int = Field(ge=0, le=100, description="% of the primary's requests mirrored")
+
+
+class TrafficRequest(BaseModel):
+    """Body of `PUT /admin/traffic`: the whole split (a role left null is removed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    canary: CanaryRoute | None = Field(description="null: no canary")
+    shadow: ShadowRoute | None = Field(description="null: no shadow")
+    deadline_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="give up (422, the split is unchanged) if loading the new versions "
+        "takes longer, as for a swap",
+    )
+
+
+class TrafficResponse(BaseModel):
+    """The version in each role; null when the role is absent."""
+
+    primary: str | None
+    canary: str | None
+    shadow: str | None
+    previous: str | None
 
 
 class SwapResponse(BaseModel):

@@ -55,6 +55,14 @@ class ServerSettings(BaseSettings):
         gt=0,
         validation_alias=AliasChoices("ALIASFLOW_BATCH_MAX_ROWS", "batch_max_rows"),
     )
+    # Requests waiting to be mirrored to the shadow version; past this, mirrors are dropped
+    # (and counted) so that a slow shadow never holds memory or the primary's clients.
+    shadow_queue_size: int = Field(
+        default=64,
+        gt=0,
+        le=100_000,
+        validation_alias=AliasChoices("ALIASFLOW_SHADOW_QUEUE_SIZE", "shadow_queue_size"),
+    )
     # The inference POSTs skip FastAPI's routing (fastlane.py); off only to compare.
     fast_lane: bool = Field(
         default=True, validation_alias=AliasChoices("ALIASFLOW_FAST_LANE", "fast_lane")

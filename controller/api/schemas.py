@@ -72,6 +72,9 @@ class BakeOut(BaseModel):
     started_at: float
     ends_at: float
     finished_at: float | None
+    # When the analysis found the breach (the rollback follows, queued behind any running
+    # reconcile): finished_at - failed_at is the breach-to-rollback time.
+    failed_at: float | None = None
     message: str
     verdict: dict[str, Any]
     # A canary under way: its step (1-based), how many there are, the new version's share
@@ -222,6 +225,7 @@ def deployment_detail(
             started_at=bake.started_at,
             ends_at=bake.ends_at,
             finished_at=bake.finished_at,
+            failed_at=bake.failed_at,
             message=bake.message,
             verdict=json.loads(bake.verdict or "{}"),
             held=bake.held,

@@ -41,6 +41,7 @@ from model_server.errors import (
 from model_server.inputs import MLFLOW_FORMATS, Batch, decode_json
 from model_server.loading import LoadedModel
 from model_server.predictors import jsonable
+from model_server.routing import ROLE_HEADER, Choice
 from model_server.service import InferenceService, Reply
 
 _JSON_TYPES = frozenset({"application/json", "application/json; charset=utf-8"})
@@ -82,16 +83,26 @@ def router(service: InferenceService) -> APIRouter:
     async def invocations(request: Request) -> Response:
         """`mlflow models serve`'s scoring endpoint: the same bodies, answers and errors."""
         body = await service.read_body(request)
-        reply = await handle_invocations(service, body, request.headers.get("content-type"))
+        headers = request.headers
+        reply = await handle_invocations(
+            service, body, headers.get("content-type"), headers.get(ROLE_HEADER)
+        )
         return reply.response()
 
     return api
 
 
 async def handle_invocations(
-    service: InferenceService, body: bytes, content_type: str | None
+    service: InferenceService, body: bytes, content_type: str | None, pin: str | None = None
 ) -> Reply:
-    model = service.served()
+    choice = service.choose(pin)
+    return await service.answer(choice, _invocations(service, choice, body, content_type))
+
+
+async def _invocations(
+    service: InferenceService, choice: Choice, body: bytes, content_type: str | None
+) -> Reply:
+    model = choice.model
     if content_type is None:
         raise UnsupportedMediaTypeError(
             "no Content-Type: send application/json, text/csv or application/vnd.apache.parquet"
@@ -100,8 +111,9 @@ async def handle_invocations(
     if batch is None:
         service.metrics.mlflow_handled.inc()
         return await asyncio.to_thread(_invoke_mlflow, model, body, content_type)
-    prediction = await service.infer(model, batch)
-    return Reply(orjson.dumps({"predictions": jsonable(prediction[PREDICTIONS])}))
+    prediction = await service.infer(choice, batch)
+    content = orjson.dumps({"predictions": jsonable(prediction[PREDICTIONS])})
+    return Reply(content, headers=choice.version_headers)
 
 
 def _fast_batch(

@@ -17,6 +17,7 @@ from fastapi.responses import Response
 from model_server.batching import PREDICTIONS
 from model_server.inputs import decode_json
 from model_server.predictors import PROBABILITIES, jsonable
+from model_server.routing import ROLE_HEADER, Choice
 from model_server.schemas import PredictRequest, PredictResponse
 from model_server.service import InferenceService, Reply, extras_option
 
@@ -41,19 +42,25 @@ def router(service: InferenceService) -> APIRouter:
         `inputs`; the input is checked against the model signature first. Add
         `"outputs": ["probabilities", "labels"]` for a classifier's class probabilities
         and labels beside MLflow's predictions."""
-        return (await handle_predict(service, await service.read_body(request))).response()
+        body = await service.read_body(request)
+        return (await handle_predict(service, body, request.headers.get(ROLE_HEADER))).response()
 
     return api
 
 
-async def handle_predict(service: InferenceService, body: bytes) -> Reply:
-    model = service.served()
+async def handle_predict(service: InferenceService, body: bytes, pin: str | None = None) -> Reply:
+    choice = service.choose(pin)
+    return await service.answer(choice, _predict(service, choice, body))
+
+
+async def _predict(service: InferenceService, choice: Choice, body: bytes) -> Reply:
+    model = choice.model
     payload = decode_json(body)
     extras = frozenset[str]()
     if type(payload) is dict and "outputs" in payload:
         extras = extras_option(payload.pop("outputs"))
     batch = service.parse(payload, model)
-    prediction = await service.infer(model, batch, extras)
+    prediction = await service.infer(choice, batch, extras)
     answer: dict[str, Any] = {
         "predictions": jsonable(prediction[PREDICTIONS]),
         "model": {"name": model.name, "version": model.version},
@@ -62,4 +69,4 @@ async def handle_predict(service: InferenceService, body: bytes) -> Reply:
         answer[name] = jsonable(prediction[name])
     if PROBABILITIES in extras:
         answer["classes"] = model.predictor.classes
-    return Reply(orjson.dumps(answer))
+    return Reply(orjson.dumps(answer), headers=choice.version_headers)

@@ -29,6 +29,7 @@ from model_server.protocols.v2_codec import (
     encode_response,
 )
 from model_server.responses import JSONBytesResponse
+from model_server.routing import ROLE_HEADER, Choice
 from model_server.schemas import (
     V2InferRequest,
     V2InferResponse,
@@ -108,14 +109,16 @@ def router(service: InferenceService) -> APIRouter:
         """Inference on the served model (any version it serves)."""
         body = await service.read_body(request)
         header_length = request.headers.get(HEADER_LENGTH)
-        return (await handle_infer(service, body, header_length, name, None)).response()
+        pin = request.headers.get(ROLE_HEADER)
+        return (await handle_infer(service, body, header_length, name, None, pin)).response()
 
     @api.post("/models/{name}/versions/{version}/infer", openapi_extra=infer_doc)
     async def model_version_infer(name: str, version: str, request: Request) -> Response:
         """Inference on this version; 404 when it is not the one served."""
         body = await service.read_body(request)
         header_length = request.headers.get(HEADER_LENGTH)
-        return (await handle_infer(service, body, header_length, name, version)).response()
+        pin = request.headers.get(ROLE_HEADER)
+        return (await handle_infer(service, body, header_length, name, version, pin)).response()
 
     return api
 
@@ -126,8 +129,16 @@ async def handle_infer(
     header_length: str | None,
     name: str,
     version: str | None,
+    pin: str | None = None,
 ) -> Reply:
-    model = service.model_for(name, version)
+    choice = service.choose_for(name, version, pin)
+    return await service.answer(choice, _infer(service, choice, body, header_length))
+
+
+async def _infer(
+    service: InferenceService, choice: Choice, body: bytes, header_length: str | None
+) -> Reply:
+    model = choice.model
     decoded = decode_request(body, header_length, model.spec)
     extras = frozenset(n for n in decoded.outputs if n != PREDICTIONS_OUTPUT)
     unknown = extras - model.predictor.extras
@@ -137,13 +148,15 @@ async def handle_infer(
             f"unknown output(s) {', '.join(sorted(unknown))}; this model has {', '.join(known)}"
         )
     batch = service.parse(decoded.payload, model)
-    prediction = await service.infer(model, batch, extras)
+    prediction = await service.infer(choice, batch, extras)
     names = decoded.outputs or [PREDICTIONS_OUTPUT]
     tensors = {
         output: as_tensor(prediction[PREDICTIONS if output == PREDICTIONS_OUTPUT else output])
         for output in names
     }
     content, headers = encode_response(model_name(model), model.version, decoded, tensors)
+    if choice.version_headers is not None:
+        headers.update(choice.version_headers)
     return Reply(content, media_type=headers.pop("content-type"), headers=headers)
 
 

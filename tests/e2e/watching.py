@@ -40,7 +40,7 @@ ROLLBACK_WITHIN = 30.0
 
 @dataclass
 class Answer:
-    at: float
+    at: float  # when the answer arrived (wall clock); it was sent `seconds` earlier
     status: int
     version: str | None
     seconds: float
