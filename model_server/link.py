@@ -162,6 +162,30 @@ class NoSplit:
         raise ServerError("this server cannot split traffic (no traffic API)")
 
 
+class SlotSplit:
+    """The slot's roles as the link's traffic API: the change `PUT /admin/traffic` makes
+    (load what no role holds yet, then switch the split in one assignment)."""
+
+    def __init__(self, slot: ModelSlot) -> None:
+        self._slot = slot
+
+    def applied(self) -> Applied | None:
+        routes = self._slot.routes
+        canary, shadow = routes.canary, routes.shadow
+        return (
+            (str(canary.model.version), routes.weight) if canary else None,
+            (str(shadow.model.version), shadow.percent) if shadow else None,
+        )
+
+    async def apply(self, split: Split, deadline_seconds: float) -> None:
+        canary, shadow = split.canary, split.shadow
+        await self._slot.set_traffic(
+            (canary.model_uri, canary.share) if canary else None,
+            (shadow.model_uri, shadow.share) if shadow else None,
+            deadline_seconds,
+        )
+
+
 @dataclass(frozen=True)
 class Answer:
     model_uri: str
@@ -237,6 +261,9 @@ class ControllerLink:
         self.retry_failed_after = max(60.0, 6 * self.poll_seconds)
         self._reachable = True
         self._client: httpx.AsyncClient | None = None
+        # Whether the boot applied the controller's answer (version and split): until
+        # then the server is not ready (/readyz), though it may already answer.
+        self.settled = False
         # How the server splits its own requests, and its counters; `attach` sets both.
         self.split: SplitControl = NoSplit()
         self._counters: Callable[[], bytes] | None = None
@@ -274,6 +301,7 @@ class ControllerLink:
         detail = None
         if answer is not None and answer.traffic is not None:
             detail = await self._apply(answer.traffic)
+        self.settled = True
         await self._report(slot, detail or self._failure_detail())
 
     async def follow(self, slot: ModelSlot) -> None:

@@ -58,5 +58,6 @@ async def server_report(deployment: str, request: Request, controller: Controlle
     body = await read_limited(request, REPORT_MAX_BYTES)
     servers = controller.servers
     servers.authenticate(deployment, request.headers, "POST", _target(request), body)
-    servers.report(deployment, body)
+    # Off the event loop: parsing the counters and the links' lock are not free.
+    await run_in_threadpool(servers.report, deployment, body)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -23,8 +23,10 @@ service's link endpoints (which answer and take reports):
   replica serves, which split it applies, and its prediction counters, summed here over
   the deployment's replicas for the analysis (`counters.py`).
 
-Nothing here survives a restart on purpose: the runtimes re-seed desired versions from
-what they recorded on the workloads (tags), and the servers report again within a poll.
+Nothing here survives a restart on purpose: the runtimes re-seed desired versions and
+splits from what they recorded on the workloads (tags), and the servers report again
+within a poll. The summed counters start again from the replicas' next reports, lower:
+the analysis takes that as a server restart and starts its window again.
 """
 
 from __future__ import annotations
@@ -197,7 +199,8 @@ class ServerLinks:
             entry = self._deployments.get(deployment)
             if entry is None or not (entry.counters or entry.folded):
                 return None
-            return render(summed(entry.counters.values(), entry.folded))
+            total = summed(entry.counters.values(), entry.folded)
+        return render(total)
 
     def _count(self, entry: _Deployment, replica: str, counters: Counters, now: float) -> None:
         kept = entry.counters.get(replica)

@@ -44,7 +44,6 @@ from controller.runtimes.containerapp import ContainerAppRuntime
 from controller.runtimes.netutil import free_port, wait_until_ready
 from controller.service.controller import Controller
 from controller.service.settings import ControllerSettings
-from model_server.slot import ModelSlot
 from tests.containerapps_emulator import CLIENT_ID, CLIENT_SECRET, TENANT, ContainerAppsEmulator
 from tests.containerapps_emulator.state import App
 from tests.e2e.harness import RunningController
@@ -486,19 +485,11 @@ def _within_binomial(hits: int, n: int, p: float) -> bool:
     return abs(hits - n * p) <= spread + 1
 
 
-# Until the model server has its traffic API (ModelSlot.set_traffic), replicas cannot
-# split: the link's seam is a no-op and these two would only time out.
-needs_split = pytest.mark.skipif(
-    not hasattr(ModelSlot, "set_traffic"), reason="the model server cannot split traffic yet"
-)
-
-
 def _step(detail: dict[str, Any]) -> int | None:
     bake = detail.get("bake") or {}
     return bake.get("step") if bake.get("state") == "Canary" else None
 
 
-@needs_split
 def test_a_canary_splits_on_every_replica_at_each_steps_weight_and_is_promoted(
     scenario: Scenario,
 ) -> None:
@@ -543,7 +534,6 @@ def test_a_canary_splits_on_every_replica_at_each_steps_weight_and_is_promoted(
     print(f"\ncontainerapp canary shares: {[(w, load.share('2', s, u)) for w, s, u in windows]}")
 
 
-@needs_split
 def test_a_shadow_is_set_on_every_replica_and_removed_without_changing_an_answer(
     scenario: Scenario,
 ) -> None:
@@ -569,4 +559,35 @@ def test_a_shadow_is_set_on_every_replica_and_removed_without_changing_an_answer
     assert "aliasflow-shadow" not in scenario.app().body["tags"]
     assert load.failures() == []
     assert {a.version for a in load.answers} == {"1"}
+    assert list(scenario.app().revisions) == [revision]
+
+
+def test_a_replica_that_starts_mid_canary_boots_into_the_split(scenario: Scenario) -> None:
+    """A scale-out during a canary: the new replica asks the controller before it loads
+    anything, so it serves the primary with the canary beside it from its first answer."""
+    from mlflow import MlflowClient
+
+    held = "\n    strategy: canary\n    steps: [{weight: 50, seconds: 600}]\n"
+    scenario.write(rollout=held + "    healthTimeoutSeconds: 60")
+    wait(scenario.serving("1"), "create serving version 1")
+    client = MlflowClient(scenario.running.controller.settings.mlflow_tracking_uri)
+    client.set_registered_model_alias(scenario.model, scenario.alias, "2")
+    wait(lambda: _step(scenario.detail()) == 1, "the canary's first step", 60)
+    app = scenario.app()
+    (revision,) = app.revisions
+    scenario.emulator.scale(app, revision, 3)
+    newcomer = app.revisions[revision].replicas[-1]
+    assert newcomer.endpoint is not None
+    ready = httpx.get(f"{newcomer.endpoint}/readyz", timeout=10, trust_env=False).json()
+    assert ready["model"]["version"] == "1"
+    assert ready["traffic"]["canary"] == {"version": "2", "weight": 50}
+    wait(
+        lambda: (
+            newcomer.name in scenario.controller.links.reports(NAME)
+            and scenario.splits() == {("2", 50, None, 0)}
+        ),
+        "three replicas reporting the split",
+        30,
+    )
+    assert _step(scenario.detail()) == 1  # never recreated over, still at its step
     assert list(scenario.app().revisions) == [revision]

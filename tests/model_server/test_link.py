@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from controller.core import serverkeys
+from controller.reconcile.analysis import VersionStats, parse_server_metrics
 from controller.runtimes.counters import parse_counters
 from controller.runtimes.netutil import free_port, stop_process
 from model_server.errors import ModelLoadError
@@ -167,6 +168,7 @@ def test_a_linked_server_boots_on_the_controllers_answer_then_follows_it(
             "revision": "iris--r1",
             "detail": None,
         }
+        assert first["traffic"] == {"canary": None, "shadow": None}
         # Its counters, as the controller takes them (only the families it reads).
         assert isinstance(first["metrics"], str)
         parse_counters(first["metrics"])
@@ -431,3 +433,46 @@ def test_a_server_without_a_traffic_api_reports_no_split() -> None:
     assert reported_counters(COUNTERS) == (
         'aliasflow_server_prediction_requests_total{outcome="ok",role="canary",version="2"} 3.0\n'
     )
+
+
+def test_a_linked_server_boots_into_the_split_and_reports_it_with_its_counters(
+    iris_models: IrisModels, controller: StubController, tmp_path: Path
+) -> None:
+    """The real slot: the canary loaded at boot before the server says it is ready,
+    answers from both versions counted per role in the reported counters, the split
+    removed when the controller says so."""
+    controller.answer = iris_models.uri(1)
+    controller.traffic = {
+        "canary": {"model_uri": iris_models.uri(2), "version": "2", "weight": 50},
+        "shadow": None,
+    }
+    server = start_server(linked_env(iris_models, controller), tmp_path / "server.log")
+    try:
+        # Ready only with the split applied: from its first ready answer, not a poll later.
+        ready = httpx.get(f"{server.url}/readyz", timeout=5).json()
+        assert ready["model"]["version"] == "1"
+        assert ready["traffic"]["canary"] == {"version": "2", "weight": 50}
+        canary = {"canary": {"version": "2", "weight": 50}, "shadow": None}
+        assert controller.reports[0]["traffic"] == canary
+        answered = [
+            httpx.post(
+                f"{server.url}/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]}, timeout=5
+            ).headers["x-aliasflow-model-version"]
+            for _ in range(60)
+        ]
+        assert set(answered) == {"1", "2"}
+
+        def counted(report: dict[str, Any]) -> bool:
+            stats = parse_server_metrics(report["metrics"] or "")
+            return stats.get(("2", "canary"), VersionStats()).requests == answered.count(
+                "2"
+            ) and stats.get(("1", "primary"), VersionStats()).requests == answered.count("1")
+
+        controller.wait_report(counted)
+        controller.traffic = {"canary": None, "shadow": None}
+        controller.wait_report(lambda r: r["traffic"] == {"canary": None, "shadow": None})
+        assert httpx.get(f"{server.url}/readyz", timeout=5).json()["traffic"]["canary"] is None
+        assert served(server.url) == "1"
+    finally:
+        stop_process(server.process)
+    assert controller.refused == []
