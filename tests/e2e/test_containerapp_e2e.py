@@ -485,6 +485,11 @@ def _within_binomial(hits: int, n: int, p: float) -> bool:
     return abs(hits - n * p) <= spread + 1
 
 
+def _summed_requests(scenario: Scenario) -> float:
+    stats = parse_server_metrics(scenario.controller.links.metrics(NAME) or "")
+    return sum(item.requests for (_, role), item in stats.items() if role != "shadow")
+
+
 def _step(detail: dict[str, Any]) -> int | None:
     bake = detail.get("bake") or {}
     return bake.get("step") if bake.get("state") == "Canary" else None
@@ -521,6 +526,9 @@ def test_a_canary_splits_on_every_replica_at_each_steps_weight_and_is_promoted(
         )
         time.sleep(0.5)
     assert promoted["served_version"] == "2"
+    # What the analysis judged: both replicas' counters summed, every answer counted once.
+    answered = sum(1 for a in load.answers if a.status == 200)
+    wait(lambda: _summed_requests(scenario) == answered, "the summed counters", 10)
     for weight, since, until in windows:
         hits, n = load.share("2", since, until)
         assert n >= 50, f"too few answers in the {weight}% step: {n}"
