@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,6 +46,7 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "3"))
 CONCURRENCY = (1, 16)
 CONFIGS = ("no split", "canary 50%", "shadow 100%")
 TOKEN = "bench-admin-token"
+SETTLE_SECONDS = 1.0
 # Floors against the anchor, loose on purpose (a shared 2-core box): a canary costs
 # smaller batches (two models never stack), a shadow a second prediction per request.
 CANARY_FLOOR, SHADOW_FLOOR = 0.70, 0.30
@@ -83,6 +85,7 @@ def test_canary_and_shadow_against_no_split(
     row = iris_frame()[0][COLUMNS].head(1).to_dict(orient="records")
     body = json.dumps({"records": row})
     results: dict[tuple[str, int], list[Result]] = {}
+    cpu: dict[tuple[str, int], list[float]] = {}  # server CPU µs per request (all threads)
     shadow_counts = {"ok": 0.0, "dropped": 0.0}
     try:
         with httpx.Client(base_url=base, timeout=60, trust_env=False) as admin:
@@ -93,18 +96,24 @@ def test_canary_and_shadow_against_no_split(
                 order = CONFIGS[round_ % 3 :] + CONFIGS[: round_ % 3]
                 for config in order:
                     _split(admin, config, other)
+                    time.sleep(SETTLE_SECONDS)  # a load just ended: let its threads wind down
                     for concurrency in CONCURRENCY:
                         before = _shadow(admin)
+                        cpu_before = _cpu_seconds(server.process.pid)
                         result = wrk_post(
                             wrk, f"{base}/predict", body, concurrency, SECONDS, tmp_path
                         )
+                        spent = _cpu_seconds(server.process.pid) - cpu_before
                         results.setdefault((config, concurrency), []).append(result)
+                        cpu.setdefault((config, concurrency), []).append(
+                            spent / max(result.rps * SECONDS, 1) * 1e6
+                        )
                         after = _shadow(admin)
                         for key in shadow_counts:
                             shadow_counts[key] += after[key] - before[key]
     finally:
         stop_process(server.process)
-    table, ratios = _table(results)
+    table, ratios = _table(results, cpu)
     print("\n" + table)
     print(f"shadow: {shadow_counts['ok']:.0f} answered, {shadow_counts['dropped']:.0f} dropped")
     _write(table, machine, shadow_counts)
@@ -134,27 +143,37 @@ def _shadow(admin: httpx.Client) -> dict[str, float]:
     return counts
 
 
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, all its threads (/proc/<pid>/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _table(
-    results: dict[tuple[str, int], list[Result]],
+    results: dict[tuple[str, int], list[Result]], cpu: dict[tuple[str, int], list[float]]
 ) -> tuple[str, dict[tuple[str, int], float]]:
     ratios: dict[tuple[str, int], float] = {}
     lines = [
-        "| /predict, 1 row | req/s best (median) | / no split | p50 ms | p99 ms | p99 / no split |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| /predict, 1 row | req/s best (median) | / no split | p50 ms | p99 ms "
+        "| p99 / no split | server CPU µs per request (median) | / no split |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for concurrency in CONCURRENCY:
         anchor = max(r.rps for r in results[("no split", concurrency)])
         anchor_p99 = statistics.median(r.p99_ms for r in results[("no split", concurrency)])
+        anchor_cpu = statistics.median(cpu[("no split", concurrency)])
         for config in CONFIGS:
             runs = results[(config, concurrency)]
             best = max(r.rps for r in runs)
             p50 = statistics.median(r.p50_ms for r in runs)
             p99 = statistics.median(r.p99_ms for r in runs)
+            spent = statistics.median(cpu[(config, concurrency)])
             ratios[(config, concurrency)] = best / anchor
             lines.append(
                 f"| c={concurrency}, {config} | {best:,.0f} "
                 f"({statistics.median(r.rps for r in runs):,.0f}) "
-                f"| **{best / anchor:.2f}** | {p50:.2f} | {p99:.2f} | {p99 / anchor_p99:.2f} |"
+                f"| **{best / anchor:.2f}** | {p50:.2f} | {p99:.2f} | {p99 / anchor_p99:.2f} "
+                f"| {spent:.0f} | **{spent / anchor_cpu:.2f}** |"
             )
     return "\n".join(lines), ratios
 
@@ -174,7 +193,9 @@ def _write(table: str, machine: str, shadow: dict[str, float]) -> None:
                 f"(1 thread) to CPU {LOAD_CPU}; the anchor is the same server with no split, "
                 f"in the same run. {ROUNDS} rounds of {SECONDS} s per configuration and "
                 "concurrency, configurations alternating; best round (median in brackets), "
-                "p50/p99 medians. Canary: a second version of the model answering 50% of "
+                "p50/p99 medians, and the server's CPU time per request (from /proc, all its "
+                "threads; other sessions' load does not inflate it the way it cuts req/s). "
+                "Canary: a second version of the model answering 50% of "
                 "requests (`PUT /admin/traffic`); shadow: that version mirrored on 100%.",
                 "",
                 table,

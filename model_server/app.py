@@ -11,7 +11,6 @@ Nothing happens at import; the model loads in the lifespan, in the background, s
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -21,13 +20,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ValidationError
 
+from model_server.apikeys import ApiKeyGate, ApiKeys, InvalidApiKeysError, parse_keys
 from model_server.batching import MicroBatcher
 from model_server.errors import (
     AdminDisabledError,
     InputError,
     NotReadyError,
     ServerError,
-    UnauthorizedError,
     install_error_handlers,
 )
 from model_server.fastlane import FastLane
@@ -38,6 +37,8 @@ from model_server.metrics import CONTENT_TYPE, MetricsMiddleware, ServerMetrics
 from model_server.protocols import mlflow_scoring, native, v2
 from model_server.responses import JSONBytesResponse
 from model_server.schemas import (
+    ApiKeysRequest,
+    ApiKeysResponse,
     ErrorResponse,
     HealthResponse,
     MetadataResponse,
@@ -47,15 +48,16 @@ from model_server.schemas import (
     TrafficRequest,
     TrafficResponse,
 )
-from model_server.service import InferenceService
+from model_server.service import InferenceService, read_limited
 from model_server.settings import ServerSettings
 from model_server.shadow import ShadowMirror
+from model_server.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, AdminVerifier
 from model_server.slot import Loader, ModelSlot
 
 log = logging.getLogger("model_server")
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 409, 413, 415, 422, 503)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 409, 413, 415, 422, 429, 503)
 }
 
 
@@ -102,10 +104,19 @@ def create_app(
     app.state.settings = settings
     app.state.slot = slot
     app.state.metrics = metrics
+    app.state.admin_verifier = (
+        AdminVerifier(settings.admin_token.get_secret_value()) if settings.admin_token else None
+    )
     install_error_handlers(app)
     service = InferenceService(settings, slot, batcher, metrics, mirror)
+    api_keys = ApiKeys(
+        parse_keys(settings.api_keys.get_secret_value() if settings.api_keys else None)
+    )
+    app.state.api_keys = api_keys
     if settings.fast_lane:
         app.add_middleware(FastLane, service=service)
+    # Outside the fast lane and the routes: one check for every prediction route.
+    app.add_middleware(ApiKeyGate, keys=api_keys)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts the lane too
 
     served = service.served
@@ -128,7 +139,12 @@ def create_app(
             # included: a replica starting mid-canary takes no request without the canary.
             raise NotReadyError("applying the traffic split the controller asked for")
         return JSONBytesResponse(
-            {"status": "ready", "model": model.summary(), "traffic": slot.routes.traffic()}
+            {
+                "status": "ready",
+                "model": model.summary(),
+                "traffic": slot.routes.traffic(),
+                "api_keys": api_keys.fingerprint(),
+            }
         )
 
     @app.get("/health", tags=["probes"], response_model=HealthResponse)
@@ -154,7 +170,7 @@ def create_app(
         "/admin/model",
         tags=["admin"],
         response_model=SwapResponse,
-        # The body is parsed by hand (after the token check); document it all the same.
+        # The body is parsed by hand (after the signature check); document it all the same.
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -163,11 +179,11 @@ def create_app(
         },
     )
     async def admin_model(request: Request) -> JSONBytesResponse:
-        """Hot swap (bearer token): `{"model_uri": "models:/name/N", "force": false,
+        """Hot swap (signed request): `{"model_uri": "models:/name/N", "force": false,
         "deadline_seconds": 30, "keep_previous": false}`; the URI already served answers
-        "unchanged" at once, the previous version's or the canary's URI swaps instantly."""
-        _authorize(request, settings)
-        swap = _parse(SwapRequest, await service.read_body(request))
+        "unchanged" at once, the previous version's or the canary's URI swaps instantly.
+        Only versions of the server's own registered model load (403 otherwise)."""
+        swap = _parse(SwapRequest, await _authorize(request, settings))
         outcome, new, old = await slot.swap(
             swap.model_uri, swap.force, swap.deadline_seconds, swap.keep_previous
         )
@@ -180,6 +196,35 @@ def create_app(
         )
 
     _admin_traffic_routes(app, service)
+
+    @app.put(
+        "/admin/api-keys",
+        tags=["admin"],
+        response_model=ApiKeysResponse,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ApiKeysRequest.model_json_schema()}},
+            }
+        },
+    )
+    async def admin_api_keys(request: Request) -> JSONBytesResponse:
+        """Replace the client API keys (signed request), without a restart: `{"keys":
+        ["k1", "k2"]}`; `[]` lifts the requirement. The answer never echoes a key."""
+        wanted = _parse(ApiKeysRequest, await _authorize(request, settings))
+        try:
+            api_keys.replace(wanted.keys)
+        except InvalidApiKeysError as exc:
+            raise InputError(str(exc)) from None
+        log.info("client API keys replaced: %d key(s) now required", len(api_keys))
+        return JSONBytesResponse(
+            {
+                "required": api_keys.required,
+                "count": len(api_keys),
+                "api_keys": api_keys.fingerprint(),
+            }
+        )
+
     return app
 
 
@@ -201,8 +246,7 @@ def _admin_traffic_routes(app: FastAPI, service: InferenceService) -> None:
     async def put_traffic(request: Request) -> JSONBytesResponse:
         """The split: `{"canary": {"model_uri", "weight"} | null, "shadow": {"model_uri",
         "percent"} | null, "deadline_seconds": 30}`; loads what no role holds yet."""
-        _authorize(request, settings)
-        split = _parse(TrafficRequest, await service.read_body(request))
+        split = _parse(TrafficRequest, await _authorize(request, settings))
         canary = (split.canary.model_uri, split.canary.weight) if split.canary else None
         shadow = (split.shadow.model_uri, split.shadow.percent) if split.shadow else None
         routes = await slot.set_traffic(canary, shadow, split.deadline_seconds)
@@ -211,13 +255,13 @@ def _admin_traffic_routes(app: FastAPI, service: InferenceService) -> None:
     @app.get("/admin/traffic", tags=["admin"], response_model=TrafficResponse)
     async def get_traffic(request: Request) -> JSONBytesResponse:
         """The version in each role, unchanged."""
-        _authorize(request, settings)
+        await _authorize(request, settings)
         return JSONBytesResponse(slot.routes.versions())
 
     @app.delete("/admin/model/previous", tags=["admin"], response_model=TrafficResponse)
     async def drop_previous(request: Request) -> JSONBytesResponse:
         """Stop keeping the version kept for a rollback (idempotent: 200 when none is)."""
-        _authorize(request, settings)
+        await _authorize(request, settings)
         await slot.drop_previous()
         return JSONBytesResponse(slot.routes.versions())
 
@@ -253,18 +297,32 @@ async def _boot(
         await link.follow(slot)
 
 
-def _authorize(request: Request, settings: ServerSettings) -> None:
-    if settings.admin_token is None:
+async def _authorize(request: Request, settings: ServerSettings) -> bytes:
+    """The one check every `/admin/*` route makes first; returns the raw body it verified.
+
+    The signature covers the raw body, so this reads it (within `ALIASFLOW_MAX_BODY_BYTES`)
+    and the route parses what is returned, never a second read.
+    """
+    verifier: AdminVerifier | None = request.app.state.admin_verifier
+    if settings.admin_token is None or verifier is None:
         raise AdminDisabledError(
             "admin endpoint disabled: ALIASFLOW_ADMIN_TOKEN is not set on this server"
         )
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise UnauthorizedError("missing bearer token: send 'Authorization: Bearer <token>'")
-    expected = settings.admin_token.get_secret_value().encode()
-    if not hmac.compare_digest(token.strip().encode(), expected):
-        raise UnauthorizedError("invalid admin token")
+    body = await read_limited(
+        request.receive, request.headers.get("content-length"), settings.max_body_bytes
+    )
+    # The target as sent (still percent-encoded), which is what the sender signed.
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    target = raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
+    verifier.verify(
+        request.headers.get(TIMESTAMP_HEADER),
+        request.headers.get(SIGNATURE_HEADER),
+        request.method,
+        target,
+        body,
+    )
+    return body
 
 
 def _describe(exc: ValidationError) -> str:

@@ -20,6 +20,7 @@ _ENV_NAMES = {
     "model_uri": "MODEL_URI",
     "tracking_uri": "MLFLOW_TRACKING_URI",
     "admin_token": "ALIASFLOW_ADMIN_TOKEN",
+    "api_keys": "ALIASFLOW_API_KEYS",
     "model_name": "ALIASFLOW_MODEL_NAME",
     "model_version": "ALIASFLOW_MODEL_VERSION",
     "max_batch_rows": "ALIASFLOW_MAX_BATCH_ROWS",
@@ -32,6 +33,9 @@ _ENV_NAMES = {
 }
 
 
+_SECRET_FIELDS = frozenset({"admin_token", "api_keys"})
+
+
 def describe_settings_error(exc: ValidationError) -> str:
     lines = ["invalid model-server settings:"]
     for error in exc.errors():
@@ -39,6 +43,8 @@ def describe_settings_error(exc: ValidationError) -> str:
         env = _ENV_NAMES.get(field, field)
         if error.get("type") == "missing":
             lines.append(f"  {env}: not set (required)")
+        elif field in _SECRET_FIELDS:
+            lines.append(f"  {env}: {error.get('msg')} (value not shown: it is a secret)")
         else:
             lines.append(f"  {env}: {error.get('msg')} (got {error.get('input')!r})")
     return "\n".join(lines)

@@ -2,13 +2,17 @@
 
     ServerError
     ├── MalformedBodyError          400  body is not JSON (or not a V2 binary request)
-    ├── UnauthorizedError           401  missing or wrong bearer token
+    ├── UnauthorizedError           401  admin: unsigned, stale or wrongly signed request;
+    │                                    predict: missing or unknown API key
     ├── AdminDisabledError          403  no ALIASFLOW_ADMIN_TOKEN configured
+    ├── ForeignModelError           403  swap: not a version of the server's own model
     ├── ModelNotFoundError          404  V2: no such model name or version served here
     ├── IncompatibleSignatureError  409  swap refused: input schema differs (use force)
     ├── RoleNotServedError          409  a request pinned to a role (canary) not served now
+    ├── ReplayedRequestError        409  admin: this signature was already accepted
     ├── BodyTooLargeError           413  body over ALIASFLOW_MAX_BODY_BYTES
     ├── UnsupportedMediaTypeError   415  a content type the protocol does not speak
+    ├── TooManyRequestsError        429  admin: the replay memory is full, retry shortly
     ├── InputError                  422  JSON is fine but does not fit the model's signature
     │   └── BatchTooLargeError      422  more rows than ALIASFLOW_MAX_BATCH_ROWS
     ├── PredictionError             422  the model raised on input that passed our checks
@@ -57,11 +61,22 @@ class MalformedBodyError(ServerError):
 
 
 class UnauthorizedError(ServerError):
-    pass
+    # The `WWW-Authenticate` challenge of the 401 (RFC 9110 section 11.6.1).
+    challenge = "Bearer"
+
+
+class SignatureRequiredError(UnauthorizedError):
+    """Admin routes take signed requests only (docs/server-contract.md)."""
+
+    challenge = "Aliasflow-Signature"
 
 
 class AdminDisabledError(ServerError):
     pass
+
+
+class ForeignModelError(ServerError):
+    """A URI that is not the server's own registered model: refused before any load."""
 
 
 class IncompatibleSignatureError(ServerError):
@@ -69,6 +84,10 @@ class IncompatibleSignatureError(ServerError):
 
 
 class RoleNotServedError(ServerError):
+    pass
+
+
+class ReplayedRequestError(ServerError):
     pass
 
 
@@ -81,6 +100,10 @@ class UnsupportedMediaTypeError(ServerError):
 
 
 class ModelNotFoundError(ServerError):
+    pass
+
+
+class TooManyRequestsError(ServerError):
     pass
 
 
@@ -117,11 +140,14 @@ STATUS_BY_ERROR: Final[dict[type[ServerError], int]] = {
     MalformedBodyError: 400,
     UnauthorizedError: 401,
     AdminDisabledError: 403,
+    ForeignModelError: 403,
     ModelNotFoundError: 404,
     IncompatibleSignatureError: 409,
     RoleNotServedError: 409,
+    ReplayedRequestError: 409,
     BodyTooLargeError: 413,
     UnsupportedMediaTypeError: 415,
+    TooManyRequestsError: 429,
     InputError: 422,
     PredictionError: 422,
     ModelLoadError: 422,
@@ -143,6 +169,7 @@ def status_for(exc: ServerError) -> int:
 # `MlflowException.get_http_status_code`), for errors we answer ourselves on /invocations.
 _MLFLOW_CODES: Final[dict[int, str]] = {
     400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
     404: "RESOURCE_DOES_NOT_EXIST",
     413: "BAD_REQUEST",
     415: "BAD_REQUEST",
@@ -181,10 +208,13 @@ def render_error(
 
 def error_response(exc: ServerError, protocol: Protocol = Protocol.NATIVE) -> JSONBytesResponse:
     status = status_for(exc)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers: dict[str, str] = {}
+    if status == 401:
+        challenge = exc.challenge if isinstance(exc, UnauthorizedError) else "Bearer"
+        headers["WWW-Authenticate"] = challenge
     if exc.model_version is not None:
-        headers = {"X-Aliasflow-Model-Version": exc.model_version}
-    return render_error(str(exc), status, protocol, headers)
+        headers["X-Aliasflow-Model-Version"] = exc.model_version
+    return render_error(str(exc), status, protocol, headers or None)
 
 
 def _describe_validation_error(exc: RequestValidationError) -> str:

@@ -24,8 +24,9 @@ with `ALIASFLOW_CONTROLLER_URL` and `ALIASFLOW_DEPLOYMENT`, it
 
 Requests are signed with the deployment's key (`ALIASFLOW_ADMIN_TOKEN`):
 `X-Aliasflow-Signature: v1,<base64 HMAC-SHA256(key, "{timestamp}.{method}.{target}.{body}")>`,
-where the target is the path and `?query` as sent (controller/core/serverkeys.py is the
-verifying side; the server does not import the controller, the tests keep both in step).
+where the target is the path and `?query` as sent (`signing.signature`, the one the admin
+endpoint verifies with; controller/core/serverkeys.py is the controller's side; the
+server does not import the controller, the tests keep both in step).
 `replica` is `CONTAINER_APP_REPLICA_NAME` on Container Apps, else the host name;
 `CONTAINER_APP_REVISION` is sent as `?revision=` so that a revision being proven gets the
 version it was made for.
@@ -34,11 +35,7 @@ version it was made for.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import logging
-import re
 import socket
 import time
 from collections.abc import Callable
@@ -51,8 +48,10 @@ import orjson
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from model_server.errors import ServerError
+from model_server.errors import ForeignModelError, ServerError
+from model_server.ownership import check_own_model, own_model
 from model_server.settings import ServerSettings
+from model_server.signing import signature
 from model_server.slot import ModelSlot
 
 log = logging.getLogger("model_server.link")
@@ -65,7 +64,6 @@ _ENV_NAMES = {
     "deployment": "ALIASFLOW_DEPLOYMENT",
     "poll_seconds": "ALIASFLOW_CONTROLLER_POLL_SECONDS",
 }
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@[\w-]+)$")
 # The prediction families the controller's analysis reads (controller/runtimes/counters.py
 # keeps the same list; the tests keep both in step). `_created` timestamps are not counts.
 REPORTED_SAMPLES = frozenset(
@@ -194,12 +192,6 @@ class Answer:
     traffic: Split | None = None
 
 
-def signature(key: str, timestamp: str, method: str, target: str, body: bytes) -> str:
-    signed = f"{timestamp}.{method.upper()}.{target}.".encode() + body
-    digest = hmac.new(key.encode(), signed, hashlib.sha256).digest()
-    return f"v1,{base64.b64encode(digest).decode('ascii')}"
-
-
 def controller_link(settings: ServerSettings) -> ControllerLink | None:
     """The link the environment asks for, or None without ALIASFLOW_CONTROLLER_URL."""
     try:
@@ -253,9 +245,8 @@ class ControllerLink:
         query = f"?revision={quote(self.revision, safe='')}" if self.revision else ""
         self._model_url = f"{base}/model{query}"
         self._report_url = f"{base}/report"
-        # The registered model this server may serve: MODEL_URI's, else ALIASFLOW_MODEL_NAME.
-        booted = _MODELS_URI.match(settings.model_uri)
-        self.own_model = booted["name"] if booted else settings.model_name
+        # The registered model this server may serve (model_server/ownership.py).
+        self.own_model = own_model(settings)
         # URI -> (when it failed, why): not asked for again until `retry_failed_after`.
         self._failed: dict[str, tuple[float, str]] = {}
         self.retry_failed_after = max(60.0, 6 * self.poll_seconds)
@@ -428,17 +419,14 @@ class ControllerLink:
         if answer.traffic is not None:
             roles += [r.model_uri for r in (answer.traffic.canary, answer.traffic.shadow) if r]
         for uri in roles:
-            match = _MODELS_URI.match(uri)
-            if match is None or match["name"] != self.own_model:
+            try:
+                check_own_model(self.own_model, uri)
+            except ForeignModelError as exc:
                 self._failed[uri] = (
                     time.monotonic(),
                     f"refused: not a version of this server's model {self.own_model!r}",
                 )
-                log.error(
-                    "the controller says %s, which is not a version of %s; ignored",
-                    uri,
-                    self.own_model,
-                )
+                log.error("the controller says %s; ignored: %s", uri, exc)
                 return None
         return answer
 

@@ -46,6 +46,11 @@ class ReadyResponse(BaseModel):
     status: str = "ready"
     model: ModelSummary
     traffic: TrafficState
+    api_keys: str = Field(
+        default="",
+        description="Fingerprint of the client API keys the prediction routes require "
+        '("" when none): the controller compares it with the keys it wants.',
+    )
 
 
 class PredictRequest(BaseModel):
@@ -166,6 +171,20 @@ class TrafficResponse(BaseModel):
     canary: str | None
     shadow: str | None
     previous: str | None
+
+
+class ApiKeysRequest(BaseModel):
+    """Body of `PUT /admin/api-keys`: the whole list; empty lifts the requirement."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keys: list[str] = Field(max_length=64, description="the client keys, replacing all others")
+
+
+class ApiKeysResponse(BaseModel):
+    required: bool
+    count: int
+    api_keys: str = Field(description="the new keys' fingerprint, as /readyz reports it")
 
 
 class SwapResponse(BaseModel):

@@ -25,6 +25,10 @@ class ServerSettings(BaseSettings):
     admin_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("ALIASFLOW_ADMIN_TOKEN", "admin_token")
     )
+    # Client keys for the prediction routes, comma-separated (model_server/apikeys.py).
+    api_keys: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("ALIASFLOW_API_KEYS", "api_keys")
+    )
     # Only needed to label a model whose URI does not name it (runs:/..., a bare directory).
     model_name: str | None = Field(
         default=None, validation_alias=AliasChoices("ALIASFLOW_MODEL_NAME", "model_name")
@@ -78,6 +82,17 @@ class ServerSettings(BaseSettings):
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _usable_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        for position, key in enumerate(value.get_secret_value().split(",")):
+            if key.strip() and any(c.isspace() for c in key.strip()):
+                # The message must not echo the key itself.
+                raise ValueError(f"key {position} contains whitespace")
+        return value
 
     @field_validator("admin_token", mode="before")
     @classmethod

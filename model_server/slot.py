@@ -40,6 +40,7 @@ from model_server.errors import (
 )
 from model_server.loading import LoadedModel
 from model_server.metrics import ServerMetrics
+from model_server.ownership import check_own_model, own_model
 from model_server.routing import Routes, build_routes
 from model_server.settings import ServerSettings
 from model_server.signature import incompatibilities
@@ -58,6 +59,8 @@ class ModelSlot:
         self.boot_error: str | None = None
         self._settings = settings
         self._loader = loader
+        # The registered model every swap must name (model_server/ownership.py).
+        self.own_model = own_model(settings)
         self._metrics = metrics
         self._lock = asyncio.Lock()
         # The roles as the lock holder changes them; `routes` is what requests see.
@@ -253,7 +256,12 @@ class ModelSlot:
         )
 
     async def _load(self, model_uri: str, deadline_seconds: float | None) -> LoadedModel:
-        """Load, warm and check off the event loop; give up at the deadline, if any."""
+        """Load, warm and check off the event loop; give up at the deadline, if any.
+
+        Every load after boot comes through here, so the own-model rule is checked
+        here, first: a foreign URI is refused before anything is downloaded or imported.
+        """
+        check_own_model(self.own_model, model_uri)
         task = asyncio.create_task(
             asyncio.to_thread(self._load_now, model_uri), name=f"load {model_uri}"
         )

@@ -17,6 +17,7 @@ import pytest
 from aliasflow_cli.devstack import MlflowServer, start_mlflow_server
 from tests.fixtures_models import (  # noqa: F401 - fixtures for every folder
     iris_models,
+    marker_model,
     promotion_models,
     runtime_model,
 )

@@ -61,6 +61,9 @@ class BadVersions:
     name: str
     slow_load_seconds: float
 
+    def uri(self, version: int) -> str:
+        return f"models:/{self.name}/{version}"
+
 
 # Version -> what is wrong with it, in registration order (v1 and v7 are good).
 BAD_VERSIONS = {
@@ -119,14 +122,15 @@ def _log_pyfunc(
     code: str,
     artifacts: dict[str, str] | None = None,
     model_config: dict[str, Any] | None = None,
-) -> None:
-    """Register a models-from-code pyfunc (`tests/model_code/<code>`) with iris's signature."""
+) -> str:
+    """Register a models-from-code pyfunc (`tests/model_code/<code>`) with iris's signature;
+    returns the id of the run that logged it."""
     import mlflow
     import mlflow.pyfunc
     from mlflow.models import infer_signature
 
     frame, target = iris_frame()
-    with mlflow.start_run():
+    with mlflow.start_run() as run:
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(MODEL_CODE / code),
@@ -136,6 +140,7 @@ def _log_pyfunc(
             pip_requirements=REQUIREMENTS,
         )
     mlflow.register_model(info.model_uri, name)
+    return str(run.info.run_id)
 
 
 def _log_unloadable(name: str, scratch: Path) -> None:
@@ -222,6 +227,40 @@ def runtime_model(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPath
     log_iris_pipeline(name, c=0.01)
     _log_unloadable(name, tmp_path_factory.mktemp("runtime-model"))
     return name
+
+
+@dataclass(frozen=True)
+class MarkerModel:
+    """A registered pyfunc (`model_code/marker_model.py`) whose `load_context` writes the
+    file named by `ALIASFLOW_TEST_MARKER`, and a downloaded copy of it (`local_dir`)."""
+
+    tracking_uri: str
+    name: str
+    run_id: str
+    local_dir: Path
+
+    def uri(self, version: int = 1) -> str:
+        return f"models:/{self.name}/{version}"
+
+
+def register_marker_model(tracking_uri: str, scratch: Path) -> MarkerModel:
+    import mlflow.artifacts
+
+    _start_logging(tracking_uri)
+    name = f"marker-{uuid.uuid4().hex[:8]}"
+    run_id = _log_pyfunc(name, "marker_model.py")
+    # Downloading does not import the model's code: only loading does.
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{name}/1", dst_path=str(scratch), tracking_uri=tracking_uri
+    )
+    return MarkerModel(tracking_uri, name, run_id, Path(local))
+
+
+@pytest.fixture(scope="session")
+def marker_model(
+    mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory
+) -> MarkerModel:
+    return register_marker_model(mlflow_server.url, tmp_path_factory.mktemp("marker-model"))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ RESERVED_ENV = frozenset(
     {
         "MODEL_URI",
         "ALIASFLOW_ADMIN_TOKEN",
+        # `spec.auth.apiKeys`: set from the controller's secrets, never by hand.
+        "ALIASFLOW_API_KEYS",
         "ALIASFLOW_SERVER_HOST",
         "ALIASFLOW_SERVER_PORT",
         # The server -> controller link (docs/server-contract.md).
@@ -88,6 +90,26 @@ class SecretRef(_Strict):
     from_env: str = Field(alias="fromEnv", description="Controller environment variable.")
 
     _check_name = field_validator("from_env")(_env_name)
+
+
+class Auth(_Strict):
+    api_keys: list[SecretRef] = Field(
+        alias="apiKeys",
+        min_length=1,
+        max_length=16,
+        description="Keys clients must send to the prediction routes (`Authorization: Bearer "
+        "<key>` or `X-Api-Key`), each from a controller environment variable; probes, "
+        "metadata and /metrics stay open. A change is applied without a restart.",
+    )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _distinct(cls, refs: list[SecretRef]) -> list[SecretRef]:
+        names = [ref.from_env for ref in refs]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"the same variable is listed twice: {', '.join(repeated)}")
+        return refs
 
 
 class AciTls(_Strict):
@@ -387,6 +409,9 @@ class Spec(_Strict):
         default_factory=dict,
         alias="secretEnv",
         description="Secret environment; values come from the controller's environment.",
+    )
+    auth: Auth | None = Field(
+        default=None, description="Require client API keys on the prediction routes."
     )
     rollout: Rollout = Field(default_factory=Rollout, description="How a change rolls out.")
     promotion: Promotion = Field(

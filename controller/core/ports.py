@@ -76,6 +76,12 @@ class Runtime(Protocol):
         """Tell the running server how to split requests (canary) and mirror them (shadow)."""
         ...
 
+    def set_api_keys(
+        self, desired: DesiredState, current: ActualState | None = None
+    ) -> ActualState:
+        """Give the running server `desired.api_keys` (a signed admin request, no restart)."""
+        ...
+
     def delete(self, name: str) -> None:
         """Remove an owned workload; unknown is a no-op."""
         ...

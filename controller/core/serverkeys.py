@@ -19,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Iterable
 from enum import StrEnum
 
 SIGNATURE_VERSION = "v1"
@@ -27,6 +28,7 @@ SIGNATURE_HEADER = "X-Aliasflow-Signature"
 # How far a signed timestamp may be from the controller's clock, either way.
 MAX_SKEW_SECONDS = 60
 _KEY_CONTEXT = b"aliasflow/v1/deployment-key\x00"
+_KEYS_CONTEXT = b"aliasflow/v1/api-keys\x00"
 
 
 def deployment_key(secret: str, name: str) -> str:
@@ -41,6 +43,17 @@ def signature(key: str, timestamp: str, method: str, path: str, body: bytes) -> 
     signed = f"{timestamp}.{method.upper()}.{path}.".encode() + body
     digest = hmac.new(key.encode(), signed, hashlib.sha256).digest()
     return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode('ascii')}"
+
+
+def api_keys_fingerprint(keys: Iterable[str]) -> str:
+    """What a model server reports (`"api_keys"` in /readyz) for the client keys it holds,
+    "" for none: a truncated SHA-256 over the keys' own SHA-256 digests, so the controller
+    sees which keys a server holds without the keys being shown (use random keys: a short
+    one could be guessed from it). `model_server/apikeys.py` computes the same."""
+    digests = sorted(hashlib.sha256(key.encode()).digest() for key in keys)
+    if not digests:
+        return ""
+    return hashlib.sha256(_KEYS_CONTEXT + b"".join(digests)).hexdigest()[:16]
 
 
 class Refusal(StrEnum):

@@ -61,6 +61,8 @@ class Operation(StrEnum):
     CANARY = "canary"
     # Change only the shadow (the version requests are mirrored to).
     TRAFFIC = "traffic"
+    # Give the running server the client API keys (`spec.auth.apiKeys`), no restart.
+    KEYS = "keys"
     DELETE = "delete"
     NOOP = "noop"
 
@@ -106,6 +108,10 @@ class DesiredState:
     # ACI's TLS sidecar: (certificate PEM, key PEM), resolved from the controller's
     # environment; only ever passed to the runtime, never shown or stored.
     tls: tuple[str, str] | None = field(default=None, repr=False)
+    # `spec.auth.apiKeys`, resolved: the keys clients must send (never shown or stored),
+    # and their fingerprint as the server reports it ("" for none).
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    api_keys_fingerprint: str = ""
 
     @property
     def model_uri(self) -> str:
@@ -120,7 +126,7 @@ class DesiredState:
     @property
     def secret_values(self) -> list[str]:
         """What must never appear in a log line or a status message."""
-        return [value for _, value in self.secret_env if value]
+        return [value for _, value in self.secret_env if value] + list(self.api_keys)
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,11 @@ class ActualState:
     canary_weight: int = 0
     shadow_version: str | None = None
     shadow_percent: int = 0
+    # The server was started with the controller's shared admin token (before per-
+    # deployment keys and signed requests): it cannot be told anything, only recreated.
+    legacy_admin_key: bool = False
+    # The fingerprint of the client API keys the server holds ("" none; None: not reported).
+    api_keys: str | None = None
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from controller.reconcile.desired import DesiredResolver
 from controller.reconcile.messages import step_message
 from controller.reconcile.readings import counters_of
 from controller.reconcile.recorder import Recorder
+from controller.runtimes.common import server_key
 from controller.runtimes.hotswap import release_previous
 from controller.runtimes.probe import read_metrics
 
@@ -276,7 +277,7 @@ class Bakes:
         """End a watch: release the kept version, record and announce the verdict."""
         status = self.store.get_status(bake.deployment)
         if status is not None and status.endpoint and self.admin_token is not None:
-            release_previous(status.endpoint, self.admin_token)
+            release_previous(status.endpoint, server_key(self.admin_token, bake.deployment))
         if state is BakeState.PASSED:
             message = f"version {bake.to_version} passed its analysis: {why}"
         else:

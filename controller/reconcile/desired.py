@@ -10,6 +10,7 @@ import orjson
 from controller.core.errors import AliasNotFoundError, InvalidSpecError, ModelNotFoundError
 from controller.core.manifest import LoadedManifest, ModelDeployment
 from controller.core.ports import AliasMaps, ModelVersionInfo, Registry
+from controller.core.serverkeys import api_keys_fingerprint
 from controller.core.types import DesiredState, TargetKind
 
 
@@ -26,6 +27,29 @@ def resolve_secrets(deployment: ModelDeployment, environ: Mapping[str, str]) -> 
             "secretEnv not available in the controller's environment: " + ", ".join(missing)
         )
     return values
+
+
+def resolve_api_keys(deployment: ModelDeployment, environ: Mapping[str, str]) -> tuple[str, ...]:
+    """`spec.auth.apiKeys` from the controller's environment, in manifest order."""
+    auth = deployment.spec.auth
+    if auth is None:
+        return ()
+    missing = [ref.from_env for ref in auth.api_keys if ref.from_env not in environ]
+    if missing:
+        raise InvalidSpecError(
+            "auth.apiKeys not available in the controller's environment: " + ", ".join(missing)
+        )
+    unusable = [
+        ref.from_env
+        for ref in auth.api_keys
+        if not environ[ref.from_env] or any(c.isspace() or c == "," for c in environ[ref.from_env])
+    ]
+    if unusable:
+        raise InvalidSpecError(
+            "auth.apiKeys: the value of " + ", ".join(unusable) + " is empty or contains "
+            "whitespace or a comma, which a key cannot"
+        )
+    return tuple(environ[ref.from_env] for ref in auth.api_keys)
 
 
 def target_settings(deployment: ModelDeployment) -> dict[str, str]:
@@ -140,8 +164,13 @@ def build_desired(
     spec = deployment.spec
     secrets = resolve_secrets(deployment, environ)
     tls = resolve_tls(deployment, environ)
+    api_keys = resolve_api_keys(deployment, environ)
     # The TLS material shapes the workload too; hashed with the secrets (only when set).
     hashed = secrets if tls is None else {**secrets, "tls.certificate": tls[0], "tls.key": tls[1]}
+    if api_keys and spec.target.kind is TargetKind.CONTAINERAPP:
+        # Replicas behind an ingress cannot each be told: a key change is a new revision.
+        # Elsewhere the keys stay out of the hash: a change is a reload, not a recreate.
+        hashed = {**hashed, "auth.apiKeys": ",".join(api_keys)}
     return DesiredState(
         name=deployment.name,
         target_kind=spec.target.kind,
@@ -169,6 +198,8 @@ def build_desired(
         shadow_version=shadow_version if spec.shadow is not None else None,
         shadow_percent=spec.shadow.percent if spec.shadow is not None and shadow_version else 0,
         tls=tls,
+        api_keys=api_keys,
+        api_keys_fingerprint=api_keys_fingerprint(api_keys),
     )
 
 

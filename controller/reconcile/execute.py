@@ -47,6 +47,8 @@ def execute(runtime: Runtime, action: Action, trigger: Trigger | None = None) ->
         return runtime.set_traffic(
             desired, traffic_keeping_canary(desired, action.actual), action.actual
         )
+    if action.operation is Operation.KEYS:
+        return runtime.set_api_keys(desired, action.actual)
     if action.operation is Operation.REPLACE:
         # What the target cannot update in place: the old workload goes first (ACI refuses
         # the PUT otherwise); a failed delete raises before anything new is created.

@@ -33,6 +33,8 @@ def plan_deployment(desired: DesiredState, actual: ActualState | None) -> Action
         if replace:
             return action(Operation.REPLACE, REPLACE_REASON)
         return action(Operation.RECREATE, f"workload not running ({actual.detail or 'gone'})")
+    if actual.legacy_admin_key:
+        return action(Operation.REPLACE if replace else Operation.RECREATE, LEGACY_KEY_REASON)
     if actual.spec_hash != desired.spec_hash:
         if replace:
             return action(Operation.REPLACE, REPLACE_REASON)
@@ -59,6 +61,12 @@ def plan_deployment(desired: DesiredState, actual: ActualState | None) -> Action
         if desired.strategy != Strategy.RECREATE and actual.ready:
             return action(Operation.HOTSWAP, reason)
         return action(Operation.RECREATE, reason)
+    if (
+        actual.ready
+        and actual.api_keys is not None
+        and (actual.api_keys != desired.api_keys_fingerprint)
+    ):
+        return action(Operation.KEYS, "client API keys changed (applied without a restart)")
     if actual.ready and shadow_differs(desired, actual):
         wanted = (
             f"version {desired.shadow_version} at {desired.shadow_percent}%"
@@ -74,6 +82,11 @@ def shadow_differs(desired: DesiredState, actual: ActualState) -> bool:
     return wanted != (actual.shadow_version, actual.shadow_percent if actual.shadow_version else 0)
 
 
+LEGACY_KEY_REASON = (
+    "the server was started with the controller's shared admin token, which it no longer "
+    "uses: recreated once with its own deployment key and signed admin requests "
+    "(docs/security.md, upgrading)"
+)
 REPLACE_REASON = (
     "CPU, memory or location changed, which ACI cannot update in place: replace = delete "
     "the container group, then create it; downtime until the new one is ready"

@@ -6,7 +6,18 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from controller.core.serverkeys import deployment_key
 from controller.core.types import DesiredState
+
+# Recorded on every workload (a state-file field, a label, a tag) whose server holds its
+# own deployment key; a workload without it was started with the shared admin token.
+ADMIN_KEY_SCHEME = "deployment-v1"
+
+
+def server_key(secret: str, name: str) -> str:
+    """The admin key of deployment `name`, the one every runtime gives its server and
+    signs its admin requests with (derived from the controller's secret)."""
+    return deployment_key(secret, name)
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,7 @@ class WorkloadEnv:
 def workload_env(
     desired: DesiredState, *, tracking_uri: str | None, admin_token: str
 ) -> WorkloadEnv:
+    """`admin_token` is the deployment's own key (`server_key`), never the secret."""
     plain = dict(desired.env)
     secret = dict(desired.secret_env)
     if tracking_uri and "MLFLOW_TRACKING_URI" not in plain | secret:
@@ -36,6 +48,10 @@ def workload_env(
     # a known version, and the controller swaps again if that is not the desired one.
     plain["MODEL_URI"] = desired.model_uri
     secret["ALIASFLOW_ADMIN_TOKEN"] = admin_token
+    if desired.api_keys:
+        # The keys a (re)started server boots with; a change reaches a running server
+        # through `PUT /admin/api-keys` instead (plan: Operation.KEYS), not a restart.
+        secret["ALIASFLOW_API_KEYS"] = ",".join(desired.api_keys)
     return WorkloadEnv(plain, secret)
 
 

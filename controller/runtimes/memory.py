@@ -140,6 +140,22 @@ class MemoryRuntime:
         self._raise_queued_failure(Operation.HOTSWAP, desired.name)
         return self._hotswap(desired)
 
+    def set_api_keys(
+        self, desired: DesiredState, current: ActualState | None = None
+    ) -> ActualState:
+        """The keys' fingerprint as the server would report it."""
+        with self._lock:
+            self.calls.append((Operation.KEYS, desired.name))
+        self._check_available()
+        self._raise_queued_failure(Operation.KEYS, desired.name)
+        with self._lock:
+            workload = self.workloads.get(desired.name)
+            if workload is None or not workload.running:
+                raise RuntimeUnavailableError(f"{desired.name}: no running server (test)")
+            updated = replace(workload, api_keys=desired.api_keys_fingerprint)
+            self.workloads[desired.name] = updated
+            return updated
+
     def set_traffic(
         self, desired: DesiredState, traffic: Traffic, current: ActualState | None = None
     ) -> ActualState:

@@ -40,14 +40,17 @@ class ServerProbe:
     canary_weight: int = 0
     shadow_version: str | None = None
     shadow_percent: int = 0
+    # The fingerprint of its client API keys ("" none; None: an older server, not said).
+    api_keys: str | None = None
 
     def traffic(self) -> dict[str, Any]:
-        """The traffic fields, to copy onto an `ActualState`."""
+        """The traffic fields (and the API keys' fingerprint), to copy onto an `ActualState`."""
         return {
             "canary_version": self.canary_version,
             "canary_weight": self.canary_weight,
             "shadow_version": self.shadow_version,
             "shadow_percent": self.shadow_percent,
+            "api_keys": self.api_keys,
         }
 
     def detail(self, not_ready: str) -> str:
@@ -82,6 +85,7 @@ def probe_server(endpoint: str, client: httpx.Client | None = None) -> ServerPro
     traffic = body.get("traffic") if isinstance(body, dict) else None
     canary, canary_weight = _role(traffic, "canary", "weight")
     shadow, shadow_percent = _role(traffic, "shadow", "percent")
+    keys = body.get("api_keys", None) if isinstance(body, dict) else None
     return ServerProbe(
         True,
         None if version is None else str(version),
@@ -90,6 +94,7 @@ def probe_server(endpoint: str, client: httpx.Client | None = None) -> ServerPro
         canary_weight,
         shadow,
         shadow_percent,
+        keys if isinstance(keys, str) else None,
     )
 
 

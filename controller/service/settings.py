@@ -62,7 +62,10 @@ class ControllerSettings(BaseSettings):
     )
     server_admin_token: SecretStr | None = Field(
         None,
-        description="Token for model servers' /admin/model; generated in the data dir if unset.",
+        description=(
+            "Secret every deployment's server admin key derives from (one key per "
+            "deployment, signing /admin/* requests); generated in the data dir if unset."
+        ),
     )
     git_url: str | None = Field(
         None, description="Git remote holding the manifests; pulled on an interval."

@@ -46,6 +46,8 @@ def build_runtimes(
 ) -> dict[str, Runtime]:
     from controller.runtimes.local import LocalRuntime
 
+    # Every runtime gets the controller's secret, never a server key: each deployment's
+    # key derives from it (controller/runtimes/common.py, server_key).
     runtimes: dict[str, Runtime] = {
         "local": LocalRuntime(settings.data_dir, token, settings.mlflow_tracking_uri),
     }
@@ -67,7 +69,6 @@ def build_runtimes(
     if settings.containerapp_groups:
         from controller.service.azure import build_containerapp_runtime
 
-        # The servers' keys derive from `token` (controller/core/serverkeys.py).
         runtimes["containerapp"] = build_containerapp_runtime(
             settings, token, links or build_links(settings)
         )

@@ -189,13 +189,19 @@ class AciEmulator:
     def _local(self, admin_token: str, tracking_uri: str) -> Any:
         from controller.runtimes.local import LocalRuntime
 
+        class GivenKeyRuntime(LocalRuntime):
+            # The container's ALIASFLOW_ADMIN_TOKEN is already the deployment's key (the
+            # ACI runtime derived it): the server gets it as given, as in ACI.
+            def _key(self, name: str) -> str:
+                return admin_token
+
         assert self._data_dir is not None
         key = (admin_token, tracking_uri)
         with self._lock:
             runtime = self._locals.get(key)
             if runtime is None:
                 digest = hashlib.sha256("|".join(key).encode()).hexdigest()[:8]
-                runtime = LocalRuntime(
+                runtime = GivenKeyRuntime(
                     self._data_dir / digest, admin_token, tracking_uri, stable_ports=False
                 )
                 self._locals[key] = runtime

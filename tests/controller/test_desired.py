@@ -6,9 +6,11 @@ from typing import Any
 
 import pytest
 
+from controller.core.errors import InvalidSpecError
 from controller.core.manifest import LoadedManifest, ModelDeployment
 from controller.core.ports import ModelVersionInfo
-from controller.reconcile.desired import DesiredResolver, immutable_hash, spec_hash
+from controller.core.serverkeys import api_keys_fingerprint
+from controller.reconcile.desired import DesiredResolver, build_desired, immutable_hash, spec_hash
 from controller.registry.memory import MemoryRegistry
 
 
@@ -75,3 +77,64 @@ def test_the_registry_resolver_pins_every_image_that_runs_in_a_container(
     loaded = LoadedManifest(deployment(kind, image="myreg.azurecr.io/server:1"), "m.yaml", 0)
     desired = resolver.build(loaded, ModelVersionInfo("iris", "1", None))
     assert desired.image.endswith("@sha256:" + "ab" * 32) is pinned
+
+
+VERSION = ModelVersionInfo(model_name="iris", version="3", run_id="r3")
+KEYED = {"auth": {"apiKeys": [{"fromEnv": "KEY_A"}, {"fromEnv": "KEY_B"}]}}
+
+
+def test_api_keys_are_secret_values_outside_the_spec_hash() -> None:
+    """A key change is a reload (`Operation.KEYS`), not a recreate: the hash stays."""
+    keyed = deployment(kind="local", **KEYED)
+    first = build_desired(keyed, VERSION, {"KEY_A": "alpha-key", "KEY_B": "beta-key"})
+    rotated = build_desired(keyed, VERSION, {"KEY_A": "gamma-key", "KEY_B": "beta-key"})
+    plain = build_desired(deployment(kind="local"), VERSION, {})
+    assert first.api_keys == ("alpha-key", "beta-key")
+    assert first.spec_hash == rotated.spec_hash == plain.spec_hash
+    assert first.api_keys_fingerprint == api_keys_fingerprint(["beta-key", "alpha-key"])
+    assert first.api_keys_fingerprint != rotated.api_keys_fingerprint
+    assert plain.api_keys_fingerprint == ""
+    assert "alpha-key" in first.secret_values
+    assert "alpha-key" not in repr(first)
+
+
+def test_on_container_apps_a_key_change_is_a_new_revision() -> None:
+    app = {
+        "subscriptionId": "sub",
+        "resourceGroup": "rg",
+        "environment": "env",
+        "location": "westeurope",
+    }
+    keyed = ModelDeployment.model_validate(
+        {
+            "apiVersion": "aliasflow/v1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": "iris"},
+            "spec": {
+                "model": {"name": "iris", "alias": "champion"},
+                "target": {"kind": "containerapp", "containerapp": app},
+                **KEYED,
+            },
+        }
+    )
+    first = build_desired(keyed, VERSION, {"KEY_A": "alpha-key", "KEY_B": "beta-key"})
+    rotated = build_desired(keyed, VERSION, {"KEY_A": "gamma-key", "KEY_B": "beta-key"})
+    assert first.spec_hash != rotated.spec_hash
+
+
+@pytest.mark.parametrize(
+    ("environ", "detail"),
+    [
+        (
+            {"KEY_A": "alpha-key"},
+            "auth.apiKeys not available in the controller's environment: KEY_B",
+        ),
+        ({"KEY_A": "a,b", "KEY_B": "b"}, "the value of KEY_A is empty or contains whitespace"),
+        ({"KEY_A": "a", "KEY_B": ""}, "the value of KEY_B is empty"),
+    ],
+)
+def test_api_keys_that_cannot_be_used_are_a_clear_spec_error(
+    environ: dict[str, str], detail: str
+) -> None:
+    with pytest.raises(InvalidSpecError, match=detail):
+        build_desired(deployment(kind="local", **KEYED), VERSION, environ)

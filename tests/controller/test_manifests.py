@@ -117,6 +117,30 @@ def test_two_deployments_claiming_one_dns_label(tmp_path: Path) -> None:
             "'steps' only apply to strategy 'canary'",
         ),
         ("model: {name: m, alias: a}\n  shadow: {alias: latest}", "alias 'latest' is reserved"),
+        (
+            "model: {name: m, alias: a}\n  auth: {apiKeys: []}",
+            "spec.auth.apiKeys: List should have at least 1 item",
+        ),
+        (
+            "model: {name: m, alias: a}\n  auth: {apiKeys: [K]}",
+            "spec.auth.apiKeys[0]: Input should be a valid dictionary",
+        ),
+        (
+            "model: {name: m, alias: a}\n  auth: {apiKeys: [{fromEnv: K}, {fromEnv: K}]}",
+            "spec.auth.apiKeys: the same variable is listed twice: K",
+        ),
+        (
+            "model: {name: m, alias: a}\n  auth: {apiKeys: [{fromEnv: 'no such'}]}",
+            "spec.auth.apiKeys[0].fromEnv: 'no such' is not a valid environment",
+        ),
+        (
+            "model: {name: m, alias: a}\n  auth: {keys: [{fromEnv: K}]}",
+            "spec.auth.keys: unknown field",
+        ),
+        (
+            "model: {name: m, alias: a}\n  secretEnv: {ALIASFLOW_API_KEYS: {fromEnv: K}}",
+            "env 'ALIASFLOW_API_KEYS' is set by",
+        ),
     ],
 )
 def test_field_errors_name_the_path(tmp_path: Path, spec_yaml: str, expected: str) -> None:

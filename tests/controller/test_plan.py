@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from controller.core.types import ActualState, DesiredState, Operation, Strategy, TargetKind
-from controller.reconcile.plan import plan, plan_deployment, plan_prune
+from controller.reconcile.plan import LEGACY_KEY_REASON, plan, plan_deployment, plan_prune
 
 DESIRED = DesiredState(
     name="iris",
@@ -171,6 +171,43 @@ def test_replace_only_for_what_the_target_cannot_update(
     assert action.operation is expected
     if expected is Operation.REPLACE:
         assert "downtime" in action.reason  # what `aliasflow diff` and the history show
+
+
+@pytest.mark.parametrize(
+    "actual",
+    [
+        replace(IN_SYNC, legacy_admin_key=True),
+        replace(IN_SYNC, legacy_admin_key=True, model_version="1", served_version="1"),
+    ],
+    ids=["in-sync", "promotion"],
+)
+def test_a_server_with_the_shared_admin_token_is_recreated_once(actual: ActualState) -> None:
+    """Upgrade: such a server cannot verify a signed swap; a recreate gives it its key."""
+    action = plan_deployment(DESIRED, actual)
+    assert (action.operation, action.reason) == (Operation.RECREATE, LEGACY_KEY_REASON)
+    assert plan_deployment(DESIRED, replace(actual, legacy_admin_key=False)).operation in (
+        Operation.NOOP,
+        Operation.HOTSWAP,
+    )
+
+
+@pytest.mark.parametrize(
+    ("wanted", "held", "expected"),
+    [
+        pytest.param("f1", "f0", Operation.KEYS, id="rotated"),
+        pytest.param("f1", "", Operation.KEYS, id="keys-added"),
+        pytest.param("", "f0", Operation.KEYS, id="keys-removed"),
+        pytest.param("f1", "f1", Operation.NOOP, id="same"),
+        pytest.param("f1", None, Operation.NOOP, id="server-does-not-say"),
+    ],
+)
+def test_a_change_of_client_api_keys_is_a_reload(
+    wanted: str, held: str | None, expected: Operation
+) -> None:
+    action = plan_deployment(
+        replace(DESIRED, api_keys_fingerprint=wanted), replace(IN_SYNC, api_keys=held)
+    )
+    assert action.operation is expected
 
 
 def test_drift_without_self_heal_says_both_versions() -> None:

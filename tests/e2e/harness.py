@@ -59,6 +59,21 @@ class RunningController:
             time.sleep(0.2)
         raise AssertionError(f"{name} never reached the expected state: {row}")
 
+    def wait_for_history(
+        self, name: str, check: Callable[[dict[str, Any]], bool], timeout: float = 90
+    ) -> dict[str, Any]:
+        """Until a history row of `name` passes `check`; the row. For what the status
+        shows only briefly (a refusal or rollback the next pass reports as in sync)."""
+        deadline = time.monotonic() + timeout
+        rows: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            rows = self.history(name)
+            for row in rows:
+                if check(row):
+                    return row
+            time.sleep(0.2)
+        raise AssertionError(f"no history row of {name} as expected; newest: {rows[:3]}")
+
     def wait_for_polls(self, timeout: float = 30) -> None:
         """Until a poll that began after this call has run whole, prune included.
 

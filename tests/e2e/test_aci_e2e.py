@@ -24,6 +24,7 @@ import pytest
 import uvicorn
 
 from controller.api.app import create_app
+from controller.core.serverkeys import deployment_key
 from controller.runtimes.netutil import free_port, wait_until_ready
 from controller.service.controller import Controller
 from controller.service.settings import ControllerSettings
@@ -280,7 +281,8 @@ def test_aci_deployment_lifecycle(aci: AciScenario, caplog: pytest.LogCaptureFix
     # Secrets: never in ARM responses, the API, the history or the logs.
     everything = b"".join(state.sent).decode(errors="replace")
     api = httpx.get(f"{url}/api/deployments", trust_env=False).text
-    for secret in (SECRET, ADMIN_TOKEN, PULL_PASSWORD, CLIENT_SECRET):
+    key = deployment_key(ADMIN_TOKEN, "iris-aci")  # the deployment's own admin key
+    for secret in (SECRET, ADMIN_TOKEN, PULL_PASSWORD, CLIENT_SECRET, key):
         assert secret not in everything
         assert secret not in api
         assert secret not in str(history())

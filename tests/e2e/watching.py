@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from mlflow import MlflowClient
@@ -134,15 +135,18 @@ class Watch:
                 found.append(body)
         return found
 
-    def rolled_back(self, bad: str) -> float:
-        """Wait until the deployment says it rolled `bad` back; returns when it did."""
-        row = self.running.wait_for(
+    def rolled_back(self, bad: str) -> dict[str, Any]:
+        """Wait until the history says `bad` was rolled back; that row."""
+        return self.running.wait_for_history(
             NAME,
-            lambda r: r["reason"] == "RolledBack" and r["served_version"] != bad,
+            lambda r: r["reason"] == "RolledBack" and f"version {bad} rolled back" in r["message"],
             timeout=ROLLBACK_WITHIN,
         )
-        assert bad in row["message"], row
-        return time.time()
+
+    def answers_sent_after(self, since: float) -> list[Answer]:
+        """Answers to requests sent after `since` (late answers to earlier ones aside)."""
+        assert self.load is not None
+        return [a for a in self.load.answers if a.at - a.seconds >= since]
 
 
 def write_manifest(directory: Path, model: str, alias: str, extra: str) -> None:

@@ -2,21 +2,37 @@
 
 It speaks the part of the model server's HTTP contract the runtime relies on (`/readyz`
 with the model it serves, the version from `MODEL_URI`, as model_server's
-`ReadyResponse`; `/livez`; `POST /admin/model` behind the admin token) and is ready in a
+`ReadyResponse`; `/livez`; `POST /admin/model` signed with the admin key, checked as the
+real server checks it, stdlib only) and is ready in a
 fraction of a second, so tests of ownership, pruning and faults
 do not pay a real model load. Run as `python stub_server.py PORT`.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 def _version(model_uri: str) -> str:
     return model_uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _signed(stamp: str | None, given: str | None, path: str, body: bytes) -> bool:
+    key = os.environ.get("ALIASFLOW_ADMIN_TOKEN", "")
+    if not key or not stamp or not given or not stamp.isdigit():
+        return False
+    if abs(time.time() - int(stamp)) > 60:
+        return False
+    signed = f"{stamp}.POST.{path}.".encode() + body
+    digest = hmac.new(key.encode(), signed, hashlib.sha256).digest()
+    return hmac.compare_digest(given, f"v1,{base64.b64encode(digest).decode()}")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -48,11 +64,16 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != "/admin/model":
             self._send(404, {"detail": "not found"})
             return
-        token = os.environ.get("ALIASFLOW_ADMIN_TOKEN", "")
-        if self.headers.get("Authorization") != f"Bearer {token}":
-            self._send(401, {"detail": "bad admin token"})
+        raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if not _signed(
+            self.headers.get("X-Aliasflow-Timestamp"),
+            self.headers.get("X-Aliasflow-Signature"),
+            self.path,
+            raw,
+        ):
+            self._send(401, {"detail": "signature does not match this server's admin key"})
             return
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+        body = json.loads(raw or b"{}")
         type(self).model_uri = str(body["model_uri"])
         self._send(200, {"model_uri": body["model_uri"], "version": _version(body["model_uri"])})
 

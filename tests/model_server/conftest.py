@@ -15,14 +15,51 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from controller.core import serverkeys
+from controller.runtimes import hotswap
 from controller.runtimes.netutil import free_port, stop_process, wait_until_ready
 from tests.fixtures_models import IrisModels
+from tests.fixtures_models import bad_versions as bad_versions  # a fixture here too
 
 ADMIN_TOKEN = "test-admin-token"
+
+
+def signed_headers(
+    key: str, method: str, url: str, body: bytes, stamp: int | None = None
+) -> dict[str, str]:
+    """The signature headers. Without `stamp`, exactly the controller's own signing (one
+    stamp sequence per key for the tests and the controller's calls they make, so two
+    identical requests never share a second and get refused as a replay)."""
+    if stamp is None:
+        return hotswap.signed_headers(key, method, url, body)
+    parts = urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    value = serverkeys.signature(key, str(stamp), method, target, body)
+    return {serverkeys.TIMESTAMP_HEADER: str(stamp), serverkeys.SIGNATURE_HEADER: value}
+
+
+def admin_request(
+    client: httpx.Client | None,
+    method: str,
+    url: str,
+    body: object = None,
+    *,
+    key: str = ADMIN_TOKEN,
+    timeout: float = 120.0,
+) -> httpx.Response:
+    """One admin request signed as the controller signs it (its own `serverkeys`, so the
+    two sides are tested against each other); `client` None: to a full `url`."""
+    content = b"" if body is None else json.dumps(body).encode()
+    headers = {**signed_headers(key, method, url, content), "Content-Type": "application/json"}
+    if client is None:
+        return httpx.request(method, url, content=content, headers=headers, timeout=timeout)
+    return client.request(method, url, content=content, headers=headers, timeout=timeout)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

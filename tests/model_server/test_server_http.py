@@ -8,16 +8,16 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from controller.runtimes.netutil import free_port, stop_process
-from tests.fixtures_models import COLUMNS, IrisModels
-from tests.model_server.conftest import ADMIN_TOKEN, ServerProcess, start_server
+from tests.fixtures_models import BAD_VERSIONS, COLUMNS, BadVersions, IrisModels
+from tests.model_server.conftest import ADMIN_TOKEN, ServerProcess, admin_request, start_server
 
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 
 
@@ -26,9 +26,7 @@ def _served_version(server: ServerProcess) -> str:
 
 
 def _swap(server: ServerProcess, uri: str, **extra: object) -> httpx.Response:
-    return httpx.post(
-        f"{server.url}/admin/model", json={"model_uri": uri, **extra}, headers=AUTH, timeout=120
-    )
+    return admin_request(None, "POST", f"{server.url}/admin/model", {"model_uri": uri, **extra})
 
 
 def test_serves_predictions_over_http(served_v1: ServerProcess, iris_models: IrisModels) -> None:
@@ -39,26 +37,47 @@ def test_serves_predictions_over_http(served_v1: ServerProcess, iris_models: Iri
     assert httpx.get(f"{served_v1.url}/livez").status_code == 200
 
 
+@pytest.fixture(scope="module")
+def served_mixed(
+    bad_versions: BadVersions, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """A server of the registered model whose versions 2-5 are bad (the own-model rule
+    lets a server swap only to versions of its own model)."""
+    server = start_server(
+        {
+            "MODEL_URI": bad_versions.uri(1),
+            "MLFLOW_TRACKING_URI": bad_versions.tracking_uri,
+            "ALIASFLOW_ADMIN_TOKEN": ADMIN_TOKEN,
+        },
+        tmp_path_factory.mktemp("serve-mixed") / "server.log",
+    )
+    try:
+        yield server
+    finally:
+        stop_process(server.process)
+
+
 @pytest.mark.parametrize(
-    ("which", "status", "reason"),
+    ("version", "status", "reason"),
     [
-        ("unloadable", 422, "could not load"),
-        ("nan", 422, "NaN"),
-        ("wrong_shape", 422, "predictions for 1 rows"),
-        ("incompatible", 409, "incompatible input signature"),
+        (2, 422, "could not load"),
+        (3, 422, "NaN"),
+        (4, 422, "predictions for 1 rows"),
+        (5, 409, "incompatible input signature"),
     ],
+    ids=[BAD_VERSIONS[str(v)] for v in (2, 3, 4, 5)],
 )
 def test_a_bad_swap_leaves_the_old_version_serving(
-    served_v1: ServerProcess, iris_models: IrisModels, which: str, status: int, reason: str
+    served_mixed: ServerProcess, bad_versions: BadVersions, version: int, status: int, reason: str
 ) -> None:
-    before = _served_version(served_v1)
-    uri = getattr(iris_models, which)
-    response = _swap(served_v1, uri)
+    before = _served_version(served_mixed)
+    uri = bad_versions.uri(version)
+    response = _swap(served_mixed, uri)
     assert response.status_code == status, response.text
     assert reason in response.json()["detail"]
     assert uri in response.json()["detail"]
-    assert _served_version(served_v1) == before
-    ok = httpx.post(f"{served_v1.url}/predict", json={"instances": ROWS})
+    assert _served_version(served_mixed) == before
+    ok = httpx.post(f"{served_mixed.url}/predict", json={"instances": ROWS})
     assert ok.status_code == 200
     assert ok.json()["model"]["version"] == before
 

@@ -21,9 +21,8 @@ from model_server.app import create_app
 from model_server.loading import LoadedModel, load_model
 from model_server.settings import ServerSettings
 from tests.fixtures_models import IrisModels
-from tests.model_server.conftest import ADMIN_TOKEN, wait_ready
+from tests.model_server.conftest import ADMIN_TOKEN, admin_request, wait_ready
 
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 SLOW_S = 4.0
 
 
@@ -78,10 +77,8 @@ def test_a_load_over_the_deadline_is_refused_at_the_deadline_and_never_swapped_i
     client: TestClient, loader: RecordingLoader, iris_models: IrisModels
 ) -> None:
     started = time.monotonic()
-    response = client.post(
-        "/admin/model",
-        json={"model_uri": iris_models.uri(2), "deadline_seconds": 0.5},
-        headers=AUTH,
+    response = admin_request(
+        client, "POST", "/admin/model", {"model_uri": iris_models.uri(2), "deadline_seconds": 0.5}
     )
     elapsed = time.monotonic() - started
     assert response.status_code == 422, response.text
@@ -108,18 +105,14 @@ def test_a_load_over_the_deadline_is_refused_at_the_deadline_and_never_swapped_i
 def test_the_next_swap_does_not_wait_for_an_abandoned_load(
     client: TestClient, loader: RecordingLoader, iris_models: IrisModels
 ) -> None:
-    refused = client.post(
-        "/admin/model",
-        json={"model_uri": iris_models.uri(2), "deadline_seconds": 0.2},
-        headers=AUTH,
+    refused = admin_request(
+        client, "POST", "/admin/model", {"model_uri": iris_models.uri(2), "deadline_seconds": 0.2}
     )
     assert refused.status_code == 422
     # The same version again (its second load is not slowed): swapped while the first
     # load is still sleeping, so the lock was not held for the abandoned one.
-    swapped = client.post(
-        "/admin/model",
-        json={"model_uri": iris_models.uri(2), "deadline_seconds": 30},
-        headers=AUTH,
+    swapped = admin_request(
+        client, "POST", "/admin/model", {"model_uri": iris_models.uri(2), "deadline_seconds": 30}
     )
     assert swapped.status_code == 200, swapped.text
     assert swapped.json()["status"] == "swapped"
@@ -134,15 +127,15 @@ def test_swapping_to_the_served_uri_is_unchanged_without_a_reload(
     client: TestClient, loader: RecordingLoader, iris_models: IrisModels
 ) -> None:
     loader.slow_uri = None
-    same = client.post("/admin/model", json={"model_uri": iris_models.uri(1)}, headers=AUTH)
+    same = admin_request(client, "POST", "/admin/model", {"model_uri": iris_models.uri(1)})
     assert same.status_code == 200, same.text
     assert same.json()["status"] == "unchanged"
     assert same.json()["model"]["version"] == "1"
     assert same.json()["previous"] is None
     assert loader.calls[iris_models.uri(1)] == 1  # the boot load only
 
-    first = client.post("/admin/model", json={"model_uri": iris_models.uri(2)}, headers=AUTH)
-    again = client.post("/admin/model", json={"model_uri": iris_models.uri(2)}, headers=AUTH)
+    first = admin_request(client, "POST", "/admin/model", {"model_uri": iris_models.uri(2)})
+    again = admin_request(client, "POST", "/admin/model", {"model_uri": iris_models.uri(2)})
     assert first.json()["status"] == "swapped"
     assert again.json()["status"] == "unchanged"
     assert loader.calls[iris_models.uri(2)] == 1
@@ -162,17 +155,15 @@ def test_an_alias_uri_is_always_reloaded(
     MlflowClient(iris_models.tracking_uri).set_registered_model_alias(iris_models.name, alias, "2")
     uri = f"models:/{iris_models.name}@{alias}"
     for _ in range(2):
-        response = client.post("/admin/model", json={"model_uri": uri}, headers=AUTH)
+        response = admin_request(client, "POST", "/admin/model", {"model_uri": uri})
         assert response.json()["status"] == "swapped", response.text
     assert loader.calls[uri] == 2
 
 
 @pytest.mark.parametrize("deadline", [0, -1, "soon"])
 def test_the_deadline_must_be_a_positive_number(client: TestClient, deadline: object) -> None:
-    response = client.post(
-        "/admin/model",
-        json={"model_uri": "models:/x/1", "deadline_seconds": deadline},
-        headers=AUTH,
+    response = admin_request(
+        client, "POST", "/admin/model", {"model_uri": "models:/x/1", "deadline_seconds": deadline}
     )
     assert response.status_code == 422
     assert "deadline_seconds" in response.json()["detail"]

@@ -31,9 +31,8 @@ from tests.fixtures_models import (  # noqa: F401 - bad_versions is a fixture
     bad_versions,
     iris_frame,
 )
-from tests.model_server.conftest import ADMIN_TOKEN, ServerProcess, start_v1
+from tests.model_server.conftest import ADMIN_TOKEN, ServerProcess, admin_request, start_v1
 
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 Z99 = 2.576  # two-sided 99% normal quantile
 
 
@@ -65,9 +64,9 @@ def rows() -> list[dict[str, float]]:
 def _reset(client: httpx.Client, server: ServerProcess) -> None:
     """Back to v1 alone: no canary, no shadow, nothing kept."""
     uri = _uri_of(server, "1")
-    client.put("/admin/traffic", json={"canary": None, "shadow": None}, headers=AUTH)
-    assert client.post("/admin/model", json={"model_uri": uri}, headers=AUTH).is_success
-    assert client.delete("/admin/model/previous", headers=AUTH).is_success
+    admin_request(client, "PUT", "/admin/traffic", {"canary": None, "shadow": None})
+    assert admin_request(client, "POST", "/admin/model", {"model_uri": uri}).is_success
+    assert admin_request(client, "DELETE", "/admin/model/previous").is_success
 
 
 def _uri_of(server: ServerProcess, version: str) -> str:
@@ -85,7 +84,7 @@ def _traffic(
         "shadow": {"model_uri": shadow[0], "percent": shadow[1]} if shadow else None,
         "deadline_seconds": 60,
     }
-    return client.put("/admin/traffic", json=body, headers=AUTH)
+    return admin_request(client, "PUT", "/admin/traffic", body)
 
 
 def _stats(client: httpx.Client) -> dict[tuple[str, str], VersionStats]:
@@ -110,7 +109,7 @@ def test_canary_takes_its_weight_on_every_protocol_and_metrics_name_each_role(
     answer = _traffic(http, canary=(_uri_of(server, "2"), 30))
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"primary": "1", "canary": "2", "shadow": None, "previous": None}
-    assert http.get("/admin/traffic", headers=AUTH).json() == answer.json()
+    assert admin_request(http, "GET", "/admin/traffic").json() == answer.json()
     probe = probe_server(server.url)
     assert (probe.served_version, probe.canary_version, probe.canary_weight) == ("1", "2", 30)
     before = _stats(http)
@@ -232,7 +231,7 @@ def test_keep_previous_makes_the_swap_back_instant_and_delete_drops_it(
 ) -> None:
     v1, v2 = _uri_of(server, "1"), _uri_of(server, "2")
     started = time.monotonic()
-    swap = http.post("/admin/model", json={"model_uri": v2, "keep_previous": True}, headers=AUTH)
+    swap = admin_request(http, "POST", "/admin/model", {"model_uri": v2, "keep_previous": True})
     load_seconds = time.monotonic() - started
     assert swap.status_code == 200, swap.text
     assert http.get("/readyz").json()["traffic"] == {
@@ -242,7 +241,7 @@ def test_keep_previous_makes_the_swap_back_instant_and_delete_drops_it(
     }
     instant_before = server.output().count("(instant)")
     started = time.monotonic()
-    back = http.post("/admin/model", json={"model_uri": v1, "keep_previous": True}, headers=AUTH)
+    back = admin_request(http, "POST", "/admin/model", {"model_uri": v1, "keep_previous": True})
     back_seconds = time.monotonic() - started
     assert back.status_code == 200, back.text
     assert back.json()["model"]["version"] == "1"
@@ -256,11 +255,11 @@ def test_keep_previous_makes_the_swap_back_instant_and_delete_drops_it(
     assert back_seconds < max(0.2, load_seconds / 3), (back_seconds, load_seconds)
     assert server.output().count("(instant)") == instant_before + 1
     # The version swapped away from is now the one kept (a toggle).
-    assert http.get("/admin/traffic", headers=AUTH).json()["previous"] == "2"
+    assert admin_request(http, "GET", "/admin/traffic").json()["previous"] == "2"
 
     assert release_previous(server.url, ADMIN_TOKEN)
-    assert http.get("/admin/traffic", headers=AUTH).json()["previous"] is None
-    again = http.delete("/admin/model/previous", headers=AUTH)
+    assert admin_request(http, "GET", "/admin/traffic").json()["previous"] is None
+    again = admin_request(http, "DELETE", "/admin/model/previous")
     assert again.status_code == 200  # idempotent
     assert again.json() == {"primary": "1", "canary": None, "shadow": None, "previous": None}
 
@@ -271,11 +270,11 @@ def test_the_controllers_admin_calls_drive_a_canary_to_promotion(
     """hotswap.py's own requests: traffic, then a promotion by a swap to the canary."""
     desired = _desired(iris_models, "2")
     request_traffic(server.url, ADMIN_TOKEN, desired, Traffic(desired.model_uri, 25))
-    assert http.get("/admin/traffic", headers=AUTH).json()["canary"] == "2"
+    assert admin_request(http, "GET", "/admin/traffic").json()["canary"] == "2"
     started = time.monotonic()
     request_hot_swap(server.url, ADMIN_TOKEN, desired, "1")
     assert time.monotonic() - started < 1.0  # the canary is promoted: nothing loaded
-    assert http.get("/admin/traffic", headers=AUTH).json() == {
+    assert admin_request(http, "GET", "/admin/traffic").json() == {
         "primary": "2",
         "canary": None,
         "shadow": None,
@@ -287,6 +286,7 @@ def test_the_controllers_admin_calls_drive_a_canary_to_promotion(
         "canary_weight": 0,
         "shadow_version": None,
         "shadow_percent": 0,
+        "api_keys": "",  # no client keys asked for
     }
 
 
@@ -322,10 +322,10 @@ def _desired(models: IrisModels, version: str) -> DesiredState:
 def test_bad_traffic_bodies_are_422_naming_the_field(
     http: httpx.Client, body: dict[str, Any], detail: str
 ) -> None:
-    response = http.put("/admin/traffic", json=body, headers=AUTH)
+    response = admin_request(http, "PUT", "/admin/traffic", body)
     assert response.status_code == 422, response.text
     assert detail in response.json()["detail"]
-    assert http.get("/admin/traffic", headers=AUTH).json()["canary"] is None
+    assert admin_request(http, "GET", "/admin/traffic").json()["canary"] is None
 
 
 def test_admin_traffic_routes_need_the_token(http: httpx.Client) -> None:
@@ -355,7 +355,7 @@ def test_a_version_that_fails_to_load_leaves_the_split_as_it_was(
             refused = _traffic(client, canary=(incompatible, 10))
             assert refused.status_code == 409, refused.text
             assert "signature" in refused.json()["detail"]
-            assert client.get("/admin/traffic", headers=AUTH).json()["canary"] == "7"
+            assert admin_request(client, "GET", "/admin/traffic").json()["canary"] == "7"
             # A shadow's signature may differ: its answers are never returned.
             assert _traffic(client, shadow=(incompatible, 100)).status_code == 200
             answer = client.post("/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})

@@ -38,6 +38,7 @@ OPERATIONS = [
     ("GET", "/metadata"),
     ("GET", "/metrics"),
     ("POST", "/admin/model"),
+    ("PUT", "/admin/api-keys"),
     # MLflow's scoring protocol
     ("GET", "/ping"),
     ("GET", "/version"),

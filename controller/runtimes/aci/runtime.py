@@ -67,7 +67,8 @@ from controller.runtimes.aci.spec import (
     placement_of,
 )
 from controller.runtimes.azurearm import Whereabouts
-from controller.runtimes.hotswap import request_hot_swap, request_traffic
+from controller.runtimes.common import server_key
+from controller.runtimes.hotswap import request_api_keys, request_hot_swap, request_traffic
 from controller.runtimes.probe import (
     PROBE_CONCURRENCY,
     Probe,
@@ -110,7 +111,8 @@ class AciRuntime:
         self.resource_groups: tuple[GroupKey, ...] = tuple(dict.fromkeys(resource_groups))
         if not self.resource_groups:
             raise ValueError("the aci runtime needs at least one resource group")
-        self._admin_token = admin_token
+        # The controller's secret: each container group gets its own key (`server_key`).
+        self._admin_secret = admin_token
         self._tracking_uri = tracking_uri
         self._registry_credentials = registry_credentials
         #: Maps a group's FQDN and port to the URL the controller calls (tests map it to
@@ -175,6 +177,21 @@ class AciRuntime:
         """Create or update are one PUT: ACI replaces the group's spec and restarts it."""
         return self._put(desired)
 
+    def set_api_keys(
+        self, desired: DesiredState, current: ActualState | None = None
+    ) -> ActualState:
+        """The keys live in the server (no ARM write): only its endpoint is needed."""
+        seen = current if current is not None and current.endpoint else self.observe(desired.name)
+        if seen is None or seen.endpoint is None or not seen.running:
+            raise RuntimeUnavailableError(
+                f"{desired.name}: no running container group to give API keys to"
+            )
+        request_api_keys(seen.endpoint, self._key(desired.name), desired)
+        after = self.observe(desired.name)
+        if after is None:
+            raise RuntimeUnavailableError(f"{desired.name}: the container group vanished")
+        return after
+
     def hotswap(self, desired: DesiredState, current: ActualState | None = None) -> ActualState:
         return self._hotswap(desired, current)
 
@@ -187,7 +204,7 @@ class AciRuntime:
             raise RuntimeUnavailableError(
                 f"{desired.name}: no running container group to split traffic on"
             )
-        request_traffic(seen.endpoint, self._admin_token, desired, traffic)
+        request_traffic(seen.endpoint, self._key(desired.name), desired, traffic)
         after = self.observe(desired.name)
         if after is None:
             raise RuntimeUnavailableError(f"{desired.name}: the container group vanished")
@@ -244,7 +261,7 @@ class AciRuntime:
             )
         group = build_container_group(
             desired,
-            self._admin_token,
+            self._key(desired.name),
             tracking_uri=self._tracking_uri,
             registry_credentials=self._registry_credentials,
             put_id=uuid.uuid4().hex,
@@ -328,6 +345,9 @@ class AciRuntime:
             f"{what}: provisioning failed ({cause}); container group {state}"
         )
 
+    def _key(self, name: str) -> str:
+        return server_key(self._admin_secret, name)
+
     def _hotswap(self, desired: DesiredState, actual: ActualState | None) -> ActualState:
         """The running server loads the version; then a tags-only PATCH records it."""
         where = placement_of(desired)
@@ -341,7 +361,7 @@ class AciRuntime:
                 f"{desired.name}: no running container group to hot swap; it needs a recreate"
             )
         serving = actual.model_version if actual is not None else None
-        request_hot_swap(endpoint, self._admin_token, desired, serving)
+        request_hot_swap(endpoint, self._key(desired.name), desired, serving)
         what = f"tag {where.resource_group}/{desired.name}"
         try:
             # Tags replace the group's tags as a whole; keep any that are not ours.

@@ -55,13 +55,16 @@ from controller.runtimes.azurearm import (
     base_tags,
     is_owned,
 )
-from controller.runtimes.common import workload_env
+from controller.runtimes.common import ADMIN_KEY_SCHEME, workload_env
 
 __all__ = ["TAG_DEPLOYMENT", "TAG_MODEL_VERSION", "TAG_SPEC_HASH", "RegistryCredential", "is_owned"]
 # What ACI cannot change in place, as `DesiredState.immutable_hash` (a replace if it moves).
 TAG_IMMUTABLE_HASH = "aliasflow-immutable-hash"
 # A fresh id per PUT: after a 5xx, a GET tells whether ARM committed that very PUT.
 TAG_PUT_ID = "aliasflow-put-id"
+# `common.ADMIN_KEY_SCHEME` when the server holds its own deployment key (set by a PUT
+# only: a tags PATCH keeps it, and a group without it is recreated once).
+TAG_ADMIN_KEY = "aliasflow-admin-key"
 # "https" when a TLS sidecar fronts the group (its only public port is 443).
 TAG_SCHEME = "aliasflow-scheme"
 CONTAINER_NAME = "model-server"
@@ -138,7 +141,8 @@ def build_container_group(
 ) -> ContainerGroup:
     """The full container group a PUT sends for `desired`.
 
-    Secrets (the manifest's secretEnv and the admin token) go in `secure_value`, which ACI
+    `admin_token` is the deployment's own key (`common.server_key`). Secrets (the
+    manifest's secretEnv and that key) go in `secure_value`, which ACI
     stores but never returns. `MODEL_URI` pins the version the container boots with, so a
     restarted container comes back on a known version and the controller swaps again.
     """
@@ -165,6 +169,7 @@ def build_container_group(
         liveness_probe=_probe("/livez", desired.port, initial_delay=60, failures=5),
     )
     tags = owned_tags(desired)
+    tags[TAG_ADMIN_KEY] = ADMIN_KEY_SCHEME
     if put_id:
         tags[TAG_PUT_ID] = put_id
     containers, volumes = [container], None
@@ -360,6 +365,7 @@ def actual_from_group(
         ready=health.running and not health.detail,
         detail=health.detail,
         immutable_hash=tags.get(TAG_IMMUTABLE_HASH, ""),
+        legacy_admin_key=tags.get(TAG_ADMIN_KEY) != ADMIN_KEY_SCHEME,
     )
 
 

@@ -50,7 +50,6 @@ from controller.core.errors import (
     RolloutRejectedError,
     RuntimeUnavailableError,
 )
-from controller.core.serverkeys import deployment_key
 from controller.core.types import ActualState, DesiredState, Traffic
 from controller.runtimes.azurearm import (
     ARM_URL,
@@ -61,6 +60,7 @@ from controller.runtimes.azurearm import (
     Whereabouts,
     is_owned,
 )
+from controller.runtimes.common import server_key
 from controller.runtimes.containerapp.arm import ContainerAppsArm, Key, OperationFailedError
 from controller.runtimes.containerapp.spec import (
     AppView,
@@ -228,6 +228,15 @@ class ContainerAppRuntime:
         (no one replica's `/metrics` is the app's); None before any report."""
         return self.links.metrics(name)
 
+    def set_api_keys(
+        self, desired: DesiredState, current: ActualState | None = None
+    ) -> ActualState:
+        """Not reachable per replica: the keys are in the spec hash here, so a change is a
+        new revision. The planner never asks (these servers' keys are not probed)."""
+        raise InvalidSpecError(
+            f"{desired.name}: API keys change with a new revision on target containerapp"
+        )
+
     def hotswap(self, desired: DesiredState, current: ActualState | None = None) -> ActualState:
         """Every replica is told the new version through the link; the version tag moves
         by a tags-only PATCH (no new revision, no restart)."""
@@ -276,7 +285,7 @@ class ContainerAppRuntime:
     # -- what the servers of one deployment are given ----------------------------------
 
     def server_key(self, name: str) -> str:
-        return deployment_key(self._secret, name)
+        return server_key(self._secret, name)
 
     def runtime_hash(self, name: str) -> str:
         with self._lock:

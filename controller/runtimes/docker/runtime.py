@@ -50,9 +50,15 @@ from controller.core.errors import (
     RuntimeUnavailableError,
 )
 from controller.core.types import ActualState, DesiredState, Traffic
-from controller.runtimes.common import NameLocks, redact, workload_env
+from controller.runtimes.common import (
+    ADMIN_KEY_SCHEME,
+    NameLocks,
+    redact,
+    server_key,
+    workload_env,
+)
 from controller.runtimes.docker.state import Current, DockerState, state_file
-from controller.runtimes.hotswap import request_hot_swap, request_traffic
+from controller.runtimes.hotswap import request_api_keys, request_hot_swap, request_traffic
 from controller.runtimes.netutil import free_port
 from controller.runtimes.probe import Probe, ServerProber, probe_all
 
@@ -64,6 +70,8 @@ LABEL_SPEC_HASH = "aliasflow.spec-hash"
 LABEL_MODEL_VERSION = "aliasflow.model-version"
 # Only in host network mode, where the engine publishes nothing to read the port from.
 LABEL_HOST_PORT = "aliasflow.host-port"
+# `common.ADMIN_KEY_SCHEME` on a container whose server holds its own deployment key.
+LABEL_ADMIN_KEY = "aliasflow.admin-key"
 OWNED = f"{LABEL_MANAGED}=true"
 
 _RETRYABLE_4XX = frozenset({408, 409, 425, 429})
@@ -84,6 +92,7 @@ class _Seen:
     status: str
     created: int
     host_port: int | None
+    admin_key: str = ""
 
     @classmethod
     def from_summary(cls, attrs: dict[str, Any]) -> _Seen:
@@ -106,6 +115,7 @@ class _Seen:
             status=str(attrs.get("Status", "")),
             created=int(attrs.get("Created") or 0),
             host_port=port,
+            admin_key=str(labels.get(LABEL_ADMIN_KEY, "")),
         )
 
 
@@ -132,7 +142,8 @@ class DockerRuntime:
     ) -> None:
         self._client_obj = client
         self._base_url = base_url
-        self._admin_token = admin_token
+        # The controller's secret: each container gets its own key (`server_key`).
+        self._admin_secret = admin_token
         # MLflow as the container sees it (e.g. http://host.docker.internal:5000).
         self._tracking_uri = tracking_uri
         self._state = state_file(Path(data_dir) / "docker" / "state.json")
@@ -199,7 +210,26 @@ class DockerRuntime:
                     f"{desired.name}: no running container to split traffic on; the next pass "
                     "recreates it"
                 )
-            request_traffic(_endpoint(chosen), self._admin_token, desired, traffic)
+            request_traffic(_endpoint(chosen), self._key(desired.name), desired, traffic)
+        actual = self.observe(desired.name)
+        if actual is None:
+            raise RuntimeUnavailableError(f"{desired.name}: the container vanished")
+        return actual
+
+    def set_api_keys(
+        self, desired: DesiredState, current: ActualState | None = None
+    ) -> ActualState:
+        with self._name_lock(desired.name):
+            chosen = _current(
+                self._list([OWNED, f"{LABEL_DEPLOYMENT}={desired.name}"]),
+                self._state.read().get(desired.name),
+            )
+            if chosen is None or chosen.host_port is None or chosen.state != "running":
+                raise RuntimeUnavailableError(
+                    f"{desired.name}: no running container to give API keys to; the next "
+                    "pass recreates it"
+                )
+            request_api_keys(_endpoint(chosen), self._key(desired.name), desired)
         actual = self.observe(desired.name)
         if actual is None:
             raise RuntimeUnavailableError(f"{desired.name}: the container vanished")
@@ -278,6 +308,7 @@ class DockerRuntime:
             LABEL_DEPLOYMENT: desired.name,
             LABEL_SPEC_HASH: desired.spec_hash,
             LABEL_MODEL_VERSION: desired.model_version,
+            LABEL_ADMIN_KEY: ADMIN_KEY_SCHEME,
         }
         # The short hash names the spec; the nonce lets a recreate with the same spec
         # run next to the container it replaces (names are unique per engine).
@@ -312,8 +343,11 @@ class DockerRuntime:
     def _container_env(self, desired: DesiredState) -> dict[str, str]:
         # Secrets only ever go here, into the container's environment.
         return workload_env(
-            desired, tracking_uri=self._tracking_uri, admin_token=self._admin_token
+            desired, tracking_uri=self._tracking_uri, admin_token=self._key(desired.name)
         ).merged()
+
+    def _key(self, name: str) -> str:
+        return server_key(self._admin_secret, name)
 
     def _ensure_image(self, desired: DesiredState) -> None:
         """Pull the image when the engine does not have it; a missing image is the spec's fault."""
@@ -332,7 +366,7 @@ class DockerRuntime:
     def _wait_ready(self, desired: DesiredState, container: Container) -> None:
         """Until `/readyz` answers on the published port; fail fast if the container dies."""
         deadline = time.monotonic() + desired.health_timeout_seconds
-        secrets_ = [*desired.secret_values, self._admin_token]
+        secrets_ = [*desired.secret_values, self._key(desired.name)]
         endpoint: str | None = None
         with httpx.Client(timeout=2.0, trust_env=False) as http:
             while True:
@@ -377,7 +411,7 @@ class DockerRuntime:
             )
         endpoint = _endpoint(chosen)
         was = _recorded_version(chosen, recorded)
-        request_hot_swap(endpoint, self._admin_token, desired, was)
+        request_hot_swap(endpoint, self._key(desired.name), desired, was)
         swapped = Current(chosen.id, desired.model_version)
 
         def set_version(current: DockerState) -> None:
@@ -432,6 +466,7 @@ class DockerRuntime:
             served_version=None if answer is None else answer.served_version,
             ready=False if answer is None else answer.ready,
             detail=(detail + note).lstrip("; "),
+            legacy_admin_key=chosen.admin_key != ADMIN_KEY_SCHEME,
             **({} if answer is None else answer.traffic()),
         )
 

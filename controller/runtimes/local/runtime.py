@@ -43,8 +43,14 @@ from controller.core.errors import (
     RuntimeUnavailableError,
 )
 from controller.core.types import ActualState, DesiredState, Traffic
-from controller.runtimes.common import NameLocks, redact, workload_env
-from controller.runtimes.hotswap import request_hot_swap, request_traffic
+from controller.runtimes.common import (
+    ADMIN_KEY_SCHEME,
+    NameLocks,
+    redact,
+    server_key,
+    workload_env,
+)
+from controller.runtimes.hotswap import request_api_keys, request_hot_swap, request_traffic
 from controller.runtimes.local.frontdoor import FrontDoors
 from controller.runtimes.local.process import is_our_server, log_tail, start_server, stop_server
 from controller.runtimes.local.state import LocalState, ProxyRecord, ServerRecord, state_file
@@ -101,7 +107,8 @@ class LocalRuntime:
     ) -> None:
         self.root = Path(data_dir) / "local"
         self.log_dir = self.root / "logs"
-        self._admin_token = admin_token
+        # The controller's secret: each server gets its own key (`server_key`).
+        self._admin_secret = admin_token
         self._tracking_uri = tracking_uri
         self._python = python
         self._grace = stop_grace_seconds
@@ -160,7 +167,20 @@ class LocalRuntime:
                 raise RuntimeUnavailableError(
                     f"{desired.name}: no running server to split traffic on; it needs a recreate"
                 )
-            request_traffic(record.endpoint, self._admin_token, desired, traffic)
+            request_traffic(record.endpoint, self._key(desired.name), desired, traffic)
+            return self._actual(desired.name, record, state.proxies.get(desired.name))
+
+    def set_api_keys(
+        self, desired: DesiredState, current: ActualState | None = None
+    ) -> ActualState:
+        with self._name_lock(desired.name):
+            state = self._state.read()
+            record = state.servers.get(desired.name)
+            if record is None or not is_our_server(record.pid, record.port):
+                raise RuntimeUnavailableError(
+                    f"{desired.name}: no running server to give API keys to; it needs a recreate"
+                )
+            request_api_keys(record.endpoint, self._key(desired.name), desired)
             return self._actual(desired.name, record, state.proxies.get(desired.name))
 
     def delete(self, name: str) -> None:
@@ -275,7 +295,7 @@ class LocalRuntime:
 
     def _start_until_ready(self, desired: DesiredState, env: dict[str, str]) -> ServerRecord:
         """Start a server on a free port and wait for /readyz; on any failure stop it."""
-        secrets = [*desired.secret_values, self._admin_token]
+        secrets = [*desired.secret_values, self._key(desired.name)]
         for attempt in range(1, _PORT_ATTEMPTS + 1):
             port = free_port()
             log_file = self.log_dir / f"{desired.name}-{port}.log"
@@ -297,6 +317,7 @@ class LocalRuntime:
                 model_version=desired.model_version,
                 started_at=datetime.now(UTC).isoformat(timespec="seconds"),
                 log_file=str(log_file),
+                admin_key=ADMIN_KEY_SCHEME,
             )
             # Recorded as pending first, so a controller that dies mid-wait leaves an
             # orphan the next rollout of this name will find and stop.
@@ -337,7 +358,7 @@ class LocalRuntime:
             raise RuntimeUnavailableError(
                 f"{desired.name}: no running server to hot swap; it needs a recreate"
             )
-        request_hot_swap(record.endpoint, self._admin_token, desired, record.model_version)
+        request_hot_swap(record.endpoint, self._key(desired.name), desired, record.model_version)
         swapped = replace(record, model_version=desired.model_version)
 
         def set_version(state: LocalState) -> None:
@@ -381,6 +402,7 @@ class LocalRuntime:
             served_version=probe.served_version,
             ready=probe.ready,
             detail=detail,
+            legacy_admin_key=record.admin_key != ADMIN_KEY_SCHEME,
             **probe.traffic(),
         )
 
@@ -396,11 +418,14 @@ class LocalRuntime:
         # Secrets only ever go here, into the child's environment.
         env.update(
             workload_env(
-                desired, tracking_uri=self._tracking_uri, admin_token=self._admin_token
+                desired, tracking_uri=self._tracking_uri, admin_token=self._key(desired.name)
             ).merged()
         )
         env["ALIASFLOW_SERVER_HOST"] = "127.0.0.1"
         return env
+
+    def _key(self, name: str) -> str:
+        return server_key(self._admin_secret, name)
 
     def _write_log_header(self, log_file: Path, desired: DesiredState, port: int) -> None:
         log_file.parent.mkdir(parents=True, exist_ok=True)

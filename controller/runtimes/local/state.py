@@ -7,7 +7,7 @@ how it is written and what a bad file means).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,10 +20,12 @@ def _from_json(cls: type[Record], raw: object) -> Record:
     if not isinstance(raw, dict):
         raise ValueError(f"expected an object, got {type(raw).__name__}")
     names = {f.name for f in fields(cls)}
-    missing = names - raw.keys()
+    # A field added later has a default: a file written before it still reads.
+    required = {f.name for f in fields(cls) if f.default is MISSING}
+    missing = required - raw.keys()
     if missing:
         raise ValueError(f"missing keys {sorted(missing)}")
-    record = cls(**{name: raw[name] for name in names})
+    record = cls(**{name: raw[name] for name in names if name in raw})
     if not isinstance(record.pid, int) or not isinstance(record.port, int):
         raise ValueError("pid and port must be integers")
     return record
@@ -41,6 +43,9 @@ class ServerRecord:
     model_version: str
     started_at: str
     log_file: str
+    # `common.ADMIN_KEY_SCHEME` when the server holds its own deployment key; "" for one
+    # started with the shared admin token (before signed admin requests).
+    admin_key: str = ""
 
     @classmethod
     def from_json(cls, raw: object) -> ServerRecord:

@@ -8,6 +8,7 @@ containerapp runtime must design around), and the traffic split is exact.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 
@@ -16,6 +17,7 @@ import pytest
 from azure.mgmt.appcontainers import ContainerAppsAPIClient
 
 from aliasflow_cli.devstack import MlflowServer
+from controller.runtimes.hotswap import signed_headers
 from tests.containerapps_emulator import ContainerAppsEmulator
 from tests.contract.containerapps.helpers import RG, SUB, app_body, sdk_client
 
@@ -87,11 +89,10 @@ def test_restart_and_scale_out_come_back_on_the_revision_env_not_the_hot_swapped
     revision = app.revisions[app.latest]
     for replica in revision.replicas:
         assert replica.endpoint is not None
+        url = f"{replica.endpoint}/admin/model"
+        body = json.dumps({"model_uri": f"models:/{model}/2"}).encode()
         swap = httpx.post(
-            f"{replica.endpoint}/admin/model",
-            headers={"Authorization": f"Bearer {ADMIN}"},
-            json={"model_uri": f"models:/{model}/2"},
-            timeout=60,
+            url, headers=signed_headers(ADMIN, "POST", url, body), content=body, timeout=60
         )
         assert swap.status_code == 200, swap.text
     assert [served_version(r.endpoint or "") for r in revision.replicas] == ["2", "2"]

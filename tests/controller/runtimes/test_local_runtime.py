@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -28,9 +29,10 @@ from controller.core.errors import (
     RuntimeUnavailableError,
 )
 from controller.core.ports import Runtime
+from controller.core.serverkeys import api_keys_fingerprint, deployment_key
 from controller.core.types import Action, ActualState, DesiredState, Operation
 from controller.reconcile.execute import execute
-from controller.reconcile.plan import plan_deployment
+from controller.reconcile.plan import LEGACY_KEY_REASON, plan_deployment
 from controller.runtimes.local import LocalRuntime
 from controller.runtimes.local.frontdoor import FrontDoors, PortInUseError
 from controller.runtimes.local.process import is_our_proxy, is_our_server, serve_command
@@ -171,16 +173,20 @@ def test_create_serves_v1_with_secrets_only_in_the_child_env_then_hot_swaps(
     )
     assert child_env["MLFLOW_TRACKING_TOKEN"] == SECRET
     assert child_env["MODEL_URI"] == f"models:/{iris_model}/1"
-    assert child_env["ALIASFLOW_ADMIN_TOKEN"] == ADMIN_TOKEN
+    # The deployment's own key, never the controller's secret it derives from.
+    key = deployment_key(ADMIN_TOKEN, "iris")
+    assert child_env["ALIASFLOW_ADMIN_TOKEN"] == key
     assert child_env["LOG_LEVEL"] == "info"
     assert "ALIASFLOW_API_TOKEN" not in child_env
     proxy_pid, _ = proxy_of(runtime, "iris")
     proxy_env = Path(f"/proc/{proxy_pid}/environ").read_text()
     assert SECRET not in proxy_env
     assert ADMIN_TOKEN not in proxy_env
+    assert key not in proxy_env
     for path in runtime.root.rglob("*"):
         if path.is_file():
             assert SECRET not in path.read_text(errors="replace"), path
+            assert key not in path.read_text(errors="replace"), path
 
     # Hot swap to v2: same process, same address, state and /metadata move to v2.
     swapped = run(runtime, Operation.HOTSWAP, desired(iris_model, "2", port=port))
@@ -250,6 +256,77 @@ def test_restarted_controller_adopts_live_servers_and_sees_a_killed_one(
     assert not dead.ready
     assert "gone" in dead.detail
     assert plan_deployment(state, dead).operation is Operation.RECREATE
+
+
+def test_a_server_started_with_the_shared_token_is_recreated_once_with_its_own_key(
+    runtime: LocalRuntime, iris_model: str, port: int
+) -> None:
+    """Upgrade: a record written before per-deployment keys (no `admin_key`) is a server
+    that cannot be told anything; the plan recreates it once, saying why."""
+    state = desired(iris_model, "1", port=port)
+    run(runtime, Operation.CREATE, state)
+    old_pid = pid_of(runtime, "iris")
+    raw = json.loads(runtime.state_file.read_text())
+    del raw["servers"]["iris"]["admin_key"]
+    runtime.state_file.write_text(json.dumps(raw))
+
+    legacy = runtime.observe("iris")
+    assert legacy is not None
+    assert legacy.legacy_admin_key
+    action = plan_deployment(replace(state, model_version="2"), legacy)
+    assert action.operation is Operation.RECREATE
+    assert action.reason == LEGACY_KEY_REASON
+
+    upgraded = execute(runtime, action)
+    assert upgraded is not None
+    assert not upgraded.legacy_admin_key
+    assert pid_of(runtime, "iris") != old_pid
+    assert served_version(upgraded.endpoint or "") == "2"
+    assert plan_deployment(replace(state, model_version="2"), upgraded).operation is (
+        Operation.NOOP
+    )
+
+
+def _keyed(state: DesiredState, *keys: str) -> DesiredState:
+    return replace(state, api_keys=keys, api_keys_fingerprint=api_keys_fingerprint(keys))
+
+
+def test_client_api_keys_boot_with_the_server_and_rotate_without_a_restart(
+    runtime: LocalRuntime, iris_model: str, port: int
+) -> None:
+    state = _keyed(desired(iris_model, "1", port=port), "first-key-0123456789")
+    created = run(runtime, Operation.CREATE, state)
+    endpoint = created.endpoint or ""
+    pid = pid_of(runtime, "iris")
+    assert created.api_keys == state.api_keys_fingerprint
+    assert predict(endpoint).status_code == 401
+    row = {"records": [ROW]}
+    ok = httpx.post(f"{endpoint}/predict", json=row, headers={"X-Api-Key": "first-key-0123456789"})
+    assert ok.status_code == 200
+    assert plan_deployment(state, runtime.observe("iris")).operation is Operation.NOOP
+
+    rotated = _keyed(state, "second-key-0123456789")
+    action = plan_deployment(rotated, runtime.observe("iris"))
+    assert action.operation is Operation.KEYS
+    after = execute(runtime, action)
+    assert after is not None
+    assert after.api_keys == rotated.api_keys_fingerprint
+    assert pid_of(runtime, "iris") == pid  # no restart
+    old = httpx.post(f"{endpoint}/predict", json=row, headers={"X-Api-Key": "first-key-0123456789"})
+    new = httpx.post(
+        f"{endpoint}/predict", json=row, headers={"Authorization": "Bearer second-key-0123456789"}
+    )
+    assert (old.status_code, new.status_code) == (401, 200)
+    assert plan_deployment(rotated, after).operation is Operation.NOOP
+    for path in runtime.root.rglob("*"):
+        if path.is_file():
+            assert "second-key" not in path.read_text(errors="replace"), path
+
+    # Keys removed from the manifest: the requirement is lifted, still no restart.
+    lifted = execute(runtime, plan_deployment(_keyed(state), after))
+    assert lifted is not None
+    assert predict(endpoint).status_code == 200
+    assert pid_of(runtime, "iris") == pid
 
 
 def test_recreate_is_blue_green_on_one_port_without_a_failed_request(

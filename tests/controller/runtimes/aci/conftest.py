@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from controller.core.serverkeys import SIGNATURE_HEADER, TIMESTAMP_HEADER, check_signature
 from controller.core.types import DesiredState, Strategy, TargetKind
 from controller.runtimes.aci import AciRuntime, QuotaLimiter, RetryOptions
 from controller.runtimes.netutil import free_port
@@ -83,6 +85,8 @@ class StubServer:
     admin_calls: list[dict[str, str]] = field(default_factory=list)
     refuse: bool = False
     ready: bool = True
+    # The deployment key admin requests must be signed with; None: record, do not check.
+    key: str | None = None
 
 
 @pytest.fixture
@@ -98,8 +102,19 @@ def stub_server() -> Iterator[StubServer]:
         return JSONResponse({"status": "ready", "model": model})
 
     async def admin(request: Request) -> Response:
-        body = await request.json()
-        stub.admin_calls.append({"auth": request.headers.get("authorization", ""), **body})
+        raw = await request.body()
+        body = json.loads(raw)
+        refused = check_signature(
+            stub.key or "",
+            request.headers.get(TIMESTAMP_HEADER),
+            request.headers.get(SIGNATURE_HEADER),
+            request.method,
+            request.url.path,
+            raw,
+        )
+        stub.admin_calls.append({"signature": str(refused or "ok"), **body})
+        if stub.key is not None and refused is not None:
+            return JSONResponse({"detail": str(refused)}, 401)
         if stub.refuse:
             return JSONResponse({"detail": "input example check failed"}, 422)
         stub.version = body["model_uri"].rsplit("/", 1)[-1]

@@ -23,6 +23,7 @@ from controller.core.errors import (
     RolloutRejectedError,
     RuntimeUnavailableError,
 )
+from controller.core.serverkeys import deployment_key
 from controller.core.types import Action, ActualState, DesiredState, Operation
 from controller.reconcile.execute import execute
 from controller.reconcile.plan import plan_deployment
@@ -94,7 +95,9 @@ def test_container_group_as_put_and_secrets_never_returned(
     container = props["containers"][0]["properties"]
     env = {v["name"]: v for v in container["environmentVariables"]}
     assert env["MLFLOW_TRACKING_TOKEN"] == {"name": "MLFLOW_TRACKING_TOKEN", "secureValue": SECRET}
-    assert env["ALIASFLOW_ADMIN_TOKEN"]["secureValue"] == ADMIN
+    # The deployment's own key, not the controller's secret it derives from.
+    assert env["ALIASFLOW_ADMIN_TOKEN"]["secureValue"] == deployment_key(ADMIN, "iris-sec")
+    assert stored.body["tags"]["aliasflow-admin-key"] == "deployment-v1"
     assert env["MODEL_URI"]["value"] == "models:/iris-classifier/1"
     assert env["MLFLOW_TRACKING_URI"]["value"] == "https://mlflow.example"
     assert props["restartPolicy"] == "Always"
@@ -107,15 +110,19 @@ def test_container_group_as_put_and_secrets_never_returned(
     sent = b"".join(emulator.state.sent)
     assert b"iris-sec" in sent
     assert SECRET.encode() not in sent
+    key = deployment_key(ADMIN, "iris-sec")
     assert ADMIN.encode() not in sent
+    assert key.encode() not in sent
     assert SECRET not in caplog.text
     assert ADMIN not in caplog.text
+    assert key not in caplog.text
 
 
 def test_hotswap_posts_to_the_server_and_patches_tags_without_a_put(
     emulator: AciEmulator, make_runtime: RuntimeFactory, stub_server: StubServer
 ) -> None:
     runtime = make_runtime(endpoint_resolver=lambda fqdn, port: stub_server.url)
+    stub_server.key = deployment_key(ADMIN, "iris-hot")
     create(runtime, make_desired("iris-hot"))
     before = emulator.state.group(SUB, "rg-a", "iris-hot")
     emulator.state.reset_counters()
@@ -130,7 +137,7 @@ def test_hotswap_posts_to_the_server_and_patches_tags_without_a_put(
     # The server is told to give up inside our own timeout, so a slow load never lands late.
     assert stub_server.admin_calls == [
         {
-            "auth": f"Bearer {ADMIN}",
+            "signature": "ok",
             "model_uri": "models:/iris-classifier/2",
             "deadline_seconds": swap_deadline(promoted.health_timeout_seconds),
         }

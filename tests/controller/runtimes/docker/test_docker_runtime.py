@@ -25,9 +25,10 @@ from controller.core.errors import (
     RuntimeUnavailableError,
 )
 from controller.core.ports import Runtime
+from controller.core.serverkeys import deployment_key
 from controller.core.types import Action, ActualState, DesiredState, Operation, Strategy, TargetKind
 from controller.reconcile.execute import execute
-from controller.reconcile.plan import plan, plan_deployment
+from controller.reconcile.plan import LEGACY_KEY_REASON, plan, plan_deployment
 from controller.runtimes.docker import DockerRuntime
 from controller.runtimes.netutil import free_port
 from controller.service.settings import ControllerSettings
@@ -115,6 +116,7 @@ def test_create_labels_loopback_port_env_limits_and_secrets_stay_out_of_files_an
         "aliasflow.deployment": "iris",
         "aliasflow.spec-hash": state.spec_hash,
         "aliasflow.model-version": "1",
+        "aliasflow.admin-key": "deployment-v1",
     }
     host_config = container.host_config
     assert host_config["PortBindings"] == {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}
@@ -128,7 +130,8 @@ def test_create_labels_loopback_port_env_limits_and_secrets_stay_out_of_files_an
         "MLFLOW_TRACKING_TOKEN": SECRET,
         "MODEL_URI": "models:/iris-model/1",
         "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",
-        "ALIASFLOW_ADMIN_TOKEN": ADMIN_TOKEN,
+        # The deployment's own key, not the controller's secret it derives from.
+        "ALIASFLOW_ADMIN_TOKEN": deployment_key(ADMIN_TOKEN, "iris"),
     }
     # The secret is in the container's env only: not in our files, logs or state.
     for path in data_dir.rglob("*"):
@@ -137,6 +140,36 @@ def test_create_labels_loopback_port_env_limits_and_secrets_stay_out_of_files_an
     assert SECRET not in caplog.text
     assert SECRET not in repr(actual)
     assert ADMIN_TOKEN not in runtime.state_file.read_text()
+    assert deployment_key(ADMIN_TOKEN, "iris") not in runtime.state_file.read_text()
+
+
+def test_a_container_started_with_the_shared_token_is_recreated_once_then_hot_swapped(
+    runtime: DockerRuntime, engine: FakeDockerEngine
+) -> None:
+    """Upgrade: no admin-key label means a server holding the old shared token, which
+    cannot check a signature; it is recreated once (saying why), then swaps are signed."""
+    state = desired(name="iris")
+    run(runtime, Operation.CREATE, state)
+    (old,) = engine.containers.values()
+    del old.body["Labels"]["aliasflow.admin-key"]
+
+    legacy = runtime.observe("iris")
+    assert legacy is not None
+    assert legacy.legacy_admin_key
+    action = plan_deployment(dataclasses.replace(state, model_version="2"), legacy)
+    assert (action.operation, action.reason) == (Operation.RECREATE, LEGACY_KEY_REASON)
+    upgraded = execute(runtime, action)
+    assert upgraded is not None
+    assert not upgraded.legacy_admin_key
+    assert old.id not in engine.containers
+
+    # The stub server checks the signature with the key in its environment.
+    promoted = dataclasses.replace(state, model_version="3")
+    swap = plan_deployment(promoted, runtime.observe("iris"))
+    assert swap.operation is Operation.HOTSWAP
+    swapped = execute(runtime, swap)
+    assert swapped is not None
+    assert swapped.served_version == "3"
 
 
 def test_observe_and_list_owned_agree_and_an_unchanged_pass_writes_nothing(
