@@ -29,6 +29,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ from controller.service.settings import ControllerSettings
 from tests.containerapps_emulator import CLIENT_ID, CLIENT_SECRET, TENANT, ContainerAppsEmulator
 from tests.containerapps_emulator.state import App
 from tests.e2e.harness import RunningController
+from tests.fixtures_models import PromotionModels
 
 SUB = "33333333-4444-5555-6666-777777777777"
 RG = "rg-aca-e2e"
@@ -241,23 +243,15 @@ def emulator() -> Iterator[ContainerAppsEmulator]:
     emu.stop()
 
 
-@pytest.fixture
-def scenario(
-    tmp_path: Path,
-    emulator: ContainerAppsEmulator,
-    mlflow_server: MlflowServer,
-    runtime_model: str,
-    monkeypatch: pytest.MonkeyPatch,
+@contextmanager
+def running_scenario(
+    tmp_path: Path, emulator: ContainerAppsEmulator, tracking_uri: str, model: str
 ) -> Iterator[Scenario]:
+    """A controller for one deployment of `model` on the emulator, its alias at version 1."""
     from mlflow import MlflowClient
 
     alias = f"e2e{uuid.uuid4().hex[:6]}"
-    MlflowClient(mlflow_server.url).set_registered_model_alias(runtime_model, alias, "1")
-    monkeypatch.setenv("ACA_E2E_SECRET", SECRET)
-    # A service principal, through DefaultAzureCredential's EnvironmentCredential.
-    monkeypatch.setenv("AZURE_TENANT_ID", TENANT)
-    monkeypatch.setenv("AZURE_CLIENT_ID", CLIENT_ID)
-    monkeypatch.setenv("AZURE_CLIENT_SECRET", CLIENT_SECRET)
+    MlflowClient(tracking_uri).set_registered_model_alias(model, alias, "1")
     manifests = tmp_path / "manifests"
     manifests.mkdir()
     port = free_port()
@@ -266,7 +260,7 @@ def scenario(
         data_dir=tmp_path / "data",
         port=port,
         public_url=f"http://127.0.0.1:{port}",
-        mlflow_tracking_uri=mlflow_server.url,
+        mlflow_tracking_uri=tracking_uri,
         api_token=API_TOKEN,
         server_admin_token=ADMIN_SECRET,
         poll_interval_seconds=1.0,
@@ -282,7 +276,7 @@ def scenario(
         aci_polling_interval_seconds=0.2,
     )
     scenario = Scenario(
-        start(settings, emulator), emulator, manifests / f"{NAME}.yaml", runtime_model, alias
+        start(settings, emulator), emulator, manifests / f"{NAME}.yaml", model, alias
     )
     try:
         yield scenario
@@ -293,6 +287,39 @@ def scenario(
             emulator.state.delete(SUB, RG, NAME)
             emulator.state.settle()
         assert emulator.violations == []
+
+
+@pytest.fixture
+def azure_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACA_E2E_SECRET", SECRET)
+    # A service principal, through DefaultAzureCredential's EnvironmentCredential.
+    monkeypatch.setenv("AZURE_TENANT_ID", TENANT)
+    monkeypatch.setenv("AZURE_CLIENT_ID", CLIENT_ID)
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", CLIENT_SECRET)
+
+
+@pytest.fixture
+def scenario(
+    tmp_path: Path,
+    emulator: ContainerAppsEmulator,
+    mlflow_server: MlflowServer,
+    runtime_model: str,
+    azure_env: None,
+) -> Iterator[Scenario]:
+    with running_scenario(tmp_path, emulator, mlflow_server.url, runtime_model) as scenario:
+        yield scenario
+
+
+@pytest.fixture
+def promotion_scenario(
+    tmp_path: Path,
+    emulator: ContainerAppsEmulator,
+    promotion_models: PromotionModels,
+    azure_env: None,
+) -> Iterator[Scenario]:
+    tracking, name = promotion_models.tracking_uri, promotion_models.name
+    with running_scenario(tmp_path, emulator, tracking, name) as scenario:
+        yield scenario
 
 
 def test_containerapp_deployment_lifecycle(
@@ -429,6 +456,7 @@ class Answer:
     at: float
     status: int
     version: str | None
+    sent: float = 0.0
 
 
 @dataclass
@@ -459,6 +487,7 @@ class TimedLoad:
     def _run(self) -> None:
         with httpx.Client(timeout=30, trust_env=False) as http:
             while not self._stop.is_set():
+                sent = time.time()
                 try:
                     answer = http.post(
                         f"{self.url}/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]}
@@ -469,7 +498,7 @@ class TimedLoad:
                     )
                 except httpx.HTTPError:
                     status, version = 0, None
-                self.answers.append(Answer(time.time(), status, version))
+                self.answers.append(Answer(time.time(), status, version, sent))
 
     def share(self, version: str, since: float, until: float) -> tuple[int, int]:
         window = [a for a in self.answers if since <= a.at <= until and a.status == 200]
@@ -488,6 +517,11 @@ def _within_binomial(hits: int, n: int, p: float) -> bool:
 def _summed_requests(scenario: Scenario) -> float:
     stats = parse_server_metrics(scenario.controller.links.metrics(NAME) or "")
     return sum(item.requests for (_, role), item in stats.items() if role != "shadow")
+
+
+def _at_step(scenario: Scenario, number: int, there: bool = True) -> Callable[[], bool]:
+    """A check: the canary is at step `number` (or, `there` false, no longer)."""
+    return lambda: (_step(scenario.detail()) == number) is there
 
 
 def _step(detail: dict[str, Any]) -> int | None:
@@ -509,11 +543,11 @@ def test_a_canary_splits_on_every_replica_at_each_steps_weight_and_is_promoted(
         client = MlflowClient(scenario.running.controller.settings.mlflow_tracking_uri)
         client.set_registered_model_alias(scenario.model, scenario.alias, "2")
         for number, (weight, _) in enumerate(STEPS, start=1):
-            wait(lambda n=number: _step(scenario.detail()) == n, f"step {number}", 60)
+            wait(_at_step(scenario, number), f"step {number}", 60)
             # The step is recorded once every replica reports its weight.
             assert scenario.splits() == {("2", weight, None, 0)}, scenario.splits()
             began = time.time()
-            wait(lambda n=number: _step(scenario.detail()) != n, f"the end of step {number}", 60)
+            wait(_at_step(scenario, number, False), f"the end of step {number}", 60)
             windows.append((weight, began + 0.2, time.time() - 0.2))
         promoted = wait(
             lambda: (
@@ -599,3 +633,50 @@ def test_a_replica_that_starts_mid_canary_boots_into_the_split(scenario: Scenari
     )
     assert _step(scenario.detail()) == 1  # never recreated over, still at its step
     assert list(scenario.app().revisions) == [revision]
+
+
+def test_a_slow_canary_is_rolled_back_at_its_first_step_on_every_replica(
+    promotion_scenario: Scenario, promotion_models: PromotionModels
+) -> None:
+    """Judged on both replicas' counters summed: the canary leaves every replica, the
+    alias goes back and the version is quarantined; no request fails."""
+    from mlflow import MlflowClient
+
+    scenario, models = promotion_scenario, promotion_models
+    rollout = (
+        "\n    strategy: canary\n    steps: [{weight: 30, seconds: 60}]\n"
+        "    healthTimeoutSeconds: 60\n"
+        "    analysis: {minRequests: 20, maxErrorRate: 0.02, maxLatencyP99Ms: 250,"
+        " bakeSeconds: 2}"
+    )
+    scenario.write(rollout=rollout)
+    created = wait(scenario.serving(models.good), "create serving the good version")
+    (revision,) = scenario.app().revisions
+    client = MlflowClient(models.tracking_uri)
+    with TimedLoad(created["endpoint"]) as load:
+        time.sleep(1.0)
+        moved = time.monotonic()
+        client.set_registered_model_alias(models.name, scenario.alias, models.slow)
+        wait(lambda: _step(scenario.detail()) == 1, "the first step", 60)
+        wait(
+            lambda: any(h.get("reason") == "RolledBack" for h in scenario.running.history(NAME)),
+            "the rollback",
+            60,
+        )
+        rolled_back = time.monotonic() - moved
+        wait(lambda: scenario.splits() == {(None, 0, None, 0)}, "no canary on any replica", 30)
+        since = time.time()
+        time.sleep(1.0)
+    late = {a.version for a in load.answers if a.sent >= since and a.status == 200}
+    assert late == {models.good}
+    assert load.failures() == []
+    bake = scenario.detail()["bake"]
+    assert bake["state"] == "RolledBack"
+    assert bake["step"] in (None, 1)
+    assert "p99" in bake["message"]
+    assert client.get_model_version_by_alias(models.name, scenario.alias).version == models.good
+    tags = client.get_model_version(models.name, models.slow).tags
+    assert "aliasflow.quarantined" in tags
+    assert scenario.replica_versions() == [models.good, models.good]
+    assert list(scenario.app().revisions) == [revision]
+    print(f"\ncontainerapp slow canary: alias move -> rolled back in {rolled_back:.1f}s")
