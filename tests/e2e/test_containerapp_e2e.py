@@ -15,8 +15,10 @@ Canary and shadow under load: the split travels the server link and every replic
 splits its own requests, so the share of answers from the canary (the
 `X-Aliasflow-Model-Version` header) follows each step's weight across the app (a
 binomial test at 99%), judged on the replicas' counters summed by the controller, and
-ends with every replica on the new version; a shadow is set on every replica and
-removed again, without changing an answer. Neither makes a new revision.
+ends with every replica on the new version; a slow canary is rolled back at its first
+step (alias back, quarantined); a replica that starts mid-canary boots into the split; a
+shadow is set on every replica and removed again, without changing an answer. None of
+it makes a new revision.
 """
 
 from __future__ import annotations
