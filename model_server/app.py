@@ -25,12 +25,13 @@ from model_server.batching import MicroBatcher
 from model_server.errors import (
     AdminDisabledError,
     InputError,
+    NotReadyError,
     ServerError,
     install_error_handlers,
 )
 from model_server.fastlane import FastLane
 from model_server.inputs import decode_json
-from model_server.link import ControllerLink
+from model_server.link import ControllerLink, SlotSplit
 from model_server.loading import LoadedModel, load_model
 from model_server.metrics import CONTENT_TYPE, MetricsMiddleware, ServerMetrics
 from model_server.protocols import mlflow_scoring, native, v2
@@ -71,6 +72,10 @@ def create_app(
     `link` makes it ask the controller what to serve (model_server/link.py)."""
     metrics = ServerMetrics()
     slot = ModelSlot(settings, loader, metrics)
+    if link is not None:
+        # It applies the controller's split through the slot, as PUT /admin/traffic does,
+        # and its reports carry this server's prediction counters.
+        link.attach(SlotSplit(slot), metrics.render)
     batcher = MicroBatcher(
         max_rows=settings.batch_max_rows,
         max_wait_s=settings.batch_max_wait_ms / 1000.0,
@@ -129,6 +134,10 @@ def create_app(
         """200 once the model is loaded, warmed up and checked; 503 before. "traffic" says
         which canary and shadow are served beside it, and the version kept for a rollback."""
         model = served()
+        if link is not None and not link.settled:
+            # Linked, it is ready once it applies what the controller said at boot, split
+            # included: a replica starting mid-canary takes no request without the canary.
+            raise NotReadyError("applying the traffic split the controller asked for")
         return JSONBytesResponse(
             {
                 "status": "ready",

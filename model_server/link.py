@@ -13,7 +13,14 @@ with `ALIASFLOW_CONTROLLER_URL` and `ALIASFLOW_DEPLOYMENT`, it
   beside, warm, check, swap atomically; only its own registered model), and reports
   `POST {url}/api/servers/{deployment}/report` `{"replica", "served_version", "ready"}`
   (plus `revision` and, after a refused swap, `detail`). A version that failed to load
-  is not tried again for a while (every poll would reload it on every replica).
+  is not tried again for a while (every poll would reload it on every replica);
+- applies the answer's `traffic` (a canary and its weight, a shadow and its share) to
+  its own requests through the server's traffic API (what `PUT /admin/traffic` does),
+  after any swap: a request reaches one replica of many, so every replica splits what
+  it gets and the app's traffic follows the weight. The report says which split it
+  applies (`traffic`) and carries its cumulative prediction counters (`metrics`,
+  Prometheus text of the families the controller's analysis reads), since the
+  controller cannot read one replica's `/metrics` behind the ingress.
 
 Requests are signed with the deployment's key (`ALIASFLOW_ADMIN_TOKEN`):
 `X-Aliasflow-Signature: v1,<base64 HMAC-SHA256(key, "{timestamp}.{method}.{target}.{body}")>`,
@@ -31,7 +38,9 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -48,11 +57,31 @@ from model_server.slot import ModelSlot
 log = logging.getLogger("model_server.link")
 
 BOOT_BUDGET_S = 5.0
+# How long a split's versions may take to load (the controller waits for the report).
+SPLIT_DEADLINE_S = 120.0
 _ENV_NAMES = {
     "controller_url": "ALIASFLOW_CONTROLLER_URL",
     "deployment": "ALIASFLOW_DEPLOYMENT",
     "poll_seconds": "ALIASFLOW_CONTROLLER_POLL_SECONDS",
 }
+# The prediction families the controller's analysis reads (controller/runtimes/counters.py
+# keeps the same list; the tests keep both in step). `_created` timestamps are not counts.
+REPORTED_SAMPLES = frozenset(
+    {
+        "aliasflow_server_prediction_requests_total",
+        "aliasflow_server_prediction_latency_seconds_bucket",
+        "aliasflow_server_prediction_latency_seconds_count",
+        "aliasflow_server_prediction_latency_seconds_sum",
+        "aliasflow_server_prediction_outputs_total",
+        "aliasflow_server_shadow_requests_total",
+        "aliasflow_server_shadow_latency_seconds_bucket",
+        "aliasflow_server_shadow_latency_seconds_count",
+        "aliasflow_server_shadow_latency_seconds_sum",
+        "aliasflow_server_shadow_agreement_total",
+    }
+)
+# The controller refuses larger counters (422); a server past it reports without them.
+METRICS_MAX_CHARS = 131_072
 
 
 class LinkSettingsError(ValueError):
@@ -83,9 +112,84 @@ class LinkSettings(BaseSettings):
 
 
 @dataclass(frozen=True)
+class Role:
+    """A version beside the primary: the canary (`share`: % of requests it answers) or
+    the shadow (`share`: % of requests mirrored to it)."""
+
+    model_uri: str
+    version: str
+    share: int
+
+
+@dataclass(frozen=True)
+class Split:
+    canary: Role | None = None
+    shadow: Role | None = None
+
+    def shares(self) -> Applied:
+        """(canary version, weight) and (shadow version, percent), as a server reports them."""
+        return (
+            (self.canary.version, self.canary.share) if self.canary else None,
+            (self.shadow.version, self.shadow.share) if self.shadow else None,
+        )
+
+
+# What a server applies: (canary version, weight) or None, (shadow version, percent) or None.
+Applied = tuple[tuple[str, int] | None, tuple[str, int] | None]
+
+
+class SplitControl(Protocol):
+    """The server's own traffic API, as the link uses it (`PUT /admin/traffic`'s)."""
+
+    def applied(self) -> Applied | None:
+        """The split applied now; None from a server that cannot split."""
+        ...
+
+    async def apply(self, split: Split, deadline_seconds: float) -> None:
+        """Load what the split needs and apply it; a `ServerError` says why not."""
+        ...
+
+
+class NoSplit:
+    """A server without a traffic API: it splits nothing and says so (no `traffic`)."""
+
+    def applied(self) -> Applied | None:
+        return None
+
+    async def apply(self, split: Split, deadline_seconds: float) -> None:
+        raise ServerError("this server cannot split traffic (no traffic API)")
+
+
+class SlotSplit:
+    """The slot's roles as the link's traffic API: the change `PUT /admin/traffic` makes
+    (load what no role holds yet, then switch the split in one assignment)."""
+
+    def __init__(self, slot: ModelSlot) -> None:
+        self._slot = slot
+
+    def applied(self) -> Applied | None:
+        routes = self._slot.routes
+        canary, shadow = routes.canary, routes.shadow
+        return (
+            (str(canary.model.version), routes.weight) if canary else None,
+            (str(shadow.model.version), shadow.percent) if shadow else None,
+        )
+
+    async def apply(self, split: Split, deadline_seconds: float) -> None:
+        canary, shadow = split.canary, split.shadow
+        await self._slot.set_traffic(
+            (canary.model_uri, canary.share) if canary else None,
+            (shadow.model_uri, shadow.share) if shadow else None,
+            deadline_seconds,
+        )
+
+
+@dataclass(frozen=True)
 class Answer:
     model_uri: str
     version: str
+    # None when the controller's answer carries no `traffic` (it predates the split).
+    traffic: Split | None = None
 
 
 def controller_link(settings: ServerSettings) -> ControllerLink | None:
@@ -148,6 +252,21 @@ class ControllerLink:
         self.retry_failed_after = max(60.0, 6 * self.poll_seconds)
         self._reachable = True
         self._client: httpx.AsyncClient | None = None
+        # Whether the boot applied the controller's answer (version and split): until
+        # then the server is not ready (/readyz), though it may already answer.
+        self.settled = False
+        # How the server splits its own requests, and its counters; `attach` sets both.
+        self.split: SplitControl = NoSplit()
+        self._counters: Callable[[], bytes] | None = None
+
+    def attach(
+        self, split: SplitControl | None = None, counters: Callable[[], bytes] | None = None
+    ) -> None:
+        """The server's traffic API and its Prometheus text (the app has both)."""
+        if split is not None:
+            self.split = split
+        if counters is not None:
+            self._counters = counters
 
     # -- the lifespan's two steps ----------------------------------------------------------
 
@@ -170,7 +289,11 @@ class ControllerLink:
                     fallback,
                 )
                 await slot.boot()
-        await self._report(slot, self._failure_detail())
+        detail = None
+        if answer is not None and answer.traffic is not None:
+            detail = await self._apply(answer.traffic)
+        self.settled = True
+        await self._report(slot, detail or self._failure_detail())
 
     async def follow(self, slot: ModelSlot) -> None:
         """Ask, swap when told, report: every poll interval, until cancelled."""
@@ -193,6 +316,11 @@ class ControllerLink:
             # say what is served before the swap, and again after it.
             await self._report(slot, self._failure_detail())
             detail = await self._swap(slot, answer)
+        # After the swap: a promoted canary is swapped to (instant) before its role goes.
+        if answer is not None and answer.traffic is not None and detail is None:
+            if not self._splits(answer.traffic):
+                await self._report(slot, self._failure_detail())
+            detail = await self._apply(answer.traffic)
         await self._report(slot, detail or self._failure_detail())
 
     # -- swapping -------------------------------------------------------------------------
@@ -217,6 +345,27 @@ class ControllerLink:
             self._failed[uri] = (time.monotonic(), str(exc))
             return f"not serving {uri}: {exc}"
         self._failed.pop(uri, None)
+        return None
+
+    def _splits(self, split: Split) -> bool:
+        return (self.split.applied() or (None, None)) == split.shares()
+
+    async def _apply(self, split: Split) -> str | None:
+        """Apply the controller's split unless it is applied; why not, when it fails."""
+        if self._splits(split):
+            return None
+        key = f"traffic {split.shares()}"
+        failed = self._failed.get(key)
+        if failed is not None and time.monotonic() - failed[0] < self.retry_failed_after:
+            return f"not applying {key}: {failed[1]}"
+        log.info("the controller says split %s: applying", split.shares())
+        try:
+            await self.split.apply(split, SPLIT_DEADLINE_S)
+        except ServerError as exc:
+            self._failed[key] = (time.monotonic(), str(exc))
+            log.warning("split %s not applied: %s", split.shares(), exc)
+            return f"not applying {key}: {exc}"
+        self._failed.pop(key, None)
         return None
 
     def _failure_detail(self) -> str | None:
@@ -257,22 +406,28 @@ class ControllerLink:
             return None
         try:
             body = response.json()
-            answer = Answer(str(body["model_uri"]), str(body["version"]))
+            answer = Answer(
+                str(body["model_uri"]), str(body["version"]), _split(body.get("traffic"))
+            )
         except (ValueError, KeyError, TypeError):
             self._unreachable(
-                f"an answer that is not {{model_uri, version}}: {response.text[:200]}"
+                f"an answer that is not {{model_uri, version, traffic}}: {response.text[:200]}"
             )
             return None
         self._reached()
-        try:
-            check_own_model(self.own_model, answer.model_uri)
-        except ForeignModelError as exc:
-            self._failed[answer.model_uri] = (
-                time.monotonic(),
-                f"refused: not a version of this server's model {self.own_model!r}",
-            )
-            log.error("the controller says %s; ignored: %s", answer.model_uri, exc)
-            return None
+        roles = [answer.model_uri]
+        if answer.traffic is not None:
+            roles += [r.model_uri for r in (answer.traffic.canary, answer.traffic.shadow) if r]
+        for uri in roles:
+            try:
+                check_own_model(self.own_model, uri)
+            except ForeignModelError as exc:
+                self._failed[uri] = (
+                    time.monotonic(),
+                    f"refused: not a version of this server's model {self.own_model!r}",
+                )
+                log.error("the controller says %s; ignored: %s", uri, exc)
+                return None
         return answer
 
     async def _report(self, slot: ModelSlot, detail: str | None) -> None:
@@ -283,6 +438,8 @@ class ControllerLink:
             "ready": current is not None,
             "revision": self.revision,
             "detail": detail,
+            "traffic": _applied_json(self.split.applied()),
+            "metrics": self._metrics_text(),
         }
         try:
             response = await self._send("POST", self._report_url, orjson.dumps(body), BOOT_BUDGET_S)
@@ -293,6 +450,21 @@ class ControllerLink:
             self._reached()
         else:
             self._unreachable(f"report refused: HTTP {response.status_code} {response.text[:200]}")
+
+    def _metrics_text(self) -> str | None:
+        """This server's prediction counters, filtered to what the controller reads."""
+        if self._counters is None:
+            return None
+        text = reported_counters(self._counters().decode())
+        if len(text) > METRICS_MAX_CHARS:
+            log.warning(
+                "prediction counters are %d characters, over the %d a report may carry; "
+                "reported without them",
+                len(text),
+                METRICS_MAX_CHARS,
+            )
+            return None
+        return text
 
     async def _send(self, method: str, url: str, body: bytes, wait_s: float) -> httpx.Response:
         if self._client is None:
@@ -320,6 +492,45 @@ class ControllerLink:
         if not self._reachable:
             log.info("controller link: the controller answers again")
         self._reachable = True
+
+
+def reported_counters(text: str) -> str:
+    """The sample lines of the families the controller reads, from Prometheus text."""
+    kept = []
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            if name in REPORTED_SAMPLES:
+                kept.append(line)
+    return "\n".join(kept) + "\n" if kept else ""
+
+
+def _split(raw: Any) -> Split | None:
+    """The answer's `traffic`; None when it has none. Raises what does not parse."""
+    if raw is None:
+        return None
+    canary, shadow = raw["canary"], raw["shadow"]
+    return Split(
+        _role(canary, "weight") if canary is not None else None,
+        _role(shadow, "percent") if shadow is not None else None,
+    )
+
+
+def _role(raw: Any, share: str) -> Role:
+    value = raw[share]
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100:
+        raise ValueError(f"{share}: {value!r} is not a share of 0-100")
+    return Role(str(raw["model_uri"]), str(raw["version"]), value)
+
+
+def _applied_json(applied: Applied | None) -> dict[str, Any] | None:
+    if applied is None:
+        return None
+    canary, shadow = applied
+    return {
+        "canary": {"version": canary[0], "weight": canary[1]} if canary else None,
+        "shadow": {"version": shadow[0], "percent": shadow[1]} if shadow else None,
+    }
 
 
 class _TryAgainError(Exception):

@@ -427,19 +427,6 @@ class Spec(_Strict):
     )
 
     @model_validator(mode="after")
-    def _traffic_fits_the_target(self) -> Spec:
-        # A request reaches one Container Apps replica of many: a split inside one server
-        # is not a split of the app's traffic (the platform's revision weights would be).
-        if self.target.kind is TargetKind.CONTAINERAPP and (
-            self.rollout.strategy is Strategy.CANARY or self.shadow is not None
-        ):
-            raise ValueError(
-                "canary and shadow are not available on target.kind 'containerapp' yet; "
-                "use strategy hotswap (every replica swaps) or a target that runs one server"
-            )
-        return self
-
-    @model_validator(mode="after")
     def _env_names(self) -> Spec:
         for name in [*self.env, *self.secret_env]:
             _env_name(name)

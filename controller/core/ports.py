@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from controller.core.manifest import ManifestSnapshot
 from controller.core.records import (
@@ -84,6 +84,18 @@ class Runtime(Protocol):
 
     def delete(self, name: str) -> None:
         """Remove an owned workload; unknown is a no-op."""
+        ...
+
+
+@runtime_checkable
+class CountingRuntime(Protocol):
+    """A runtime whose servers the controller cannot read one by one (Container Apps
+    replicas behind one ingress) answers their prediction counters itself: every
+    server's, summed, as the Prometheus text one server's `/metrics` would be. The
+    analysis and the traffic view read these instead of the endpoint's `/metrics`."""
+
+    def server_metrics(self, name: str) -> str | None:
+        """The deployment's summed counters, or None when none are known."""
         ...
 
 

@@ -20,12 +20,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from controller.core.errors import ControllerError
 from controller.core.manifest import Analysis, LoadedManifest
-from controller.core.ports import HistoryStore, ManifestSource
+from controller.core.ports import HistoryStore, ManifestSource, Runtime
 from controller.core.records import Bake, BakeState, Reason
 from controller.core.types import (
     ActualState,
@@ -42,6 +42,8 @@ from controller.reconcile.analysis import (
     parse_server_metrics,
 )
 from controller.reconcile.desired import DesiredResolver
+from controller.reconcile.messages import step_message
+from controller.reconcile.readings import counters_of
 from controller.reconcile.recorder import Recorder
 from controller.runtimes.common import server_key
 from controller.runtimes.hotswap import release_previous
@@ -62,6 +64,7 @@ class Bakes:
         admin_token: str | None = None,
         clock: Callable[[], float] = time.time,
         read: Callable[[str], str | None] = read_metrics,
+        runtimes: Mapping[str, Runtime] | None = None,
     ) -> None:
         self.source = source
         self.resolver = resolver
@@ -69,6 +72,7 @@ class Bakes:
         self.admin_token = admin_token
         self.clock = clock
         self.read = read
+        self.runtimes: Mapping[str, Runtime] = runtimes or {}
 
     @property
     def store(self) -> HistoryStore:
@@ -76,11 +80,14 @@ class Bakes:
 
     # --- from the pipeline ---------------------------------------------------------------
 
-    def baseline(self, actual: ActualState | None) -> str | None:
+    def counts(self, name: str, kind: str | None, endpoint: str | None) -> str | None:
+        return counters_of(self.runtimes, self.read, name, kind, endpoint)
+
+    def baseline(self, actual: ActualState | None, kind: str | None = None) -> str | None:
         """The server's counters before the switch (the replaced version's figures)."""
-        if actual is None or actual.endpoint is None or not actual.running:
+        if actual is None or not actual.running:
             return None
-        return self.read(actual.endpoint)
+        return self.counts(actual.name, kind, actual.endpoint)
 
     def start(
         self,
@@ -110,7 +117,7 @@ class Bakes:
             ends_at=now + seconds,
             state=BakeState.CANARY if canary else BakeState.BAKING,
             baseline=json.dumps(baseline.as_json() if baseline else {}),
-            start=json.dumps(self._reading(final, desired.model_version, canary).as_json()),
+            start=json.dumps(self._reading(final, desired, canary).as_json()),
             message=(
                 step_message(desired, 0)
                 if canary
@@ -122,23 +129,24 @@ class Bakes:
         self.store.put_bake(bake)
         return bake
 
-    def start_reading(self, actual: ActualState, version: str) -> str:
+    def start_reading(self, actual: ActualState, desired: DesiredState) -> str:
         """The new version's counters (JSON) as a fresh window begins after a promotion."""
-        return json.dumps(self._reading(actual, version, canary=False).as_json())
+        return json.dumps(self._reading(actual, desired, canary=False).as_json())
 
     def failure_text(self, bake: Bake) -> str:
         verdict = json.loads(bake.verdict or "{}")
         return str(verdict.get("text") or bake.message or "analysis failed")
 
-    def _reading(self, actual: ActualState, version: str, canary: bool) -> VersionStats:
+    def _reading(self, actual: ActualState, desired: DesiredState, canary: bool) -> VersionStats:
         """The new version's counters now: where its window starts."""
-        text = self.read(actual.endpoint) if actual.endpoint else None
+        text = self.counts(actual.name, desired.target_kind, actual.endpoint)
         if text is None:
             return VersionStats()
         stats = parse_server_metrics(text)
-        if canary:
-            return stats.get((version, "canary"), VersionStats())
-        return combined(stats, version)
+        new = stats.get((desired.model_version, "canary")) if canary else None
+        return (
+            new or combined(stats, desired.model_version) if not canary else new or VersionStats()
+        )
 
     def supersede(self, name: str) -> None:
         """A new rollout replaces the version being watched: that watch is over."""
@@ -227,7 +235,7 @@ class Bakes:
         """The new version's window so far against the thresholds and the baseline; None
         when the server's counters could not be read (or just restarted)."""
         status = self.store.get_status(bake.deployment)
-        text = self.read(status.endpoint) if status is not None and status.endpoint else None
+        text = self.counts(bake.deployment, status.target_kind, status.endpoint) if status else None
         if text is None:
             return None
         stats = parse_server_metrics(text)
@@ -287,11 +295,3 @@ class Bakes:
 
 
 ACTIVE = (BakeState.CANARY, BakeState.ADVANCING, BakeState.BAKING, BakeState.FAILED)
-
-
-def step_message(desired: DesiredState, step: int) -> str:
-    weight, seconds = desired.steps[step]
-    return (
-        f"canary of version {desired.model_version}: step {step + 1} of {len(desired.steps)}, "
-        f"{weight}% of requests for at least {seconds}s"
-    )

@@ -177,7 +177,7 @@ class DeploymentPipeline:
             and loaded.deployment.spec.rollout.analysis is not None
         )
         canary = action.operation is Operation.CANARY
-        before = self.bakes.baseline(actual) if watched or canary else None
+        before = self.bakes.baseline(actual, desired.target_kind) if watched or canary else None
         if promotion:
             now.promoted_from = served_version(actual)
             self.bakes.supersede(desired.name)
@@ -187,7 +187,8 @@ class DeploymentPipeline:
         if canary:
             self._canary_started(now, loaded, action, before)
             return
-        final = wait_until_serving(runtime, desired, self.health_poll_interval)
+        split = action.operation is Operation.TRAFFIC
+        final = wait_until_serving(runtime, desired, self.health_poll_interval, split)
         failpoint("after_health_gate")
         self.failures.forget(desired.name)
         now.status = statuses.succeeded(now.status, final, action, desired)

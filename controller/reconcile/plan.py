@@ -41,13 +41,16 @@ def plan_deployment(desired: DesiredState, actual: ActualState | None) -> Action
         return action(Operation.RECREATE, "workload spec changed (image, resources, env or port)")
     if actual.model_version != desired.model_version:
         reason = f"model version {actual.model_version} -> {desired.model_version}"
-        if desired.strategy == Strategy.CANARY and actual.ready:
+        if desired.strategy == Strategy.CANARY:
+            # A canary in progress is the watch's to judge, even while a server is not
+            # ready (a Container Apps replica starting): never recreated over.
             if actual.canary_version == desired.model_version:
                 return action(
                     Operation.NOOP,
                     f"canary of version {desired.model_version} at {actual.canary_weight}%",
                 )
-            return action(Operation.CANARY, f"{reason}, {desired.steps[0][0]}% first")
+            if actual.ready:
+                return action(Operation.CANARY, f"{reason}, {desired.steps[0][0]}% first")
         if desired.strategy == Strategy.HOTSWAP and actual.ready:
             return action(Operation.HOTSWAP, reason)
         return action(Operation.RECREATE, reason)
@@ -64,7 +67,7 @@ def plan_deployment(desired: DesiredState, actual: ActualState | None) -> Action
         and (actual.api_keys != desired.api_keys_fingerprint)
     ):
         return action(Operation.KEYS, "client API keys changed (applied without a restart)")
-    if actual.ready and _shadow_differs(desired, actual):
+    if actual.ready and shadow_differs(desired, actual):
         wanted = (
             f"version {desired.shadow_version} at {desired.shadow_percent}%"
             if desired.shadow_version
@@ -74,7 +77,7 @@ def plan_deployment(desired: DesiredState, actual: ActualState | None) -> Action
     return action(Operation.NOOP, "in sync")
 
 
-def _shadow_differs(desired: DesiredState, actual: ActualState) -> bool:
+def shadow_differs(desired: DesiredState, actual: ActualState) -> bool:
     wanted = (desired.shadow_version, desired.shadow_percent if desired.shadow_version else 0)
     return wanted != (actual.shadow_version, actual.shadow_percent if actual.shadow_version else 0)
 

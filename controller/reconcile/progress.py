@@ -30,10 +30,11 @@ from controller.core.types import (
     Operation,
     Traffic,
 )
-from controller.reconcile.bake import Bakes, step_message
+from controller.reconcile.bake import Bakes
 from controller.reconcile.desired import DesiredResolver
 from controller.reconcile.execute import execute
 from controller.reconcile.health import wait_until_serving
+from controller.reconcile.messages import step_message
 
 
 @dataclass(frozen=True)
@@ -74,11 +75,17 @@ class Steps:
     def registry(self) -> Registry:
         return self.resolver.registry
 
-    def applied(self, desired: DesiredState) -> ActualState:
-        """Until the server runs `desired` as its canary (the canary's health gate)."""
+    def applied(self, desired: DesiredState, step: int = 0) -> ActualState:
+        """Until the servers run `desired` as their canary at `step`'s weight (the canary's
+        health gate; where many servers split, until every one does)."""
         runtime = self.runtimes[desired.target_kind]
+        weight = desired.steps[step][0]
         return self._wait(
-            runtime, desired, lambda seen: seen.canary_version == desired.model_version
+            runtime,
+            desired,
+            lambda seen: (
+                (seen.canary_version, seen.canary_weight) == (desired.model_version, weight)
+            ),
         )
 
     def act(self, bake: Bake, loaded: LoadedManifest) -> Progress:
@@ -94,7 +101,7 @@ class Steps:
         if following < len(new.steps):
             action = Action(Operation.CANARY, new.name, step_message(new, following), new, current)
             runtime.set_traffic(new, Traffic.for_step(new, following), current)
-            final = self._wait(runtime, new, lambda seen: seen.canary_version == new.model_version)
+            final = self.applied(new, following)
             now = self.clock()
             self.store.put_bake(
                 replace(
@@ -131,7 +138,7 @@ class Steps:
                     state=BakeState.BAKING,
                     step=-1,
                     ends_at=now + analysis.bake_seconds,
-                    start=self.bakes.start_reading(final, new.model_version),
+                    start=self.bakes.start_reading(final, new),
                     message=message,
                 )
             )

@@ -61,7 +61,9 @@ class Reconciler:
             registry, runtimes.keys(), os.environ if environ is None else environ, resolve_image
         )
         failures = KnownFailures()
-        self.bakes = Bakes(source, resolver, self.recorder, admin_token=admin_token, clock=clock)
+        self.bakes = Bakes(
+            source, resolver, self.recorder, admin_token=admin_token, clock=clock, runtimes=runtimes
+        )
         self.steps = Steps(
             self.bakes,
             resolver,

@@ -132,7 +132,7 @@ class Controller:
             self.queue.enqueue,
             self.pull_git,
         )
-        self.sampler = TrafficSampler()
+        self.sampler = TrafficSampler(runtimes=self.runtimes)
         self._scheduler: BackgroundScheduler | None = None
         self._poll_lock = threading.Lock()
         self._manifest_errors: set[str] = set()
@@ -447,7 +447,9 @@ class Controller:
     def traffic(self, name: str) -> list[VersionTraffic]:
         """Requests, errors and p99 per version over the last minute (read on demand)."""
         status = self.store.get_status(name)
-        return self.sampler.traffic(name, status.endpoint if status else None)
+        if status is None:
+            return self.sampler.traffic(name, None)
+        return self.sampler.traffic(name, status.endpoint, status.target_kind)
 
     def quarantined(self, model_name: str | None) -> dict[str, str]:
         if model_name is None:

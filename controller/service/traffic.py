@@ -4,6 +4,8 @@ The dashboard and the API ask for it while someone looks; each ask reads the ser
 /metrics once (at most once a second per deployment) and keeps the last minute of
 readings, so rates are differences of two readings and a sparkline is a short list of
 them. Nothing polls a thousand servers in the background for a page nobody opened.
+Where no one server's counters are the deployment's (Container Apps), its runtime's sum
+over the replicas' reports is read instead (`reconcile/readings.py`).
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import pairwise
 
+from controller.core.ports import Runtime
 from controller.reconcile.analysis import VersionStats, parse_server_metrics
+from controller.reconcile.readings import counters_of
 from controller.runtimes.probe import read_metrics
 
 WINDOW_SECONDS = 60.0
@@ -42,28 +46,31 @@ class TrafficSampler:
         self,
         read: Callable[[str], str | None] = read_metrics,
         clock: Callable[[], float] = time.monotonic,
+        runtimes: Mapping[str, Runtime] | None = None,
     ) -> None:
         self._read = read
         self._clock = clock
+        self._runtimes: Mapping[str, Runtime] = runtimes or {}
         self._readings: dict[str, deque[Reading]] = {}
         self._lock = threading.Lock()
 
-    def traffic(self, name: str, endpoint: str | None) -> list[VersionTraffic]:
-        if endpoint:
-            self._sample(name, endpoint)
+    def traffic(
+        self, name: str, endpoint: str | None, kind: str | None = None
+    ) -> list[VersionTraffic]:
+        self._sample(name, endpoint, kind)
         with self._lock:
             readings = list(self._readings.get(name, ()))
         if len(readings) < 2:
             return []
         return _traffic(readings)
 
-    def _sample(self, name: str, endpoint: str) -> None:
+    def _sample(self, name: str, endpoint: str | None, kind: str | None) -> None:
         now = self._clock()
         with self._lock:
             readings = self._readings.setdefault(name, deque())
             if readings and now - readings[-1][0] < MIN_SPACING_SECONDS:
                 return
-        text = self._read(endpoint)
+        text = counters_of(self._runtimes, self._read, name, kind, endpoint)
         if text is None:
             return
         stats = parse_server_metrics(text)

@@ -114,3 +114,22 @@ def test_the_target_needs_an_address_the_servers_reach_the_controller_at(
         containerapp_controller_url="http://10.0.0.4:8000/",
     )
     assert own.containerapp_controller == "http://10.0.0.4:8000"
+
+
+def test_a_canary_and_a_shadow_are_taken_on_containerapp(tmp_path: Path) -> None:
+    spec = (
+        "  rollout:\n"
+        "    strategy: canary\n"
+        "    steps: [{weight: 10, seconds: 60}, {weight: 50, seconds: 60}]\n"
+        "  shadow: {alias: challenger, percent: 25}\n"
+    )
+    result = load_directory(manifest(tmp_path, spec=spec))
+    assert result.errors == []
+    desired = build_desired(
+        result.deployments["iris"].deployment,
+        ModelVersionInfo("m", "3", None),
+        {},
+        shadow_version="4",
+    )
+    assert desired.steps == ((10, 60), (50, 60))
+    assert (desired.shadow_version, desired.shadow_percent) == ("4", 25)

@@ -59,6 +59,26 @@ IN_SYNC = ActualState(
             id="promotion-but-server-not-ready",
         ),
         pytest.param(
+            replace(DESIRED, strategy=Strategy.CANARY, steps=((20, 60),)),
+            replace(IN_SYNC, model_version="1", served_version="1"),
+            Operation.CANARY,
+            id="promotion-canary",
+        ),
+        pytest.param(
+            replace(DESIRED, strategy=Strategy.CANARY, steps=((20, 60),)),
+            replace(IN_SYNC, model_version="1", canary_version="2", canary_weight=20),
+            Operation.NOOP,
+            id="canary-in-progress",
+        ),
+        # A server (a Container Apps replica starting) not ready mid-canary: the watch
+        # judges the canary; recreating would put the new version on every request.
+        pytest.param(
+            replace(DESIRED, strategy=Strategy.CANARY, steps=((20, 60),)),
+            replace(IN_SYNC, model_version="1", canary_version="2", canary_weight=20, ready=False),
+            Operation.NOOP,
+            id="canary-in-progress-server-not-ready",
+        ),
+        pytest.param(
             DESIRED,
             replace(IN_SYNC, spec_hash="spec-b"),
             Operation.RECREATE,

@@ -24,12 +24,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from controller.core import serverkeys
+from controller.reconcile.analysis import VersionStats, parse_server_metrics
+from controller.runtimes.counters import parse_counters
 from controller.runtimes.netutil import free_port, stop_process
+from model_server.errors import ModelLoadError
 from model_server.link import (
+    Applied,
     ControllerLink,
     LinkSettings,
     LinkSettingsError,
+    NoSplit,
+    Role,
+    Split,
     controller_link,
+    reported_counters,
     signature,
 )
 from model_server.settings import ServerSettings
@@ -44,6 +52,8 @@ class StubController:
     url: str
     #: What GET .../model answers: a version of the iris model, a URI, or an HTTP status.
     answer: str | int = 404
+    #: The answer's `traffic`, when it has one.
+    traffic: dict[str, Any] | None = None
     asks: list[str] = field(default_factory=list)
     reports: list[dict[str, Any]] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
@@ -86,7 +96,10 @@ def controller() -> Iterator[StubController]:
         if isinstance(stub.answer, int):
             return JSONResponse({"detail": "no"}, stub.answer)
         uri = stub.answer
-        return JSONResponse({"model_uri": uri, "version": uri.rsplit("/", 1)[-1]})
+        body: dict[str, Any] = {"model_uri": uri, "version": uri.rsplit("/", 1)[-1]}
+        if stub.traffic is not None:
+            body["traffic"] = stub.traffic
+        return JSONResponse(body)
 
     async def report(request: Request) -> Response:
         body = await request.body()
@@ -148,13 +161,18 @@ def test_a_linked_server_boots_on_the_controllers_answer_then_follows_it(
         assert swaps(server.url, "swapped") == 0
         assert controller.asks[0] == "revision=iris--r1"
         first = controller.wait_report(lambda r: r["served_version"] == "2")
-        assert first == {
+        assert {k: v for k, v in first.items() if k not in ("traffic", "metrics")} == {
             "replica": "iris--r1-5d4f9c7b8-abcde",
             "served_version": "2",
             "ready": True,
             "revision": "iris--r1",
             "detail": None,
         }
+        assert first["traffic"] == {"canary": None, "shadow": None}
+        # Its counters, as the controller takes them (only the families it reads).
+        assert isinstance(first["metrics"], str)
+        parse_counters(first["metrics"])
+        assert "aliasflow_server_requests_total" not in first["metrics"]
         # The controller decides version 1: the server swaps itself within a poll.
         controller.answer = iris_models.uri(1)
         controller.wait_report(lambda r: r["served_version"] == "1", timeout=60)
@@ -256,3 +274,205 @@ def test_a_link_asked_for_but_not_workable_is_a_clear_error(
 def test_without_a_controller_url_there_is_no_link(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ALIASFLOW_CONTROLLER_URL", raising=False)
     assert controller_link(ServerSettings(model_uri="models:/iris/1")) is None
+
+
+@dataclass
+class FakeModel:
+    model_uri: str
+    name: str
+    version: str
+
+
+@dataclass
+class FakeSlot:
+    """What the link reads of the slot (the served model) and asks it (a swap)."""
+
+    current: FakeModel
+    swapped: list[str] = field(default_factory=list)
+
+    async def swap(self, uri: str, force: bool, deadline: float | None) -> None:
+        self.swapped.append(uri)
+        self.current = FakeModel(uri, "iris", uri.rsplit("/", 1)[-1])
+
+
+@dataclass
+class FakeSplit:
+    """A server's traffic API: applies what it is asked, or refuses with `refuse`."""
+
+    now: Applied = (None, None)
+    asked: list[Split] = field(default_factory=list)
+    refuse: str | None = None
+
+    def applied(self) -> Applied:
+        return self.now
+
+    async def apply(self, split: Split, deadline_seconds: float) -> None:
+        self.asked.append(split)
+        if self.refuse:
+            raise ModelLoadError(self.refuse)
+        self.now = split.shares()
+
+
+COUNTERS = (
+    "# HELP aliasflow_server_prediction_requests_total Predictions.\n"
+    "# TYPE aliasflow_server_prediction_requests_total counter\n"
+    'aliasflow_server_prediction_requests_total{outcome="ok",role="canary",version="2"} 3.0\n'
+    'aliasflow_server_prediction_requests_created{outcome="ok",role="canary",version="2"} 1.7e9\n'
+    'aliasflow_server_requests_total{endpoint="/predict",status="200"} 9.0\n'
+)
+CANARY_2 = {
+    "canary": {"model_uri": "models:/iris/2", "version": "2", "weight": 20},
+    "shadow": None,
+}
+
+
+def in_process_link(controller: StubController) -> tuple[ControllerLink, FakeSplit, FakeSlot]:
+    settings = ServerSettings(model_uri="models:/iris/1", admin_token=SecretStr(KEY))
+    link = ControllerLink(
+        LinkSettings(controller_url=controller.url, deployment="iris", replica="r-a"),
+        "iris",
+        SecretStr(KEY),
+        settings,
+    )
+    split = FakeSplit()
+    link.attach(split, lambda: COUNTERS.encode())
+    return link, split, FakeSlot(FakeModel("models:/iris/1", "iris", "1"))
+
+
+def tick(link: ControllerLink, slot: FakeSlot, times: int = 1) -> None:
+    """`times` polls, on one event loop (the link's HTTP client lives on it)."""
+
+    async def polls() -> None:
+        try:
+            for _ in range(times):
+                await link.tick(slot)  # type: ignore[arg-type]
+        finally:
+            if link._client is not None:
+                await link._client.aclose()
+                link._client = None
+
+    asyncio.run(polls())
+
+
+def test_the_answers_split_is_applied_after_the_swap_and_reported_with_the_counters(
+    controller: StubController,
+) -> None:
+    link, split, slot = in_process_link(controller)
+    controller.answer, controller.traffic = "models:/iris/1", CANARY_2
+    tick(link, slot)
+    assert split.asked == [Split(Role("models:/iris/2", "2", 20), None)]
+    report = controller.reports[-1]
+    assert report["traffic"] == {"canary": {"version": "2", "weight": 20}, "shadow": None}
+    assert report["detail"] is None
+    assert report["metrics"] == (
+        'aliasflow_server_prediction_requests_total{outcome="ok",role="canary",version="2"} 3.0\n'
+    )
+    tick(link, slot)
+    assert len(split.asked) == 1  # applied already: not asked again
+    # A controller that does not say (just restarted): the split stays as it is.
+    controller.traffic = None
+    tick(link, slot)
+    assert len(split.asked) == 1
+    assert controller.reports[-1]["traffic"]["canary"] == {"version": "2", "weight": 20}
+    # The canary promoted: the swap to it comes first (instant), then the role goes.
+    controller.answer, controller.traffic = "models:/iris/2", {"canary": None, "shadow": None}
+    tick(link, slot)
+    assert slot.swapped == ["models:/iris/2"]
+    assert split.asked[-1] == Split(None, None)
+    assert controller.reports[-1]["traffic"] == {"canary": None, "shadow": None}
+    assert controller.refused == []
+
+
+def test_a_split_that_fails_is_reported_and_not_retried_on_every_poll(
+    controller: StubController,
+) -> None:
+    link, split, slot = in_process_link(controller)
+    split.refuse = "models:/iris/2 did not load"
+    controller.answer, controller.traffic = "models:/iris/1", CANARY_2
+    tick(link, slot, times=3)
+    assert len(split.asked) == 1
+    assert "did not load" in controller.reports[-1]["detail"]
+    assert controller.reports[-1]["traffic"] == {"canary": None, "shadow": None}
+
+
+def test_a_split_naming_another_model_is_refused_and_nothing_changes(
+    controller: StubController,
+) -> None:
+    link, split, slot = in_process_link(controller)
+    controller.answer = "models:/iris/1"
+    controller.traffic = {
+        "canary": {"model_uri": "models:/wine/2", "version": "2", "weight": 20},
+        "shadow": None,
+    }
+    tick(link, slot)
+    assert split.asked == []
+    assert "not a version of this server's model" in controller.reports[-1]["detail"]
+
+
+@pytest.mark.parametrize(
+    "traffic",
+    [
+        {"canary": {"model_uri": "models:/iris/2", "version": "2", "weight": 101}, "shadow": None},
+        {"canary": {"model_uri": "models:/iris/2", "version": "2"}, "shadow": None},
+        {"canary": None},
+        "all",
+    ],
+)
+def test_an_answer_with_a_split_that_does_not_parse_changes_nothing(
+    controller: StubController, traffic: Any
+) -> None:
+    link, split, slot = in_process_link(controller)
+    controller.answer, controller.traffic = "models:/iris/2", traffic
+    tick(link, slot)
+    assert split.asked == []
+    assert slot.swapped == []
+
+
+def test_a_server_without_a_traffic_api_reports_no_split() -> None:
+    assert NoSplit().applied() is None
+    assert reported_counters(COUNTERS) == (
+        'aliasflow_server_prediction_requests_total{outcome="ok",role="canary",version="2"} 3.0\n'
+    )
+
+
+def test_a_linked_server_boots_into_the_split_and_reports_it_with_its_counters(
+    iris_models: IrisModels, controller: StubController, tmp_path: Path
+) -> None:
+    """The real slot: the canary loaded at boot before the server says it is ready,
+    answers from both versions counted per role in the reported counters, the split
+    removed when the controller says so."""
+    controller.answer = iris_models.uri(1)
+    controller.traffic = {
+        "canary": {"model_uri": iris_models.uri(2), "version": "2", "weight": 50},
+        "shadow": None,
+    }
+    server = start_server(linked_env(iris_models, controller), tmp_path / "server.log")
+    try:
+        # Ready only with the split applied: from its first ready answer, not a poll later.
+        ready = httpx.get(f"{server.url}/readyz", timeout=5).json()
+        assert ready["model"]["version"] == "1"
+        assert ready["traffic"]["canary"] == {"version": "2", "weight": 50}
+        canary = {"canary": {"version": "2", "weight": 50}, "shadow": None}
+        assert controller.reports[0]["traffic"] == canary
+        answered = [
+            httpx.post(
+                f"{server.url}/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]}, timeout=5
+            ).headers["x-aliasflow-model-version"]
+            for _ in range(60)
+        ]
+        assert set(answered) == {"1", "2"}
+
+        def counted(report: dict[str, Any]) -> bool:
+            stats = parse_server_metrics(report["metrics"] or "")
+            return stats.get(("2", "canary"), VersionStats()).requests == answered.count(
+                "2"
+            ) and stats.get(("1", "primary"), VersionStats()).requests == answered.count("1")
+
+        controller.wait_report(counted)
+        controller.traffic = {"canary": None, "shadow": None}
+        controller.wait_report(lambda r: r["traffic"] == {"canary": None, "shadow": None})
+        assert httpx.get(f"{server.url}/readyz", timeout=5).json()["traffic"]["canary"] is None
+        assert served(server.url) == "1"
+    finally:
+        stop_process(server.process)
+    assert controller.refused == []

@@ -19,6 +19,11 @@ means for an operator):
   replica reporting the desired version), then given 100% of the traffic, and only then
   are the older revisions deactivated, after a drain pause for requests in flight. A
   new revision that fails leaves the old one serving.
+- Canary and shadow travel the link too: every replica splits its own requests by the
+  split recorded in `ServerLinks` (and on the app's tags), so the app's traffic follows
+  the weight in aggregate; the split counts as applied once every ready replica reports
+  it. The replicas' reported prediction counters, summed, are the deployment's metrics
+  (`server_metrics`), since no one replica's `/metrics` is (split.py, counters.py).
 - Apps are tagged like ACI groups (`aliasflow-managed`, `-deployment`, `-spec-hash`,
   `-model-version`) plus `aliasflow-runtime-hash`; the spec hash moves only once a new
   revision serves, so a failed rollout is retried when something changes.
@@ -33,7 +38,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from azure.core.credentials import TokenCredential
@@ -77,7 +82,14 @@ from controller.runtimes.containerapp.spec import (
     served_by_reports,
     suffix_for,
 )
-from controller.runtimes.link import DesiredModel, ServerLinks
+from controller.runtimes.containerapp.split import (
+    TAG_CANARY,
+    applied_traffic,
+    link_traffic,
+    traffic_from_tags,
+    traffic_tags,
+)
+from controller.runtimes.link import DesiredModel, ReplicaReport, ServerLinks
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +168,9 @@ class ContainerAppRuntime:
         for key in self.resource_groups:
             for name, view in self._list(key).items():
                 desired = self._seed(name, view)
-                served = served_by_reports(self.links.reports(name), desired, view.running)
-                owned.append(self._actual(name, view, served))
+                reports = self.links.reports(name)
+                served = served_by_reports(reports, desired, view.running)
+                owned.append(self._actual(name, view, served, reports.values()))
         return sorted(owned, key=lambda state: state.name)
 
     def observe(self, name: str) -> ActualState | None:
@@ -169,10 +182,10 @@ class ContainerAppRuntime:
         if seen is None:
             return None
         desired = self._seed(name, seen.view)
-        served = served_by_replicas(
-            seen.replicas, self.links.reports(name), desired, seen.view.min_replicas
-        )
-        return self._actual(name, seen.view, served)
+        reports = self.links.reports(name)
+        served = served_by_replicas(seen.replicas, reports, desired, seen.view.min_replicas)
+        running = [reports[r.name] for r in seen.replicas if r.running and r.name in reports]
+        return self._actual(name, seen.view, served, running)
 
     def deploy(self, desired: DesiredState) -> ActualState:
         """A new revision, proven before it takes the traffic (zero downtime)."""
@@ -181,12 +194,39 @@ class ContainerAppRuntime:
     def set_traffic(
         self, desired: DesiredState, traffic: Traffic, current: ActualState | None = None
     ) -> ActualState:
-        """Not built: a canary here belongs in the platform's revision weights, not in one
-        server's split (a request reaches one replica of many). Validation refuses the
-        manifest first; this is the runtime's own line."""
-        raise InvalidSpecError(
-            f"{desired.name}: canary and shadow are not available on target containerapp yet"
+        """Every replica is told the split through the link and splits its own requests;
+        the split is recorded on the tags by a tags-only PATCH (no new revision). What
+        comes back is pending until every ready replica reports the split."""
+        key = self._key_of(desired)
+        what = f"traffic of {key[1]}/{desired.name}"
+        existing = self._get(key, desired.name)
+        if existing is not None and not is_owned(existing.tags):
+            raise InvalidSpecError(f"{what}: not tagged aliasflow-managed=true; left alone")
+        if existing is None or not existing.running:
+            raise RuntimeUnavailableError(f"{what}: no running container app to split traffic")
+        # The primary the replicas serve stays what it was (from the tags after a restart).
+        self._seed(desired.name, existing)
+        split = link_traffic(traffic)
+        self.links.decide_traffic(desired.name, split)
+        log.info(
+            "%s: replicas told to split: canary %s at %s%%, shadow %s at %s%%",
+            desired.name,
+            traffic.canary_uri or "none",
+            traffic.weight,
+            traffic.shadow_uri or "none",
+            traffic.percent,
+            extra={"deployment": desired.name, "model_version": desired.model_version},
         )
+        self._write_tags(key, desired, existing, traffic_tags(existing.tags, split))
+        seen = self.observe(desired.name)
+        if seen is None:
+            raise RuntimeUnavailableError(f"{what}: the app vanished")
+        return seen
+
+    def server_metrics(self, name: str) -> str | None:
+        """The deployment's prediction counters: every replica's reported ones, summed
+        (no one replica's `/metrics` is the app's); None before any report."""
+        return self.links.metrics(name)
 
     def set_api_keys(
         self, desired: DesiredState, current: ActualState | None = None
@@ -216,17 +256,10 @@ class ContainerAppRuntime:
             desired.model_uri,
             extra={"deployment": desired.name, "model_version": desired.model_version},
         )
-        view = existing
-        if existing.tags.get(TAG_MODEL_VERSION) != desired.model_version:
-            tags = {**existing.tags, TAG_MODEL_VERSION: desired.model_version}
-            # The replicas already follow the new version; a failed PATCH is retried and
-            # re-records it on the next pass.
-            view = app_view(
-                self.arm.patch_app(
-                    key, desired.name, {"tags": tags}, float(desired.health_timeout_seconds)
-                )
-            )
-            self._remember(key, desired.name, view)
+        # A new primary ends a canary (it became the primary, or it was replaced).
+        tags = {**existing.tags, TAG_MODEL_VERSION: desired.model_version}
+        tags.pop(TAG_CANARY, None)
+        view = self._write_tags(key, desired, existing, tags)
         pending = Served(None, False, f"replicas switch to version {desired.model_version}")
         return self._actual(desired.name, view, pending)
 
@@ -263,16 +296,55 @@ class ContainerAppRuntime:
                 self._hashes[name] = known
         return known
 
+    def _write_tags(
+        self, key: Key, desired: DesiredState, existing: AppView, tags: dict[str, str]
+    ) -> AppView:
+        """A tags-only PATCH when the tags change (no new revision, no restart). The
+        replicas already follow the link; a failed PATCH is retried and re-records it on
+        the next pass."""
+        if tags == existing.tags:
+            return existing
+        view = app_view(
+            self.arm.patch_app(
+                key,
+                desired.name,
+                {"tags": tags_patch(existing.tags, tags)},
+                float(desired.health_timeout_seconds),
+            )
+        )
+        self._remember(key, desired.name, view)
+        return view
+
     # -- reads --------------------------------------------------------------------------
 
-    def _actual(self, name: str, view: AppView, served: Served) -> ActualState:
-        return actual_from_app(view, self.endpoint_resolver, served, self.runtime_hash(name))
+    def _actual(
+        self,
+        name: str,
+        view: AppView,
+        served: Served,
+        reports: Iterable[ReplicaReport] = (),
+    ) -> ActualState:
+        """The app and its served version, with the split its ready replicas apply."""
+        actual = actual_from_app(view, self.endpoint_resolver, served, self.runtime_hash(name))
+        applied, lagging = applied_traffic(reports, self.links.traffic(name))
+        return replace(
+            actual,
+            canary_version=applied.canary_version,
+            canary_weight=applied.canary_weight,
+            shadow_version=applied.shadow_version,
+            shadow_percent=applied.shadow_percent,
+            detail="; ".join(part for part in (actual.detail, lagging) if part),
+        )
 
     def _seed(self, name: str, view: AppView) -> DesiredModel | None:
-        """What the servers are told: this process's decision, else the version tag."""
+        """What the servers are told: this process's decision, else the tags' record."""
         version = view.tags.get(TAG_MODEL_VERSION)
         if version and view.model_name:
-            self.links.seed(name, DesiredModel(f"models:/{view.model_name}/{version}", version))
+            self.links.seed(
+                name,
+                DesiredModel(f"models:/{view.model_name}/{version}", version),
+                traffic_from_tags(view.tags, view.model_name),
+            )
         return self.links.desired(name)
 
     def _list(self, key: Key) -> dict[str, AppView]:
@@ -519,10 +591,12 @@ class _Rollout:
         if current is None:
             raise RuntimeUnavailableError(f"{self.what}: the app vanished during the rollout")
         wanted = {**current.tags, **tags}
+        # The new revision serves the desired version alone: a canary is over.
+        wanted.pop(TAG_CANARY, None)
         if current.weights() == {target: 100} and wanted == current.tags:
             return current
         patch: dict[str, Any] = {
-            "tags": wanted,
+            "tags": tags_patch(current.tags, wanted),
             "properties": {
                 "configuration": {"ingress": {"traffic": [{"revisionName": target, "weight": 100}]}}
             },
@@ -550,6 +624,12 @@ class _Rollout:
             f"{self.what}: revision {target} failed ({why}); it takes no traffic and the "
             "revision that served keeps serving"
         )
+
+
+def tags_patch(old: dict[str, str], new: dict[str, str]) -> dict[str, str | None]:
+    """`new` as a JSON merge patch over `old` (spec: ContainerApps_Update is a merge
+    patch): a tag that goes is sent as null, or it would stay."""
+    return {**new, **{k: None for k in old if k not in new}}
 
 
 def _region(location: str) -> str:

@@ -15,6 +15,7 @@ import pytest
 
 from controller.runtimes.azurearm import RetryOptions
 from controller.runtimes.containerapp import ContainerAppRuntime, ServerWiring
+from controller.runtimes.counters import parse_counters
 from controller.runtimes.link import ServerLinks
 from tests.containerapps_emulator import ContainerAppsEmulator
 from tests.containerapps_emulator.state import App, Revision
@@ -40,6 +41,10 @@ class LinkedReplicas:
         self.links = links
         #: Revisions whose replicas never report.
         self.silent: set[str] = set()
+        #: Whether replicas apply (and report) the split the controller decided.
+        self.split = True
+        #: Prometheus text every replica reports as its counters, if any.
+        self.counters: str | None = None
         #: Called (app, revision) before a replica of that revision reports.
         self.on_report: Callable[[App, Revision], None] | None = None
         self._stop = threading.Event()
@@ -68,9 +73,17 @@ class LinkedReplicas:
                         self.on_report(app, revision)
                     if revision.name in self.silent:
                         continue
+                    traffic = self.links.traffic(app.name).applied() if self.split else None
+                    counters = parse_counters(self.counters) if self.counters else None
                     for replica in list(revision.replicas):
                         self.links.report(
-                            app.name, replica.name, desired.version, True, revision.name
+                            app.name,
+                            replica.name,
+                            desired.version,
+                            True,
+                            revision.name,
+                            traffic=traffic,
+                            counters=counters,
                         )
 
 

@@ -11,6 +11,7 @@ writes nothing else; nothing it does not own is touched; secrets never come back
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -21,9 +22,10 @@ from controller.core.errors import (
     InvalidSpecError,
     RolloutRejectedError,
 )
-from controller.core.types import ActualState
+from controller.core.types import ActualState, Strategy, Traffic
+from controller.reconcile.analysis import parse_server_metrics
 from controller.runtimes.containerapp import ContainerAppRuntime
-from controller.runtimes.link import DesiredModel, ServerLinks
+from controller.runtimes.link import AppliedTraffic, DesiredModel, ServerLinks
 from tests.containerapps_emulator import ContainerAppsEmulator
 from tests.containerapps_emulator.state import App, Revision
 from tests.contract.containerapps.helpers import app_body, sdk_client
@@ -331,3 +333,83 @@ def test_a_restarted_controller_tells_servers_the_version_it_recorded(
     assert fresh.desired("iris") is None
     restarted.list_owned()
     assert fresh.desired("iris") == DesiredModel("models:/iris-classifier/2", "2")
+
+
+def test_a_canary_is_a_split_every_replica_applies_recorded_on_the_tags_not_a_revision(
+    emulator: ContainerAppsEmulator,
+    make_runtime: RuntimeFactory,
+    replicas: LinkedReplicas,
+    links: ServerLinks,
+) -> None:
+    runtime = make_runtime()
+    current = runtime.deploy(make_desired())
+    revisions = set(app_of(emulator).revisions)
+    emulator.state.reset_counters()
+    replicas.split = False  # the replicas have not applied it yet
+    canary = make_desired(version="2", strategy=Strategy.CANARY)
+    pending = runtime.set_traffic(
+        canary, Traffic("models:/iris-classifier/2", 20, "models:/iris-classifier/3", 50), current
+    )
+    assert links.traffic("iris").applied() == AppliedTraffic("2", 20, "3", 50)
+    assert links.desired("iris") == DesiredModel("models:/iris-classifier/1", "1")
+    assert pending.canary_version is None
+    assert "do not apply the traffic split yet" in pending.detail
+    tags = app_of(emulator).body["tags"]
+    assert (tags["aliasflow-canary"], tags["aliasflow-shadow"]) == ("2@20", "3@50")
+    assert emulator.state.calls[("PATCH", "app")] == 1
+    assert emulator.state.calls[("PUT", "app")] == 0
+    assert set(app_of(emulator).revisions) == revisions
+    replicas.split = True
+    applied = wait_for(runtime, lambda seen: seen.canary_version == "2")
+    assert (applied.canary_weight, applied.shadow_version, applied.shadow_percent) == (20, "3", 50)
+    assert applied.ready
+    assert applied.served_version == "1"
+    # The canary promoted: a hot swap to it ends the canary, the shadow stays.
+    runtime.hotswap(make_desired(version="2"), applied)
+    tags = app_of(emulator).body["tags"]
+    assert "aliasflow-canary" not in tags
+    assert tags["aliasflow-shadow"] == "3@50"
+    promoted = wait_for(runtime, lambda seen: seen.served_version == "2")
+    assert (promoted.canary_version, promoted.shadow_version) == (None, "3")
+    assert set(app_of(emulator).revisions) == revisions
+
+
+def test_a_restarted_controller_tells_replicas_the_split_it_recorded(
+    emulator: ContainerAppsEmulator, make_runtime: RuntimeFactory, replicas: LinkedReplicas
+) -> None:
+    runtime = make_runtime()
+    current = runtime.deploy(make_desired())
+    split = Traffic("models:/iris-classifier/2", 50)
+    runtime.set_traffic(make_desired(version="2", strategy=Strategy.CANARY), split, current)
+    fresh = ServerLinks()
+    restarted = make_runtime(links=fresh)
+    restarted.list_owned()
+    assert fresh.desired("iris") == DesiredModel("models:/iris-classifier/1", "1")
+    assert fresh.traffic("iris").applied() == AppliedTraffic("2", 50, None, 0)
+
+
+def test_the_deployment_counters_are_the_replicas_reports_summed(
+    emulator: ContainerAppsEmulator, make_runtime: RuntimeFactory, replicas: LinkedReplicas
+) -> None:
+    runtime = make_runtime()
+    assert runtime.server_metrics("iris") is None
+    replicas.counters = (
+        'aliasflow_server_prediction_requests_total{outcome="ok",role="primary",version="1"} 4\n'
+    )
+    runtime.deploy(make_desired())  # two replicas
+    wait_serving(runtime, "iris", "1")
+    text = runtime.server_metrics("iris")
+    assert text is not None
+    assert parse_server_metrics(text)[("1", "primary")].ok == 8
+
+
+def wait_for(
+    runtime: ContainerAppRuntime, done: Callable[[ActualState], bool], name: str = "iris"
+) -> ActualState:
+    deadline = time.monotonic() + 10
+    while True:
+        actual = runtime.observe(name)
+        if actual is not None and done(actual):
+            return actual
+        assert time.monotonic() < deadline, f"{name}: {actual}"
+        time.sleep(0.02)
