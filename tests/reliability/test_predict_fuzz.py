@@ -39,6 +39,9 @@ OPERATIONS = [
     ("GET", "/metrics"),
     ("POST", "/admin/model"),
     ("PUT", "/admin/api-keys"),
+    ("PUT", "/admin/traffic"),
+    ("GET", "/admin/traffic"),
+    ("DELETE", "/admin/model/previous"),
     # MLflow's scoring protocol
     ("GET", "/ping"),
     ("GET", "/version"),
