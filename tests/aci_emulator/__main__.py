@@ -33,7 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         emulator.start()
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        # Ctrl-C by handler, not KeyboardInterrupt: a process started in the background
+        # inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
         print(
             json.dumps(
                 {
@@ -49,8 +52,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         try:
             stop.wait()
-        except KeyboardInterrupt:
-            pass
         finally:
             emulator.stop()
     return 0

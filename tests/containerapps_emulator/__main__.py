@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     emulator = ContainerAppsEmulator(backed=args.backed, port=args.port).start()
     emulator.add_environment(SUBSCRIPTION, args.resource_group, args.environment)
+    stop = threading.Event()
+    # Ctrl-C by handler, not KeyboardInterrupt: a process started in the background
+    # inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     print(
         json.dumps(
             {
@@ -48,12 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
         flush=True,
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         stop.wait()
-    except KeyboardInterrupt:
-        pass
     finally:
         emulator.stop()
     return 0
