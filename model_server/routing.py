@@ -24,7 +24,9 @@ SHADOW = "shadow"
 ROLE_HEADER = "x-aliasflow-role"
 VERSION_HEADER = "x-aliasflow-model-version"
 
-_draw = random.random
+# A generator of our own, seeded from the OS: a library that seeds the global `random`
+# (for its own reproducibility) must not make the split a fixed sequence.
+_draw = random.Random().random
 
 
 @dataclass(frozen=True, slots=True)
