@@ -26,7 +26,7 @@ VERSION_HEADER = "x-aliasflow-model-version"
 
 # A generator of our own, seeded from the OS: a library that seeds the global `random`
 # (for its own reproducibility) must not make the split a fixed sequence.
-_draw = random.Random().random
+_draw = random.Random().random  # noqa: S311 - a traffic split, not a secret
 
 
 @dataclass(frozen=True, slots=True)
