@@ -24,15 +24,17 @@ from typing import Any, TypeVar
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.core.manifest import Analysis
+from controller.core.servermetrics import (
+    LATENCY,
+    OUTPUTS,
+    REQUESTS,
+    SHADOW_AGREEMENT,
+    SHADOW_LATENCY,
+    SHADOW_REQUESTS,
+)
 
-REQUESTS = "aliasflow_server_prediction_requests"
-LATENCY = "aliasflow_server_prediction_latency_seconds"
-OUTPUTS = "aliasflow_server_prediction_outputs"
-# The shadow's own counters, read into the role "shadow": its requests (ok, error;
+# The shadow's counters are read into the role "shadow": its requests (ok, error;
 # dropped ones are not requests it answered), latency, and agreement as two "outputs".
-SHADOW_REQUESTS = "aliasflow_server_shadow_requests"
-SHADOW_LATENCY = "aliasflow_server_shadow_latency_seconds"
-SHADOW_AGREEMENT = "aliasflow_server_shadow_agreement"
 SHADOW = "shadow"
 
 

@@ -20,12 +20,14 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 
-REQUESTS = "aliasflow_server_prediction_requests"
-LATENCY = "aliasflow_server_prediction_latency_seconds"
-OUTPUTS = "aliasflow_server_prediction_outputs"
-SHADOW_REQUESTS = "aliasflow_server_shadow_requests"
-SHADOW_LATENCY = "aliasflow_server_shadow_latency_seconds"
-SHADOW_AGREEMENT = "aliasflow_server_shadow_agreement"
+from controller.core.servermetrics import (
+    LATENCY,
+    OUTPUTS,
+    REQUESTS,
+    SHADOW_AGREEMENT,
+    SHADOW_LATENCY,
+    SHADOW_REQUESTS,
+)
 
 # The samples a report may carry; others (a newer server's, `_created` timestamps) are
 # not summed: a timestamp is not a count.

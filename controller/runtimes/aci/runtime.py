@@ -181,16 +181,12 @@ class AciRuntime:
         self, desired: DesiredState, current: ActualState | None = None
     ) -> ActualState:
         """The keys live in the server (no ARM write): only its endpoint is needed."""
-        seen = current if current is not None and current.endpoint else self.observe(desired.name)
-        if seen is None or seen.endpoint is None or not seen.running:
-            raise RuntimeUnavailableError(
-                f"{desired.name}: no running container group to give API keys to"
-            )
-        request_api_keys(seen.endpoint, self._key(desired.name), desired)
-        after = self.observe(desired.name)
-        if after is None:
-            raise RuntimeUnavailableError(f"{desired.name}: the container group vanished")
-        return after
+        return self._tell_server(
+            desired,
+            current,
+            "give API keys to",
+            lambda endpoint, key: request_api_keys(endpoint, key, desired),
+        )
 
     def hotswap(self, desired: DesiredState, current: ActualState | None = None) -> ActualState:
         return self._hotswap(desired, current)
@@ -199,12 +195,28 @@ class AciRuntime:
         self, desired: DesiredState, traffic: Traffic, current: ActualState | None = None
     ) -> ActualState:
         """The split lives in the server (no ARM write): only its endpoint is needed."""
+        return self._tell_server(
+            desired,
+            current,
+            "split traffic on",
+            lambda endpoint, key: request_traffic(endpoint, key, desired, traffic),
+        )
+
+    def _tell_server(
+        self,
+        desired: DesiredState,
+        current: ActualState | None,
+        purpose: str,
+        send: Callable[[str, str], None],
+    ) -> ActualState:
+        """One signed admin request to the group's server (`send(endpoint, key)`), then
+        what the group looks like after it."""
         seen = current if current is not None and current.endpoint else self.observe(desired.name)
         if seen is None or seen.endpoint is None or not seen.running:
             raise RuntimeUnavailableError(
-                f"{desired.name}: no running container group to split traffic on"
+                f"{desired.name}: no running container group to {purpose}"
             )
-        request_traffic(seen.endpoint, self._key(desired.name), desired, traffic)
+        send(seen.endpoint, self._key(desired.name))
         after = self.observe(desired.name)
         if after is None:
             raise RuntimeUnavailableError(f"{desired.name}: the container group vanished")

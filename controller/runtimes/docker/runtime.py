@@ -31,7 +31,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,25 +200,26 @@ class DockerRuntime:
     def set_traffic(
         self, desired: DesiredState, traffic: Traffic, current: ActualState | None = None
     ) -> ActualState:
-        with self._name_lock(desired.name):
-            chosen = _current(
-                self._list([OWNED, f"{LABEL_DEPLOYMENT}={desired.name}"]),
-                self._state.read().get(desired.name),
-            )
-            if chosen is None or chosen.host_port is None or chosen.state != "running":
-                raise RuntimeUnavailableError(
-                    f"{desired.name}: no running container to split traffic on; the next pass "
-                    "recreates it"
-                )
-            request_traffic(_endpoint(chosen), self._key(desired.name), desired, traffic)
-        actual = self.observe(desired.name)
-        if actual is None:
-            raise RuntimeUnavailableError(f"{desired.name}: the container vanished")
-        return actual
+        return self._tell_server(
+            desired,
+            "split traffic on",
+            lambda endpoint, key: request_traffic(endpoint, key, desired, traffic),
+        )
 
     def set_api_keys(
         self, desired: DesiredState, current: ActualState | None = None
     ) -> ActualState:
+        return self._tell_server(
+            desired,
+            "give API keys to",
+            lambda endpoint, key: request_api_keys(endpoint, key, desired),
+        )
+
+    def _tell_server(
+        self, desired: DesiredState, purpose: str, send: Callable[[str, str], None]
+    ) -> ActualState:
+        """One signed admin request to the deployment's running container
+        (`send(endpoint, key)`), then what it looks like after it."""
         with self._name_lock(desired.name):
             chosen = _current(
                 self._list([OWNED, f"{LABEL_DEPLOYMENT}={desired.name}"]),
@@ -226,10 +227,9 @@ class DockerRuntime:
             )
             if chosen is None or chosen.host_port is None or chosen.state != "running":
                 raise RuntimeUnavailableError(
-                    f"{desired.name}: no running container to give API keys to; the next "
-                    "pass recreates it"
+                    f"{desired.name}: no running container to {purpose}; the next pass recreates it"
                 )
-            request_api_keys(_endpoint(chosen), self._key(desired.name), desired)
+            send(_endpoint(chosen), self._key(desired.name))
         actual = self.observe(desired.name)
         if actual is None:
             raise RuntimeUnavailableError(f"{desired.name}: the container vanished")

@@ -160,27 +160,34 @@ class LocalRuntime:
     def set_traffic(
         self, desired: DesiredState, traffic: Traffic, current: ActualState | None = None
     ) -> ActualState:
-        with self._name_lock(desired.name):
-            state = self._state.read()
-            record = state.servers.get(desired.name)
-            if record is None or not is_our_server(record.pid, record.port):
-                raise RuntimeUnavailableError(
-                    f"{desired.name}: no running server to split traffic on; it needs a recreate"
-                )
-            request_traffic(record.endpoint, self._key(desired.name), desired, traffic)
-            return self._actual(desired.name, record, state.proxies.get(desired.name))
+        return self._tell_server(
+            desired,
+            "split traffic on",
+            lambda endpoint, key: request_traffic(endpoint, key, desired, traffic),
+        )
 
     def set_api_keys(
         self, desired: DesiredState, current: ActualState | None = None
     ) -> ActualState:
+        return self._tell_server(
+            desired,
+            "give API keys to",
+            lambda endpoint, key: request_api_keys(endpoint, key, desired),
+        )
+
+    def _tell_server(
+        self, desired: DesiredState, purpose: str, send: Callable[[str, str], None]
+    ) -> ActualState:
+        """One signed admin request to the deployment's running server
+        (`send(endpoint, key)`), then what it looks like after it."""
         with self._name_lock(desired.name):
             state = self._state.read()
             record = state.servers.get(desired.name)
             if record is None or not is_our_server(record.pid, record.port):
                 raise RuntimeUnavailableError(
-                    f"{desired.name}: no running server to give API keys to; it needs a recreate"
+                    f"{desired.name}: no running server to {purpose}; it needs a recreate"
                 )
-            request_api_keys(record.endpoint, self._key(desired.name), desired)
+            send(record.endpoint, self._key(desired.name))
             return self._actual(desired.name, record, state.proxies.get(desired.name))
 
     def delete(self, name: str) -> None:
