@@ -191,7 +191,10 @@ class AciEmulator:
 
         class GivenKeyRuntime(LocalRuntime):
             # The container's ALIASFLOW_ADMIN_TOKEN is already the deployment's key (the
-            # ACI runtime derived it): the server gets it as given, as in ACI.
+            # ACI runtime derived it): the server gets it as given, as in ACI. Source:
+            # spec containerInstance.json, EnvironmentVariable {name, value, secureValue};
+            # docs "Set environment variables in container instances" (secure values reach
+            # the container's environment, only the API hides them).
             def _key(self, name: str) -> str:
                 return admin_token
 

@@ -3,7 +3,8 @@
 It speaks the part of the model server's HTTP contract the runtime relies on (`/readyz`
 with the model it serves, the version from `MODEL_URI`, as model_server's
 `ReadyResponse`; `/livez`; `POST /admin/model` signed with the admin key, checked as the
-real server checks it, stdlib only) and is ready in a
+real server checks it (docs/server-contract.md, "Admin requests are signed"; stdlib only;
+no replay memory), not a Docker behaviour) and is ready in a
 fraction of a second, so tests of ownership, pruning and faults
 do not pay a real model load. Run as `python stub_server.py PORT`.
 """
